@@ -1,0 +1,376 @@
+/* sockit.h -- the whole public API of libsockit: byte buffers, line framing,
+ * endpoints, the event loop and the server framework.
+ *
+ * Conventions: functions that act return an int, >= 0 on success and a
+ * negative errno (or one of the SK_EAI_* codes below) on failure; predicates
+ * return bool. Nothing here prints or exits. Names are sk_<module>_<verb>.
+ */
+#ifndef SOCKIT_H
+#define SOCKIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SK_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+/* Name resolution failures, translated once from getaddrinfo(). */
+#define SK_EAI_NONAME (-3001) /* name or service not known */
+#define SK_EAI_AGAIN (-3002)  /* temporary failure in name resolution */
+#define SK_EAI_FAIL (-3003)   /* non-recoverable failure in name resolution */
+#define SK_EAI_FAMILY (-3004) /* no address of the requested family */
+#define SK_EAI_OTHER (-3005)  /* any other resolver failure */
+/* A path exists and is not a socket: sockit never replaces it. */
+#define SK_ENOTSOCKFILE (-3010)
+
+/* Returns a lower-case description of any error code returned by libsockit,
+ * e.g. "address in use" for -EADDRINUSE. Never NULL. */
+const char *sk_strerror(int err);
+
+/* ---------------------------------------------------------------- buffers */
+
+/* A growable byte buffer. The bytes are data[off .. off+len); the caller
+ * owns the struct, the buffer owns data. Consuming from the front is O(1). */
+struct sk_buf {
+    char *data;
+    size_t off;
+    size_t len;
+    size_t cap;
+};
+
+void sk_buf_init(struct sk_buf *buf);
+/* Frees data and leaves buf empty; NULL-safe. */
+void sk_buf_release(struct sk_buf *buf);
+/* Makes room for n more bytes at the end. Returns 0 or -ENOMEM. */
+int sk_buf_reserve(struct sk_buf *buf, size_t n);
+/* Copies n bytes to the end. Returns 0 or -ENOMEM. */
+int sk_buf_append(struct sk_buf *buf, const void *p, size_t n);
+/* Drops n (<= len) bytes from the front. */
+void sk_buf_consume(struct sk_buf *buf, size_t n);
+/* The first byte held, and the end where sk_buf_reserve() made room. */
+static inline char *sk_buf_head(const struct sk_buf *buf)
+{
+    return buf->data + buf->off;
+}
+static inline char *sk_buf_tail(const struct sk_buf *buf)
+{
+    return buf->data + buf->off + buf->len;
+}
+
+/* ---------------------------------------------------------- line framing */
+
+/* Splits a byte stream into LF-terminated lines with a length limit.
+ * A line is passed to the callback without its LF (a CR stays). Only the
+ * unterminated tail is copied between calls; complete lines are passed
+ * straight from the caller's data. */
+struct sk_lines {
+    struct sk_buf partial;
+    size_t max; /* longest line accepted, LF excluded */
+};
+
+/* Called once per line; a non-zero return stops the feed and is returned. */
+typedef int (*sk_line_fn)(void *ctx, const char *line, size_t len);
+
+void sk_lines_init(struct sk_lines *lines, size_t max);
+void sk_lines_release(struct sk_lines *lines);
+/* Feeds len bytes. Returns 0, the callback's non-zero value, -EMSGSIZE if a
+ * line grows longer than max, or -ENOMEM. */
+int sk_lines_feed(struct sk_lines *lines, const char *data, size_t len,
+                  sk_line_fn fn, void *ctx);
+/* Passes a last unterminated piece, if any, as a line (at end of input). */
+int sk_lines_finish(struct sk_lines *lines, sk_line_fn fn, void *ctx);
+
+/* ------------------------------------------------------------- endpoints */
+
+enum sk_scheme {
+    SK_TCP = 1,
+    SK_TCP4,
+    SK_TCP6,
+    SK_UDP,
+    SK_UDP4,
+    SK_UDP6,
+    SK_UNIX,
+    SK_UNIXGRAM,
+};
+
+/* Longest host: a DNS name is at most 253 characters. */
+#define SK_HOST_MAX 256
+/* A UNIX path or "@name" fits sun_path (108 bytes with the NUL or the
+ * abstract name's leading zero byte), plus the '@' and a NUL. */
+#define SK_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) + 1)
+/* Longest canonical endpoint string, with its NUL. */
+#define SK_ENDPOINT_STRLEN (16 + SK_HOST_MAX + SK_PATH_MAX)
+
+/* A parsed endpoint: plain data, owned by the caller. */
+struct sk_endpoint {
+    enum sk_scheme scheme;
+    char host[SK_HOST_MAX]; /* name or numeric; IPv6 without brackets;
+                               "" means any address (listening only) */
+    uint16_t port;
+    char path[SK_PATH_MAX]; /* UNIX: a path, or "@name" for abstract */
+};
+
+/* A socket address of any family sockit speaks. */
+struct sk_addr {
+    socklen_t len;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+        struct sockaddr_un un;
+        struct sockaddr_storage ss;
+    } u;
+};
+
+/* Parses "tcp://host:port", "udp6://[::1]:53", "unix:/path", "unix:@name"...
+ * No DNS, no allocation. Returns 0, or -EINVAL / -ERANGE / -ENAMETOOLONG
+ * with *why (if not NULL) set to a static phrase naming the wrong part, e.g.
+ * "port out of range 0..65535". *ep is untouched on failure. */
+int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
+                      const char **why);
+/* Writes the canonical form into out. Returns its length or -ENOSPC. */
+int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size);
+/* SOCK_STREAM or SOCK_DGRAM. */
+int sk_endpoint_socktype(const struct sk_endpoint *ep);
+/* AF_UNIX, AF_INET, AF_INET6, or AF_UNSPEC for "tcp://" and "udp://". */
+int sk_endpoint_family(const struct sk_endpoint *ep);
+bool sk_endpoint_is_unix(const struct sk_endpoint *ep);
+bool sk_endpoint_is_stream(const struct sk_endpoint *ep);
+/* Resolves ep into at most max addresses. passive: for listening (an empty
+ * host means every interface). Returns the count (>= 1) or a negative code. */
+int sk_endpoint_resolve(const struct sk_endpoint *ep, bool passive,
+                        struct sk_addr *addrs, size_t max);
+/* Fills ep from a socket address, numerically, keeping the given scheme.
+ * Returns 0 or -EAFNOSUPPORT. An unnamed UNIX address gives path "". */
+int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
+                          const struct sk_addr *addr);
+
+/* ------------------------------------------------------------ event loop */
+
+struct sk_loop;
+struct sk_io;
+struct sk_timer;
+
+#define SK_READ 1u
+#define SK_WRITE 2u
+
+/* Readiness callback: events holds SK_READ and/or SK_WRITE (errors and
+ * hang-ups are reported as both, so the next read or write tells why). */
+typedef void (*sk_io_fn)(struct sk_io *io, unsigned events);
+typedef void (*sk_timer_fn)(struct sk_timer *timer);
+
+/* A watcher on one descriptor, embedded in the object that owns the fd.
+ * Fields are private; data is the caller's. */
+struct sk_io {
+    struct sk_loop *loop;
+    int fd;
+    unsigned events;
+    unsigned flags;
+    sk_io_fn cb;
+    void *data;
+};
+
+/* A one-shot or repeating timer, embedded in its owner. Private fields. */
+struct sk_timer {
+    struct sk_loop *loop;
+    uint64_t due;
+    uint64_t repeat;
+    size_t slot; /* index in the loop's heap, or SIZE_MAX when stopped */
+    sk_timer_fn cb;
+    void *data;
+};
+
+/* Creates a loop (epoll today; the backend is private to loop.c). */
+int sk_loop_new(struct sk_loop **loopp);
+/* Frees the loop; watchers and timers must be stopped first. NULL-safe. */
+void sk_loop_free(struct sk_loop *loop);
+/* Runs until sk_loop_stop(). Returns 0 or a negative errno from the poll. */
+int sk_loop_run(struct sk_loop *loop);
+/* Makes sk_loop_run() return after the current iteration. Loop thread only;
+ * from another thread use sk_loop_wake() in a wake-up callback. */
+void sk_loop_stop(struct sk_loop *loop);
+/* Milliseconds on the monotonic clock, read once per iteration. */
+uint64_t sk_loop_now(const struct sk_loop *loop);
+/* Called on the loop's thread just before each wait for events: the place to
+ * flush work gathered during the iteration. One hook per loop. */
+void sk_loop_set_prepare(struct sk_loop *loop, void (*fn)(void *), void *arg);
+/* Calls fn(arg) on the loop's thread soon; safe from any thread and from
+ * signal handlers. One wake-up callback per loop, set before sk_loop_run(). */
+void sk_loop_set_wake(struct sk_loop *loop, void (*fn)(void *), void *arg);
+void sk_loop_wake(struct sk_loop *loop);
+
+/* Starts watching fd for events (SK_READ | SK_WRITE). exclusive: wake only
+ * one of the loops sharing this fd (EPOLLEXCLUSIVE); such a watcher can only
+ * be stopped, not changed. Returns 0 or a negative errno. */
+int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd,
+                unsigned events, bool exclusive, sk_io_fn cb);
+/* Changes the events watched; 0 keeps the fd registered but silent. */
+int sk_io_set(struct sk_io *io, unsigned events);
+/* Stops watching; the fd stays open. Safe on a stopped watcher. */
+void sk_io_stop(struct sk_io *io);
+bool sk_io_is_active(const struct sk_io *io);
+
+void sk_timer_init(struct sk_timer *timer, sk_timer_fn cb);
+/* Fires after ms, then every repeat ms (0: once). Restarts a running timer.
+ * Returns 0 or -ENOMEM. */
+int sk_timer_start(struct sk_loop *loop, struct sk_timer *timer, uint64_t ms,
+                   uint64_t repeat);
+void sk_timer_stop(struct sk_timer *timer);
+
+/* A signal delivered through the loop (signalfd): the callback runs on the
+ * loop's thread like any other event. Private fields. */
+struct sk_signal {
+    struct sk_loop *loop;
+    int signo;
+    void (*cb)(struct sk_signal *sig);
+    void *data;
+    struct sk_signal *next;
+};
+
+/* Routes signo to cb. The signal is blocked in the calling thread; block it
+ * in every other thread too (threads inherit the mask of their creator, so
+ * start signals before threads). Returns 0 or a negative errno. */
+int sk_signal_start(struct sk_loop *loop, struct sk_signal *sig, int signo,
+                    void (*cb)(struct sk_signal *sig));
+/* Stops routing; the signal stays blocked. */
+void sk_signal_stop(struct sk_signal *sig);
+
+/* ---------------------------------------------------------------- server */
+
+struct sk_server;
+struct sk_conn;
+struct sk_dgram;
+
+/* What a server does with its clients. Stream callbacks get a connection;
+ * on_datagram gets one message and its sender. Any callback may be NULL:
+ * without on_read input is dropped, without on_eof a half-close from the
+ * peer closes the connection once the replies are sent, without
+ * on_datagram datagram endpoints are refused by sk_server_listen(). */
+struct sk_handler {
+    /* A new connection. Non-zero closes it (on_close is still called). */
+    int (*on_open)(struct sk_conn *c);
+    /* Bytes from the peer, valid during the call only. */
+    void (*on_read)(struct sk_conn *c, const char *data, size_t len);
+    /* The peer will send nothing more. */
+    void (*on_eof)(struct sk_conn *c);
+    /* All queued output reached the kernel. */
+    void (*on_drain)(struct sk_conn *c);
+    /* Last call for c: status 0 for a clean close, else a negative errno. */
+    void (*on_close)(struct sk_conn *c, int status);
+    /* One datagram; reply with sk_dgram_reply(). */
+    void (*on_datagram)(struct sk_dgram *d, const char *data, size_t len);
+};
+
+/* Server settings; zero means the default for every field. */
+struct sk_server_config {
+    const struct sk_handler *handler;
+    void *data;                /* the caller's, see sk_server_data() */
+    unsigned threads;          /* workers; default: online CPUs */
+    unsigned max_conns;        /* default: unlimited */
+    unsigned idle_timeout_ms;  /* default: none */
+    size_t output_max;         /* queued output per connection before
+                                  reading pauses; default SK_OUTPUT_MAX */
+    unsigned drain_ms;         /* graceful stop deadline; default 2000 */
+    unsigned unix_mode;        /* mode of created socket files, with
+                                  unix_mode_set; default: by umask */
+    bool unix_mode_set;
+    bool handle_signals;       /* SIGINT/SIGTERM stop the server */
+    /* Optional log hook for events a user may want to see (-v). */
+    void (*log)(void *data, const char *msg);
+};
+
+/* Output queued per connection before the server stops reading from it. */
+#define SK_OUTPUT_MAX (1024 * 1024)
+/* Largest datagram payload sockit receives. */
+#define SK_DGRAM_MAX 65536
+
+int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg);
+/* Binds every address of ep (one socket per worker for TCP and UDP, with
+ * SO_REUSEPORT; one shared socket for UNIX). Nothing is served until
+ * sk_server_run(). Returns 0 or a negative code; then the sockets and
+ * socket files made for ep are gone again and, if failed is not NULL, it
+ * holds the canonical endpoint of the address that could not be bound. */
+int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
+                     struct sk_endpoint *failed);
+/* Bound sockets so far, in the order bound, and each one's canonical
+ * endpoint (real address and port). */
+size_t sk_server_listener_count(const struct sk_server *srv);
+int sk_server_listener_endpoint(const struct sk_server *srv, size_t i,
+                                struct sk_endpoint *ep);
+/* Serves until stopped, then drains. Returns 0 or a negative errno. */
+int sk_server_run(struct sk_server *srv);
+/* Begins a graceful stop: stop accepting, finish replies for up to
+ * drain_ms, close. Safe from any thread and from signal handlers. */
+void sk_server_stop(struct sk_server *srv);
+/* Closes listeners, removes the UNIX socket files it created. NULL-safe. */
+void sk_server_free(struct sk_server *srv);
+void *sk_server_data(const struct sk_server *srv);
+/* Serve with a single worker whatever threads says (shared state). Call
+ * before sk_server_listen(). */
+void sk_server_set_single_worker(struct sk_server *srv);
+
+/* Queues a copy of len bytes for the peer; they are sent when the current
+ * loop iteration ends. Returns 0, -EPIPE once closing, or -ENOMEM. */
+int sk_conn_write(struct sk_conn *c, const void *data, size_t len);
+/* Bytes queued and not yet taken by the kernel. */
+size_t sk_conn_pending(const struct sk_conn *c);
+/* The per-connection output limit (the server's output_max). */
+size_t sk_conn_output_max(const struct sk_conn *c);
+/* Graceful close: stop reading, send what is queued, then close. */
+void sk_conn_close(struct sk_conn *c);
+/* Immediate close: queued output is dropped. */
+void sk_conn_abort(struct sk_conn *c);
+bool sk_conn_is_closing(const struct sk_conn *c);
+/* Stops watching the socket for good and hands its descriptor to the
+ * caller, who then owns it; the connection stays counted until closed. */
+int sk_conn_detach(struct sk_conn *c);
+void sk_conn_set_data(struct sk_conn *c, void *data);
+void *sk_conn_data(const struct sk_conn *c);
+struct sk_server *sk_conn_server(const struct sk_conn *c);
+struct sk_loop *sk_conn_loop(const struct sk_conn *c);
+/* Canonical endpoints of the peer and of the local side; an unnamed UNIX
+ * peer gives an empty path. */
+const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c);
+const struct sk_endpoint *sk_conn_local(const struct sk_conn *c);
+
+/* Queues a reply datagram to the sender of d; sent with the batch.
+ * Returns 0, -EDESTADDRREQ for an unnamed sender, or -EMSGSIZE. */
+int sk_dgram_reply(struct sk_dgram *d, const void *data, size_t len);
+const struct sk_addr *sk_dgram_peer(const struct sk_dgram *d);
+struct sk_server *sk_dgram_server(const struct sk_dgram *d);
+struct sk_loop *sk_dgram_loop(const struct sk_dgram *d);
+/* The receiving socket's descriptor and endpoint, for replies sent later
+ * with sendto() (the socket is non-blocking). */
+int sk_dgram_fd(const struct sk_dgram *d);
+const struct sk_endpoint *sk_dgram_local(const struct sk_dgram *d);
+
+/* Work that outlives a callback (a child process, a timer) registers a
+ * hold: during a graceful stop the worker keeps running until every hold is
+ * released or, at the drain deadline, cancelled. cancel must release the
+ * hold (and whatever it watches). The struct is the caller's; fields are
+ * private. */
+struct sk_hold {
+    void (*cancel)(struct sk_hold *hold);
+    void *data;
+    struct sk_hold *prev, *next;
+    void *owner;
+};
+
+void sk_dgram_hold(struct sk_dgram *d, struct sk_hold *hold,
+                   void (*cancel)(struct sk_hold *hold));
+void sk_hold_release(struct sk_hold *hold);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,452 @@
+/* conn.c -- stream connections: read into the worker's buffer, queue
+ * output and flush it once per loop iteration, pause reading while the
+ * output is over its limit, close gracefully or at once, expire idle ones. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CONN_CLOSING 1u  /* no more reading; close once output is sent */
+#define CONN_CLOSED 2u   /* socket closed; freed after this iteration */
+#define CONN_QUEUED 4u   /* on the worker's pending list */
+#define CONN_PAUSED 8u   /* reading paused for backpressure */
+#define CONN_EOF 16u     /* the peer sent FIN */
+#define CONN_DETACHED 32u /* the descriptor belongs to the service */
+
+struct sk_conn {
+    struct sk_io io;
+    struct sk_worker *w;
+    struct sk_listener *l;
+    struct sk_buf out;
+    unsigned flags;
+    int status;
+    uint64_t last_active;
+    struct sk_conn *prev, *next; /* worker's activity list */
+    struct sk_conn *next_pending;
+    struct sk_conn *next_closed;
+    void *data;
+    struct sk_addr peer_addr;
+    struct sk_endpoint *names; /* [0] peer, [1] local; made on demand */
+};
+
+static const struct sk_handler *handler_of(const struct sk_conn *c)
+{
+    return c->w->srv->cfg.handler;
+}
+
+/* ------------------------------------------------------ activity list */
+
+static void list_unlink(struct sk_conn *c)
+{
+    struct sk_worker *w = c->w;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->oldest = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        w->newest = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void list_append(struct sk_conn *c)
+{
+    struct sk_worker *w = c->w;
+
+    c->prev = w->newest;
+    c->next = NULL;
+    if (w->newest != NULL)
+        w->newest->next = c;
+    else
+        w->oldest = c;
+    w->newest = c;
+}
+
+/* Marks c active now, moving it to the young end of the list. */
+static void touch(struct sk_conn *c)
+{
+    c->last_active = sk_loop_now(c->w->loop);
+    if (c->w->newest != c) {
+        list_unlink(c);
+        list_append(c);
+    }
+}
+
+/* ---------------------------------------------------------- closing */
+
+/* Closes the socket now; the struct is freed, and on_close called, when
+ * the current loop iteration ends. */
+static void finish(struct sk_conn *c, int status)
+{
+    if (c->flags & CONN_CLOSED)
+        return;
+    c->flags |= CONN_CLOSED | CONN_CLOSING;
+    if (c->status == 0)
+        c->status = status;
+    if (!(c->flags & CONN_DETACHED)) {
+        sk_io_stop(&c->io);
+        close(c->io.fd);
+    }
+    list_unlink(c);
+    c->next_closed = c->w->closed;
+    c->w->closed = c;
+}
+
+void sk_conn_abort(struct sk_conn *c)
+{
+    sk_buf_consume(&c->out, c->out.len);
+    finish(c, -ECONNABORTED);
+}
+
+static void watch(struct sk_conn *c)
+{
+    unsigned ev = 0;
+    int err;
+
+    if (c->flags & (CONN_CLOSED | CONN_DETACHED))
+        return;
+    if (!(c->flags & (CONN_CLOSING | CONN_PAUSED | CONN_EOF)))
+        ev |= SK_READ;
+    if (c->out.len > 0 ||
+        (handler_of(c)->on_drain != NULL && !(c->flags & CONN_CLOSING)))
+        ev |= SK_WRITE;
+    err = sk_io_set(&c->io, ev);
+    if (err < 0)
+        finish(c, err);
+}
+
+void sk_conn_close(struct sk_conn *c)
+{
+    if (c->flags & CONN_CLOSING)
+        return;
+    c->flags |= CONN_CLOSING;
+    if (c->out.len == 0 || (c->flags & CONN_DETACHED))
+        finish(c, 0);
+    else
+        watch(c);
+}
+
+bool sk_conn_is_closing(const struct sk_conn *c)
+{
+    return (c->flags & CONN_CLOSING) != 0;
+}
+
+/* ------------------------------------------------------------ output */
+
+static void queue(struct sk_conn *c)
+{
+    if (c->flags & CONN_QUEUED)
+        return;
+    c->flags |= CONN_QUEUED;
+    c->next_pending = c->w->pending;
+    c->w->pending = c;
+}
+
+int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
+{
+    int err;
+
+    if (c->flags & (CONN_CLOSED | CONN_DETACHED))
+        return -EPIPE;
+    err = sk_buf_append(&c->out, data, len);
+    if (err < 0)
+        return err;
+    queue(c);
+    if (c->out.len >= c->w->srv->cfg.output_max &&
+        !(c->flags & CONN_PAUSED)) {
+        c->flags |= CONN_PAUSED;
+        watch(c);
+    }
+    return 0;
+}
+
+size_t sk_conn_pending(const struct sk_conn *c)
+{
+    return c->out.len;
+}
+
+size_t sk_conn_output_max(const struct sk_conn *c)
+{
+    return c->w->srv->cfg.output_max;
+}
+
+/* Sends what is queued. Returns 0 (all sent or the kernel is full) or a
+ * negative errno after which c is closed. */
+static int flush(struct sk_conn *c)
+{
+    ssize_t n;
+
+    while (c->out.len > 0) {
+        n = send(c->io.fd, sk_buf_head(&c->out), c->out.len,
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            return -errno;
+        }
+        sk_buf_consume(&c->out, (size_t)n);
+        touch(c);
+    }
+    return 0;
+}
+
+/* Flushes c and updates what it waits for. */
+static void flush_and_watch(struct sk_conn *c)
+{
+    int err = flush(c);
+
+    if (err < 0) {
+        sk_buf_consume(&c->out, c->out.len);
+        finish(c, err);
+        return;
+    }
+    if ((c->flags & CONN_PAUSED) &&
+        c->out.len <= c->w->srv->cfg.output_max / 2)
+        c->flags &= ~CONN_PAUSED;
+    if (c->out.len == 0 && (c->flags & CONN_CLOSING)) {
+        finish(c, 0);
+        return;
+    }
+    watch(c);
+}
+
+void sk__conn_flush_pending(struct sk_worker *w)
+{
+    struct sk_conn *c = w->pending;
+
+    w->pending = NULL;
+    while (c != NULL) {
+        struct sk_conn *next = c->next_pending;
+        c->flags &= ~CONN_QUEUED;
+        if (!(c->flags & CONN_CLOSED))
+            flush_and_watch(c);
+        c = next;
+    }
+}
+
+/* ------------------------------------------------------------- input */
+
+static void on_peer_eof(struct sk_conn *c)
+{
+    const struct sk_handler *h = handler_of(c);
+
+    c->flags |= CONN_EOF;
+    watch(c);
+    if (h->on_eof != NULL)
+        h->on_eof(c);
+    else
+        sk_conn_close(c);
+}
+
+static void read_input(struct sk_conn *c)
+{
+    const struct sk_handler *h = handler_of(c);
+    char *buf = c->w->rbuf;
+    ssize_t n;
+
+    n = recv(c->io.fd, buf, SK_READ_CHUNK, 0);
+    if (n > 0) {
+        touch(c);
+        if (h->on_read != NULL)
+            h->on_read(c, buf, (size_t)n);
+    } else if (n == 0) {
+        on_peer_eof(c);
+    } else if (errno != EAGAIN && errno != EINTR) {
+        sk_buf_consume(&c->out, c->out.len);
+        finish(c, -errno);
+    }
+}
+
+/* The socket reported an event nobody asked for: an error or a hang-up. */
+static void check_error(struct sk_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    sk_buf_consume(&c->out, c->out.len);
+    finish(c, err ? -err : -ECONNRESET);
+}
+
+static void on_io(struct sk_io *io, unsigned events)
+{
+    struct sk_conn *c = io->data;
+    unsigned wanted = io->events;
+
+    if ((events & SK_READ) && (wanted & SK_READ))
+        read_input(c);
+    if (c->flags & CONN_CLOSED)
+        return;
+    if ((events & SK_WRITE) && (wanted & SK_WRITE)) {
+        if (c->out.len == 0 && handler_of(c)->on_drain != NULL &&
+            !(c->flags & CONN_CLOSING))
+            handler_of(c)->on_drain(c);
+        if (!(c->flags & CONN_CLOSED))
+            flush_and_watch(c);
+        return;
+    }
+    if (!(events & wanted))
+        check_error(c);
+}
+
+/* ------------------------------------------------------ life and death */
+
+static void conn_free(struct sk_conn *c)
+{
+    sk_buf_release(&c->out);
+    free(c->names);
+    free(c);
+}
+
+int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
+                    const struct sk_addr *peer)
+{
+    const struct sk_handler *h = w->srv->cfg.handler;
+    struct sk_conn *c;
+    int err;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    c->w = w;
+    c->l = l;
+    c->peer_addr = *peer;
+    c->io.data = c;
+    err = sk_io_start(w->loop, &c->io, fd, SK_READ, false, on_io);
+    if (err < 0) {
+        free(c);
+        return err;
+    }
+    w->nconns++;
+    c->last_active = sk_loop_now(w->loop);
+    list_append(c);
+    if (h->on_open != NULL && h->on_open(c) != 0)
+        sk_conn_abort(c);
+    return 0;
+}
+
+void sk__conn_free_closed(struct sk_worker *w)
+{
+    const struct sk_handler *h = w->srv->cfg.handler;
+
+    while (w->closed != NULL) {
+        struct sk_conn *c = w->closed;
+        w->closed = c->next_closed;
+        if (h->on_close != NULL)
+            h->on_close(c, c->status);
+        w->nconns--;
+        atomic_fetch_sub(&w->srv->nconns, 1);
+        conn_free(c);
+    }
+}
+
+void sk__conn_expire_idle(struct sk_worker *w)
+{
+    uint64_t now = sk_loop_now(w->loop);
+    uint64_t idle = w->srv->cfg.idle_timeout_ms;
+    struct sk_conn *c = w->oldest;
+
+    /* Oldest first; a detached connection's activity is not ours to see. */
+    while (c != NULL) {
+        struct sk_conn *next = c->next;
+        if (!(c->flags & CONN_DETACHED)) {
+            if (now - c->last_active < idle)
+                break;
+            sk_buf_consume(&c->out, c->out.len);
+            finish(c, -ETIMEDOUT);
+        }
+        c = next;
+    }
+}
+
+void sk__conn_drain_all(struct sk_worker *w)
+{
+    struct sk_conn *c = w->oldest;
+
+    while (c != NULL) {
+        struct sk_conn *next = c->next;
+        if (!(c->flags & CONN_DETACHED))
+            sk_conn_close(c);
+        c = next;
+    }
+}
+
+void sk__conn_abort_all(struct sk_worker *w)
+{
+    while (w->oldest != NULL) {
+        struct sk_conn *c = w->oldest;
+        sk_buf_consume(&c->out, c->out.len);
+        finish(c, -ECANCELED);
+    }
+}
+
+/* ----------------------------------------------------------- accessors */
+
+int sk_conn_detach(struct sk_conn *c)
+{
+    if (c->flags & (CONN_CLOSED | CONN_DETACHED))
+        return -EINVAL;
+    sk_io_stop(&c->io);
+    c->flags |= CONN_DETACHED;
+    sk_buf_release(&c->out);
+    return c->io.fd;
+}
+
+void sk_conn_set_data(struct sk_conn *c, void *data)
+{
+    c->data = data;
+}
+
+void *sk_conn_data(const struct sk_conn *c)
+{
+    return c->data;
+}
+
+struct sk_server *sk_conn_server(const struct sk_conn *c)
+{
+    return c->w->srv;
+}
+
+struct sk_loop *sk_conn_loop(const struct sk_conn *c)
+{
+    return c->w->loop;
+}
+
+/* Fills c->names the first time a service asks for them. */
+static const struct sk_endpoint *names(const struct sk_conn *c)
+{
+    struct sk_conn *m = (struct sk_conn *)c;
+    struct sk_addr local;
+    int fd = c->l->fds[0];
+
+    if (m->names != NULL)
+        return m->names;
+    m->names = calloc(2, sizeof(*m->names));
+    if (m->names == NULL)
+        return NULL;
+    sk_endpoint_from_addr(&m->names[0], c->l->ep.scheme, &c->peer_addr);
+    if (!(c->flags & CONN_DETACHED) && !(c->flags & CONN_CLOSED))
+        fd = c->io.fd;
+    if (sk__sock_local(fd, &local) == 0)
+        sk_endpoint_from_addr(&m->names[1], c->l->ep.scheme, &local);
+    else
+        m->names[1] = c->l->ep;
+    return m->names;
+}
+
+const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c)
+{
+    const struct sk_endpoint *n = names(c);
+    return n != NULL ? &n[0] : NULL;
+}
+
+const struct sk_endpoint *sk_conn_local(const struct sk_conn *c)
+{
+    const struct sk_endpoint *n = names(c);
+    return n != NULL ? &n[1] : NULL;
+}

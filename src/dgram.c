@@ -1,0 +1,221 @@
+/* dgram.c -- datagram sockets: receive a batch with recvmmsg(), pass each
+ * message to the handler, send the replies it queued with one sendmmsg().
+ * Also the holds that keep a worker alive for work outliving a callback. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Bytes of reply payload queued per batch before an early flush. */
+#define OUT_ARENA (SK_DGRAM_BATCH * SK_DGRAM_MAX)
+
+struct sk_dgram_batch {
+    struct mmsghdr in[SK_DGRAM_BATCH];
+    struct iovec in_iov[SK_DGRAM_BATCH];
+    struct sk_addr from[SK_DGRAM_BATCH];
+    char *in_buf;
+    struct mmsghdr out[SK_DGRAM_BATCH];
+    struct iovec out_iov[SK_DGRAM_BATCH];
+    struct sk_addr to[SK_DGRAM_BATCH];
+    char *out_buf;
+    size_t out_used;
+    unsigned nout;
+};
+
+static int batch_new(struct sk_worker *w)
+{
+    struct sk_dgram_batch *b;
+
+    if (w->batch != NULL)
+        return 0;
+    b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    /* Pages are only touched as datagrams arrive, so large slots cost
+     * address space, not memory. */
+    b->in_buf = malloc((size_t)SK_DGRAM_BATCH * SK_DGRAM_MAX);
+    b->out_buf = malloc(OUT_ARENA);
+    if (b->in_buf == NULL || b->out_buf == NULL) {
+        free(b->in_buf);
+        free(b->out_buf);
+        free(b);
+        return -ENOMEM;
+    }
+    w->batch = b;
+    return 0;
+}
+
+void sk__dgram_free_batch(struct sk_worker *w)
+{
+    if (w->batch == NULL)
+        return;
+    free(w->batch->in_buf);
+    free(w->batch->out_buf);
+    free(w->batch);
+    w->batch = NULL;
+}
+
+/* Sends every queued reply. A reply the kernel refuses (a peer gone, a
+ * full queue) is dropped, as the network may drop any datagram. */
+static void flush_replies(struct sk_dsock *s)
+{
+    struct sk_dgram_batch *b = s->w->batch;
+    unsigned sent = 0;
+    int n;
+
+    while (sent < b->nout) {
+        n = sendmmsg(s->io.fd, b->out + sent, b->nout - sent, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            sent++;
+            continue;
+        }
+        sent += (unsigned)n;
+    }
+    b->nout = 0;
+    b->out_used = 0;
+}
+
+int sk_dgram_reply(struct sk_dgram *d, const void *data, size_t len)
+{
+    struct sk_dgram_batch *b = d->s->w->batch;
+    unsigned i;
+
+    if (len > SK_DGRAM_MAX)
+        return -EMSGSIZE;
+    if (d->peer->len <= sizeof(sa_family_t))
+        return -EDESTADDRREQ;
+    if (b->nout == SK_DGRAM_BATCH || b->out_used + len > OUT_ARENA)
+        flush_replies(d->s);
+    i = b->nout++;
+    memcpy(b->out_buf + b->out_used, data, len);
+    b->to[i] = *d->peer;
+    b->out_iov[i] = (struct iovec){b->out_buf + b->out_used, len};
+    b->out[i] = (struct mmsghdr){
+        .msg_hdr = {.msg_name = &b->to[i].u,
+                    .msg_namelen = b->to[i].len,
+                    .msg_iov = &b->out_iov[i],
+                    .msg_iovlen = 1},
+    };
+    b->out_used += len;
+    return 0;
+}
+
+static void prepare_receive(struct sk_dgram_batch *b)
+{
+    for (unsigned i = 0; i < SK_DGRAM_BATCH; i++) {
+        b->in_iov[i] = (struct iovec){b->in_buf + (size_t)i * SK_DGRAM_MAX,
+                                      SK_DGRAM_MAX};
+        b->in[i] = (struct mmsghdr){
+            .msg_hdr = {.msg_name = &b->from[i].u,
+                        .msg_namelen = sizeof(b->from[i].u),
+                        .msg_iov = &b->in_iov[i],
+                        .msg_iovlen = 1},
+        };
+    }
+}
+
+static void on_readable(struct sk_io *io, unsigned events)
+{
+    struct sk_dsock *s = io->data;
+    struct sk_dgram_batch *b = s->w->batch;
+    const struct sk_handler *h = s->w->srv->cfg.handler;
+    int n;
+
+    (void)events;
+    prepare_receive(b);
+    n = recvmmsg(io->fd, b->in, SK_DGRAM_BATCH, MSG_DONTWAIT, NULL);
+    if (n <= 0)
+        return; /* EAGAIN, or an ICMP error now consumed */
+    for (int i = 0; i < n; i++) {
+        struct msghdr *m = &b->in[i].msg_hdr;
+        struct sk_dgram d = {.s = s, .peer = &b->from[i]};
+
+        if (m->msg_flags & MSG_TRUNC)
+            continue; /* larger than SK_DGRAM_MAX: dropped whole */
+        b->from[i].len = m->msg_namelen;
+        h->on_datagram(&d, m->msg_iov->iov_base, b->in[i].msg_len);
+    }
+    if (b->nout > 0)
+        flush_replies(s);
+}
+
+int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd,
+                    bool shared)
+{
+    int err = batch_new(w);
+
+    if (err < 0)
+        return err;
+    s->io.data = s;
+    /* A shared socket wakes one worker per readiness, not all of them. */
+    return sk_io_start(w->loop, &s->io, fd, SK_READ, shared, on_readable);
+}
+
+const struct sk_addr *sk_dgram_peer(const struct sk_dgram *d)
+{
+    return d->peer;
+}
+
+struct sk_server *sk_dgram_server(const struct sk_dgram *d)
+{
+    return d->s->w->srv;
+}
+
+struct sk_loop *sk_dgram_loop(const struct sk_dgram *d)
+{
+    return d->s->w->loop;
+}
+
+int sk_dgram_fd(const struct sk_dgram *d)
+{
+    return d->s->io.fd;
+}
+
+const struct sk_endpoint *sk_dgram_local(const struct sk_dgram *d)
+{
+    return &d->s->l->ep;
+}
+
+/* ---------------------------------------------------------------- holds */
+
+void sk_dgram_hold(struct sk_dgram *d, struct sk_hold *hold,
+                   void (*cancel)(struct sk_hold *hold))
+{
+    struct sk_worker *w = d->s->w;
+
+    hold->cancel = cancel;
+    hold->owner = w;
+    hold->prev = NULL;
+    hold->next = w->holds;
+    if (w->holds != NULL)
+        w->holds->prev = hold;
+    w->holds = hold;
+}
+
+void sk_hold_release(struct sk_hold *hold)
+{
+    struct sk_worker *w = hold->owner;
+
+    if (w == NULL)
+        return;
+    if (hold->prev != NULL)
+        hold->prev->next = hold->next;
+    else
+        w->holds = hold->next;
+    if (hold->next != NULL)
+        hold->next->prev = hold->prev;
+    hold->owner = NULL;
+}
+
+void sk__hold_cancel_all(struct sk_worker *w)
+{
+    while (w->holds != NULL) {
+        struct sk_hold *h = w->holds;
+        h->cancel(h);
+        if (w->holds == h)
+            sk_hold_release(h);
+    }
+}

@@ -1,0 +1,412 @@
+/* endpoint.c -- parse, format and resolve endpoint strings such as
+ * "tcp://[::1]:80" or "unix:@name". Parsing and formatting do no I/O and
+ * no allocation; resolution calls getaddrinfo(). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Longest UNIX path or abstract name: sun_path less the NUL or the
+ * abstract name's leading zero byte. */
+#define UNIX_NAME_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+/* Longest DNS name. */
+#define HOST_NAME_LEN 253
+
+static const struct scheme_info {
+    const char *name;
+    enum sk_scheme scheme;
+    int socktype;
+    int family;
+} schemes[] = {
+    {"tcp", SK_TCP, SOCK_STREAM, AF_UNSPEC},
+    {"tcp4", SK_TCP4, SOCK_STREAM, AF_INET},
+    {"tcp6", SK_TCP6, SOCK_STREAM, AF_INET6},
+    {"udp", SK_UDP, SOCK_DGRAM, AF_UNSPEC},
+    {"udp4", SK_UDP4, SOCK_DGRAM, AF_INET},
+    {"udp6", SK_UDP6, SOCK_DGRAM, AF_INET6},
+    {"unix", SK_UNIX, SOCK_STREAM, AF_UNIX},
+    {"unixgram", SK_UNIXGRAM, SOCK_DGRAM, AF_UNIX},
+};
+
+static const struct scheme_info *scheme_find(enum sk_scheme scheme)
+{
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (schemes[i].scheme == scheme)
+            return &schemes[i];
+    return NULL;
+}
+
+/* Matches the scheme at the start of text; sets *rest past "scheme:". */
+static const struct scheme_info *scheme_parse(const char *text,
+                                              const char **rest)
+{
+    for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+        size_t n = strlen(schemes[i].name);
+        if (strncmp(text, schemes[i].name, n) == 0 && text[n] == ':') {
+            *rest = text + n + 1;
+            return &schemes[i];
+        }
+    }
+    return NULL;
+}
+
+int sk_endpoint_socktype(const struct sk_endpoint *ep)
+{
+    const struct scheme_info *s = scheme_find(ep->scheme);
+    return s ? s->socktype : -EINVAL;
+}
+
+int sk_endpoint_family(const struct sk_endpoint *ep)
+{
+    const struct scheme_info *s = scheme_find(ep->scheme);
+    return s ? s->family : -EINVAL;
+}
+
+bool sk_endpoint_is_unix(const struct sk_endpoint *ep)
+{
+    return ep->scheme == SK_UNIX || ep->scheme == SK_UNIXGRAM;
+}
+
+bool sk_endpoint_is_stream(const struct sk_endpoint *ep)
+{
+    return sk_endpoint_socktype(ep) == SOCK_STREAM;
+}
+
+static int fail(const char **why, const char *msg, int err)
+{
+    if (why != NULL)
+        *why = msg;
+    return err;
+}
+
+static int parse_unix(struct sk_endpoint *ep, const char *rest,
+                      const char **why)
+{
+    size_t len;
+
+    if (strncmp(rest, "//", 2) == 0)
+        rest += 2;
+    len = strlen(rest);
+    if (len == 0)
+        return fail(why, "empty path", -EINVAL);
+    if (rest[0] == '@' && len == 1)
+        return fail(why, "empty abstract name", -EINVAL);
+    if (len - (rest[0] == '@') > UNIX_NAME_MAX)
+        return fail(why, "path too long for a UNIX socket (max 107 bytes)",
+                    -ENAMETOOLONG);
+    memcpy(ep->path, rest, len + 1);
+    return 0;
+}
+
+static int parse_port(const char *text, uint16_t *port, const char **why)
+{
+    unsigned long v = 0;
+    size_t n = 0;
+
+    if (*text == '\0')
+        return fail(why, "missing port", -EINVAL);
+    for (; text[n] != '\0'; n++) {
+        if (text[n] < '0' || text[n] > '9')
+            return fail(why, "port is not a number", -EINVAL);
+        if (n >= 5)
+            return fail(why, "port out of range 0..65535", -ERANGE);
+        v = v * 10 + (unsigned long)(text[n] - '0');
+    }
+    if (v > 65535)
+        return fail(why, "port out of range 0..65535", -ERANGE);
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static bool is_ipv6_literal(const char *host)
+{
+    char addr[INET6_ADDRSTRLEN];
+    struct in6_addr in6;
+    const char *zone = strchr(host, '%');
+    size_t n = zone ? (size_t)(zone - host) : strlen(host);
+
+    if (n >= sizeof(addr) || (zone != NULL && zone[1] == '\0'))
+        return false;
+    memcpy(addr, host, n);
+    addr[n] = '\0';
+    if (zone != NULL && strspn(zone + 1, "abcdefghijklmnopqrstuvwxyz"
+                                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789_.-") !=
+                            strlen(zone + 1))
+        return false;
+    return inet_pton(AF_INET6, addr, &in6) == 1;
+}
+
+/* Checks an unbracketed host: an IPv4 literal or a DNS name. */
+static int check_host(const char *host, int family, const char **why)
+{
+    struct in_addr in;
+
+    if (*host == '\0')
+        return 0;
+    if (inet_pton(AF_INET, host, &in) == 1) {
+        if (family == AF_INET6)
+            return fail(why, "IPv4 address with an IPv6-only scheme",
+                        -EINVAL);
+        return 0;
+    }
+    if (strspn(host, "0123456789.") == strlen(host))
+        return fail(why, "bad IPv4 address", -EINVAL);
+    if (strlen(host) > HOST_NAME_LEN)
+        return fail(why, "host name too long", -ENAMETOOLONG);
+    if (strspn(host, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
+        strlen(host))
+        return fail(why, "bad character in host", -EINVAL);
+    return 0;
+}
+
+/* Splits "host:port" or "[v6]:port" into ep->host and ep->port. */
+static int parse_inet(struct sk_endpoint *ep, const char *rest, int family,
+                      const char **why)
+{
+    const char *colon, *host = rest;
+    size_t hlen;
+    int err;
+
+    if (strncmp(rest, "//", 2) != 0)
+        return fail(why, "expected // after the scheme", -EINVAL);
+    host = rest + 2;
+    if (*host == '[') {
+        const char *close = strchr(host, ']');
+        if (close == NULL)
+            return fail(why, "missing ] after IPv6 address", -EINVAL);
+        hlen = (size_t)(close - host - 1);
+        if (hlen == 0 || hlen >= sizeof(ep->host))
+            return fail(why, "bad IPv6 address", -EINVAL);
+        memcpy(ep->host, host + 1, hlen);
+        ep->host[hlen] = '\0';
+        if (!is_ipv6_literal(ep->host))
+            return fail(why, "bad IPv6 address", -EINVAL);
+        if (family == AF_INET)
+            return fail(why, "IPv6 address with an IPv4-only scheme",
+                        -EINVAL);
+        if (close[1] != ':')
+            return fail(why, "missing port", -EINVAL);
+        return parse_port(close + 2, &ep->port, why);
+    }
+    colon = strrchr(host, ':');
+    if (colon == NULL)
+        return fail(why, "missing port", -EINVAL);
+    hlen = (size_t)(colon - host);
+    if (memchr(host, ':', hlen) != NULL)
+        return fail(why, "IPv6 address needs [brackets]", -EINVAL);
+    if (hlen >= sizeof(ep->host))
+        return fail(why, "host name too long", -ENAMETOOLONG);
+    memcpy(ep->host, host, hlen);
+    ep->host[hlen] = '\0';
+    err = check_host(ep->host, family, why);
+    if (err < 0)
+        return err;
+    return parse_port(colon + 1, &ep->port, why);
+}
+
+int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
+                      const char **why)
+{
+    struct sk_endpoint tmp = {0};
+    const struct scheme_info *s;
+    const char *rest;
+    int err;
+
+    s = scheme_parse(text, &rest);
+    if (s == NULL)
+        return fail(why,
+                    "unknown scheme (tcp, tcp4, tcp6, udp, udp4, udp6, "
+                    "unix, unixgram)",
+                    -EINVAL);
+    tmp.scheme = s->scheme;
+    if (s->family == AF_UNIX)
+        err = parse_unix(&tmp, rest, why);
+    else
+        err = parse_inet(&tmp, rest, s->family, why);
+    if (err < 0)
+        return err;
+    *ep = tmp;
+    return 0;
+}
+
+int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size)
+{
+    const struct scheme_info *s = scheme_find(ep->scheme);
+    int n;
+
+    if (s == NULL)
+        return -EINVAL;
+    if (s->family == AF_UNIX)
+        /* A path starting with "//" needs the long form to survive parse. */
+        n = snprintf(out, size, "%s:%s%s", s->name,
+                     strncmp(ep->path, "//", 2) == 0 ? "//" : "", ep->path);
+    else if (strchr(ep->host, ':') != NULL)
+        n = snprintf(out, size, "%s://[%s]:%u", s->name, ep->host,
+                     (unsigned)ep->port);
+    else
+        n = snprintf(out, size, "%s://%s:%u", s->name, ep->host,
+                     (unsigned)ep->port);
+    if (n < 0 || (size_t)n >= size)
+        return -ENOSPC;
+    return n;
+}
+
+static int unix_addr(const struct sk_endpoint *ep, struct sk_addr *addr)
+{
+    size_t len = strlen(ep->path);
+    struct sockaddr_un *un = &addr->u.un;
+
+    *addr = (struct sk_addr){0};
+    un->sun_family = AF_UNIX;
+    if (ep->path[0] == '@') {
+        /* Abstract: a zero byte, then the name, with no terminator. */
+        memcpy(un->sun_path + 1, ep->path + 1, len - 1);
+        addr->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    } else {
+        if (len > UNIX_NAME_MAX)
+            return -ENAMETOOLONG;
+        memcpy(un->sun_path, ep->path, len + 1);
+        addr->len =
+            (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+    }
+    return 1;
+}
+
+static int eai_to_error(int eai)
+{
+    switch (eai) {
+    case EAI_NONAME:
+    case EAI_NODATA:
+        return SK_EAI_NONAME;
+    case EAI_AGAIN:
+        return SK_EAI_AGAIN;
+    case EAI_FAIL:
+        return SK_EAI_FAIL;
+    case EAI_FAMILY:
+    case EAI_ADDRFAMILY:
+        return SK_EAI_FAMILY;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_SYSTEM:
+        return -errno;
+    default:
+        return SK_EAI_OTHER;
+    }
+}
+
+/* The wildcard address for "tcp://:PORT": [::] (made dual-stack by the
+ * socket layer, which falls back to 0.0.0.0), or the scheme's family. */
+static int any_addr(int family, uint16_t port, struct sk_addr *addr)
+{
+    *addr = (struct sk_addr){0};
+    if (family == AF_INET) {
+        addr->u.in.sin_family = AF_INET;
+        addr->u.in.sin_port = htons(port);
+        addr->u.in.sin_addr.s_addr = htonl(INADDR_ANY);
+        addr->len = sizeof(addr->u.in);
+    } else {
+        addr->u.in6.sin6_family = AF_INET6;
+        addr->u.in6.sin6_port = htons(port);
+        addr->u.in6.sin6_addr = in6addr_any;
+        addr->len = sizeof(addr->u.in6);
+    }
+    return 1;
+}
+
+static int inet_resolve(const struct sk_endpoint *ep, bool passive,
+                        struct sk_addr *addrs, size_t max)
+{
+    struct addrinfo hints = {0}, *res, *ai;
+    char port[8];
+    size_t n = 0;
+    int eai;
+
+    if (ep->host[0] == '\0') {
+        if (!passive)
+            return -EDESTADDRREQ;
+        return any_addr(sk_endpoint_family(ep), ep->port, addrs);
+    }
+    hints.ai_family = sk_endpoint_family(ep);
+    hints.ai_socktype = sk_endpoint_socktype(ep);
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    snprintf(port, sizeof(port), "%u", (unsigned)ep->port);
+    eai = getaddrinfo(ep->host, port, &hints, &res);
+    if (eai != 0)
+        return eai_to_error(eai);
+    for (ai = res; ai != NULL && n < max; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(addrs[n].u))
+            continue;
+        addrs[n] = (struct sk_addr){.len = ai->ai_addrlen};
+        memcpy(&addrs[n].u, ai->ai_addr, ai->ai_addrlen);
+        n++;
+    }
+    freeaddrinfo(res);
+    return n > 0 ? (int)n : SK_EAI_NONAME;
+}
+
+int sk_endpoint_resolve(const struct sk_endpoint *ep, bool passive,
+                        struct sk_addr *addrs, size_t max)
+{
+    if (max == 0)
+        return -EINVAL;
+    if (sk_endpoint_is_unix(ep))
+        return unix_addr(ep, addrs);
+    return inet_resolve(ep, passive, addrs, max);
+}
+
+static void unix_from_addr(struct sk_endpoint *ep, const struct sk_addr *addr)
+{
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    size_t n = addr->len > off ? addr->len - off : 0;
+    const char *p = addr->u.un.sun_path;
+
+    if (n > UNIX_NAME_MAX + 1)
+        n = UNIX_NAME_MAX + 1;
+    if (n == 0) {
+        ep->path[0] = '\0';
+    } else if (p[0] == '\0') {
+        ep->path[0] = '@';
+        memcpy(ep->path + 1, p + 1, n - 1);
+        ep->path[n] = '\0';
+    } else {
+        n = strnlen(p, n);
+        memcpy(ep->path, p, n);
+        ep->path[n] = '\0';
+    }
+}
+
+int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
+                          const struct sk_addr *addr)
+{
+    struct sk_endpoint tmp = {.scheme = scheme};
+    const struct in6_addr *a6 = &addr->u.in6.sin6_addr;
+
+    switch (addr->u.sa.sa_family) {
+    case AF_UNIX:
+        unix_from_addr(&tmp, addr);
+        break;
+    case AF_INET:
+        inet_ntop(AF_INET, &addr->u.in.sin_addr, tmp.host, sizeof(tmp.host));
+        tmp.port = ntohs(addr->u.in.sin_port);
+        break;
+    case AF_INET6:
+        /* A dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d. */
+        if (IN6_IS_ADDR_V4MAPPED(a6) &&
+            (scheme == SK_TCP || scheme == SK_UDP))
+            inet_ntop(AF_INET, &a6->s6_addr[12], tmp.host, sizeof(tmp.host));
+        else
+            inet_ntop(AF_INET6, a6, tmp.host, sizeof(tmp.host));
+        tmp.port = ntohs(addr->u.in6.sin6_port);
+        break;
+    default:
+        return -EAFNOSUPPORT;
+    }
+    *ep = tmp;
+    return 0;
+}

@@ -1,0 +1,125 @@
+/* internal.h -- declarations shared by the files of src/; never installed.
+ * Struct definitions of the opaque public types live here. */
+#ifndef SOCKIT_INTERNAL_H
+#define SOCKIT_INTERNAL_H
+
+#define _GNU_SOURCE 1
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "sockit.h"
+
+/* Bytes read from a stream socket per read call. */
+#define SK_READ_CHUNK (64 * 1024)
+/* Datagrams received or sent per recvmmsg/sendmmsg call. */
+#define SK_DGRAM_BATCH 32
+/* Connections accepted per readiness event, so one busy listener cannot
+ * starve the connections of its worker. */
+#define SK_ACCEPT_BATCH 64
+/* Pause after accept fails for lack of descriptors or memory. */
+#define SK_ACCEPT_RETRY_MS 100
+
+/* sock.c */
+int sk__sock_bind(const struct sk_addr *addr, int socktype, bool dual_stack,
+                  bool reuseport);
+int sk__sock_listen(int fd, int socktype);
+int sk__sock_local(int fd, struct sk_addr *addr);
+int sk__sock_set_port(struct sk_addr *addr, uint16_t port);
+uint16_t sk__sock_port(const struct sk_addr *addr);
+int sk__sock_probe(const struct sk_addr *addr, int socktype, bool dual_stack);
+int sk__unix_bind(const struct sk_addr *addr, int socktype);
+void sk__sock_tune_accepted(int fd, int family);
+
+/* A bound endpoint: one socket per worker (SO_REUSEPORT) or one shared. */
+struct sk_listener {
+    struct sk_endpoint ep; /* canonical, with the real port */
+    int socktype;
+    int family;
+    int *fds;
+    size_t nfds;
+    char *created_path; /* the UNIX socket file this server made */
+    dev_t created_dev;  /* and its identity, so that a file put there */
+    ino_t created_ino;  /* by someone else later is left alone */
+};
+
+/* A stream listener's watcher in one worker. */
+struct sk_acceptor {
+    struct sk_io io;
+    struct sk_worker *w;
+    struct sk_listener *l;
+    bool paused;
+};
+
+/* A datagram socket's watcher in one worker. */
+struct sk_dsock {
+    struct sk_io io;
+    struct sk_worker *w;
+    struct sk_listener *l;
+};
+
+struct sk_dgram {
+    struct sk_dsock *s;
+    const struct sk_addr *peer;
+};
+
+struct sk_dgram_batch;
+
+struct sk_worker {
+    struct sk_server *srv;
+    struct sk_loop *loop;
+    pthread_t thread;
+    struct sk_acceptor *acceptors;
+    size_t nacceptors;
+    struct sk_dsock *dsocks;
+    size_t ndsocks;
+    struct sk_conn *oldest, *newest; /* by last activity, for idle */
+    struct sk_conn *pending;         /* output to flush */
+    struct sk_conn *closed;          /* to free after this iteration */
+    size_t nconns;
+    struct sk_hold *holds;
+    char *rbuf;
+    struct sk_dgram_batch *batch;
+    struct sk_timer idle_timer;
+    struct sk_timer retry_timer;
+    bool draining;
+    bool finished;
+};
+
+struct sk_server {
+    struct sk_server_config cfg;
+    struct sk_listener *listeners;
+    size_t nlisteners;
+    unsigned nworkers;
+    struct sk_worker *workers;
+    struct sk_loop *control;
+    struct sk_timer drain_timer;
+    struct sk_signal sigint, sigterm;
+    atomic_uint nconns;
+    atomic_int stop_level; /* 0 running, 1 draining, 2 aborting */
+    atomic_uint nfinished;
+    int handled_level;
+};
+
+/* conn.c */
+int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
+                    const struct sk_addr *peer);
+void sk__conn_flush_pending(struct sk_worker *w);
+void sk__conn_free_closed(struct sk_worker *w);
+void sk__conn_expire_idle(struct sk_worker *w);
+void sk__conn_drain_all(struct sk_worker *w);
+void sk__conn_abort_all(struct sk_worker *w);
+
+/* dgram.c */
+int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd,
+                    bool shared);
+void sk__dgram_free_batch(struct sk_worker *w);
+void sk__hold_cancel_all(struct sk_worker *w);
+
+/* server.c */
+void sk__server_control_wake(void *srv);
+void sk__server_log(const struct sk_server *srv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

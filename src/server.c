@@ -1,0 +1,342 @@
+/* server.c -- a server: bind its endpoints, run one loop per worker
+ * thread plus a control loop for signals and the drain deadline, accept
+ * connections and hand them to conn.c, datagram sockets to dgram.c. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Addresses one endpoint name may resolve to. */
+#define RESOLVE_MAX 16
+#define DRAIN_DEFAULT_MS 2000
+
+void sk__server_log(const struct sk_server *srv, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    if (srv->cfg.log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    srv->cfg.log(srv->cfg.data, msg);
+}
+
+/* ------------------------------------------------------- control loop */
+
+static void wake_workers(struct sk_server *srv)
+{
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        if (srv->workers[i].loop != NULL)
+            sk_loop_wake(srv->workers[i].loop);
+}
+
+static void on_drain_deadline(struct sk_timer *t)
+{
+    struct sk_server *srv = t->data;
+
+    atomic_store(&srv->stop_level, 2);
+    sk_loop_wake(srv->control);
+}
+
+void sk__server_control_wake(void *arg)
+{
+    struct sk_server *srv = arg;
+    int level = atomic_load(&srv->stop_level);
+
+    if (level > srv->handled_level) {
+        srv->handled_level = level;
+        if (level == 1)
+            sk_timer_start(srv->control, &srv->drain_timer, srv->cfg.drain_ms,
+                           0);
+        else
+            sk_timer_stop(&srv->drain_timer);
+        wake_workers(srv);
+    }
+    if (srv->workers != NULL && atomic_load(&srv->nfinished) == srv->nworkers)
+        sk_loop_stop(srv->control);
+}
+
+/* A first SIGINT/SIGTERM drains; a second one stops at once. */
+static void on_signal(struct sk_signal *sig)
+{
+    struct sk_server *srv = sig->data;
+    int level = 0;
+
+    if (!atomic_compare_exchange_strong(&srv->stop_level, &level, 1))
+        atomic_store(&srv->stop_level, 2);
+    sk__server_control_wake(srv);
+}
+
+void sk_server_stop(struct sk_server *srv)
+{
+    int level = 0;
+
+    atomic_compare_exchange_strong(&srv->stop_level, &level, 1);
+    sk_loop_wake(srv->control);
+}
+
+static int start_signals(struct sk_server *srv)
+{
+    int err;
+
+    srv->sigint.data = srv;
+    srv->sigterm.data = srv;
+    err = sk_signal_start(srv->control, &srv->sigint, SIGINT, on_signal);
+    if (err == 0)
+        err = sk_signal_start(srv->control, &srv->sigterm, SIGTERM, on_signal);
+    return err;
+}
+
+int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg)
+{
+    struct sk_server *srv;
+    long cpus;
+    int err;
+
+    if (cfg->handler == NULL)
+        return -EINVAL;
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return -ENOMEM;
+    srv->cfg = *cfg;
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (srv->cfg.threads == 0)
+        srv->cfg.threads = cpus > 0 ? (unsigned)cpus : 1;
+    if (srv->cfg.output_max == 0)
+        srv->cfg.output_max = SK_OUTPUT_MAX;
+    if (srv->cfg.drain_ms == 0)
+        srv->cfg.drain_ms = DRAIN_DEFAULT_MS;
+    srv->nworkers = srv->cfg.threads;
+    err = sk_loop_new(&srv->control);
+    if (err < 0)
+        goto out_free;
+    sk_loop_set_wake(srv->control, sk__server_control_wake, srv);
+    sk_timer_init(&srv->drain_timer, on_drain_deadline);
+    srv->drain_timer.data = srv;
+    if (srv->cfg.handle_signals && (err = start_signals(srv)) < 0)
+        goto out_loop;
+    *srvp = srv;
+    return 0;
+
+out_loop:
+    sk_loop_free(srv->control);
+out_free:
+    free(srv);
+    return err;
+}
+
+void sk_server_set_single_worker(struct sk_server *srv)
+{
+    srv->nworkers = 1;
+}
+
+void *sk_server_data(const struct sk_server *srv)
+{
+    return srv->cfg.data;
+}
+
+/* ------------------------------------------------------------ binding */
+
+static void listener_release(struct sk_listener *l)
+{
+    struct stat st;
+
+    for (size_t i = 0; i < l->nfds; i++)
+        close(l->fds[i]);
+    free(l->fds);
+    if (l->created_path != NULL && lstat(l->created_path, &st) == 0 &&
+        st.st_dev == l->created_dev && st.st_ino == l->created_ino)
+        unlink(l->created_path);
+    free(l->created_path);
+    *l = (struct sk_listener){0};
+}
+
+static int unix_listen(struct sk_server *srv, struct sk_listener *l,
+                       const struct sk_addr *addr)
+{
+    const char *path = addr->u.un.sun_path;
+    struct stat st;
+    int fd, err;
+
+    fd = sk__unix_bind(addr, l->socktype);
+    if (fd < 0)
+        return fd;
+    l->fds[l->nfds++] = fd;
+    if (path[0] == '\0')
+        return sk__sock_listen(fd, l->socktype);
+    l->created_path = strdup(path);
+    if (l->created_path == NULL)
+        return -ENOMEM;
+    if (lstat(path, &st) == 0) {
+        l->created_dev = st.st_dev;
+        l->created_ino = st.st_ino;
+    }
+    if (srv->cfg.unix_mode_set && chmod(path, srv->cfg.unix_mode) < 0) {
+        err = -errno;
+        return err;
+    }
+    return sk__sock_listen(fd, l->socktype);
+}
+
+/* Binds one socket per worker on addr, joined by SO_REUSEPORT. A first
+ * bind without the option finds a port held by anyone else, which the
+ * group would otherwise silently share. */
+static int inet_listen(struct sk_server *srv, struct sk_listener *l,
+                       struct sk_addr *addr, bool dual)
+{
+    bool group = srv->nworkers > 1;
+    int port, fd, err;
+
+    if (group) {
+        port = sk__sock_probe(addr, l->socktype, dual);
+        if (port < 0)
+            return port;
+        sk__sock_set_port(addr, (uint16_t)port);
+    }
+    for (unsigned i = 0; i < (group ? srv->nworkers : 1); i++) {
+        fd = sk__sock_bind(addr, l->socktype, dual, group);
+        if (fd < 0)
+            return fd;
+        l->fds[l->nfds++] = fd;
+        err = sk__sock_listen(fd, l->socktype);
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
+static bool is_wildcard_any(const struct sk_endpoint *ep,
+                            const struct sk_addr *addr)
+{
+    return (ep->scheme == SK_TCP || ep->scheme == SK_UDP) &&
+           ep->host[0] == '\0' && addr->u.sa.sa_family == AF_INET6;
+}
+
+/* Falls back from [::] to 0.0.0.0 where the system has no IPv6. */
+static void use_ipv4_any(struct sk_addr *addr)
+{
+    uint16_t port = sk__sock_port(addr);
+
+    *addr = (struct sk_addr){.len = sizeof(struct sockaddr_in)};
+    addr->u.in.sin_family = AF_INET;
+    addr->u.in.sin_port = htons(port);
+    addr->u.in.sin_addr.s_addr = htonl(INADDR_ANY);
+}
+
+static int listen_addr(struct sk_server *srv, struct sk_listener *l,
+                       const struct sk_endpoint *ep, struct sk_addr *addr)
+{
+    struct sk_addr local;
+    bool dual = is_wildcard_any(ep, addr);
+    int err;
+
+    l->socktype = sk_endpoint_socktype(ep);
+    l->family = addr->u.sa.sa_family;
+    l->fds = calloc(srv->nworkers, sizeof(int));
+    if (l->fds == NULL)
+        return -ENOMEM;
+    if (sk_endpoint_is_unix(ep)) {
+        l->ep = *ep;
+        return unix_listen(srv, l, addr);
+    }
+    err = inet_listen(srv, l, addr, dual);
+    if (err == -EAFNOSUPPORT && dual && l->nfds == 0) {
+        use_ipv4_any(addr);
+        l->family = AF_INET;
+        err = inet_listen(srv, l, addr, false);
+    }
+    if (err < 0)
+        return err;
+    err = sk__sock_local(l->fds[0], &local);
+    if (err < 0)
+        return err;
+    return sk_endpoint_from_addr(&l->ep, ep->scheme, &local);
+}
+
+static int grow_listeners(struct sk_server *srv, size_t more)
+{
+    struct sk_listener *p;
+
+    p = realloc(srv->listeners,
+                (srv->nlisteners + more) * sizeof(*srv->listeners));
+    if (p == NULL)
+        return -ENOMEM;
+    srv->listeners = p;
+    return 0;
+}
+
+static void rollback(struct sk_server *srv, size_t first)
+{
+    while (srv->nlisteners > first)
+        listener_release(&srv->listeners[--srv->nlisteners]);
+}
+
+int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
+                     struct sk_endpoint *failed)
+{
+    struct sk_addr addrs[RESOLVE_MAX];
+    size_t first = srv->nlisteners;
+    uint16_t port = ep->port;
+    int n, err;
+
+    if (sk_endpoint_socktype(ep) == SOCK_DGRAM &&
+        srv->cfg.handler->on_datagram == NULL)
+        return -EPROTONOSUPPORT;
+    if (failed != NULL)
+        *failed = *ep;
+    n = sk_endpoint_resolve(ep, true, addrs, RESOLVE_MAX);
+    if (n < 0)
+        return n;
+    if ((err = grow_listeners(srv, (size_t)n)) < 0)
+        return err;
+    for (int i = 0; i < n; i++) {
+        struct sk_listener *l = &srv->listeners[srv->nlisteners++];
+
+        *l = (struct sk_listener){0};
+        /* Every address of one name shares the port the first one got. */
+        if (!sk_endpoint_is_unix(ep))
+            sk__sock_set_port(&addrs[i], port);
+        err = listen_addr(srv, l, ep, &addrs[i]);
+        if (err < 0) {
+            if (failed != NULL)
+                sk_endpoint_from_addr(failed, ep->scheme, &addrs[i]);
+            rollback(srv, first);
+            return err;
+        }
+        port = l->ep.port;
+    }
+    return 0;
+}
+
+size_t sk_server_listener_count(const struct sk_server *srv)
+{
+    return srv->nlisteners;
+}
+
+int sk_server_listener_endpoint(const struct sk_server *srv, size_t i,
+                                struct sk_endpoint *ep)
+{
+    if (i >= srv->nlisteners)
+        return -EINVAL;
+    *ep = srv->listeners[i].ep;
+    return 0;
+}
+
+void sk_server_free(struct sk_server *srv)
+{
+    if (srv == NULL)
+        return;
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        listener_release(&srv->listeners[i]);
+    free(srv->listeners);
+    sk_loop_free(srv->control);
+    free(srv);
+}

@@ -1,0 +1,271 @@
+/* worker.c -- one worker thread: its loop, its acceptors and datagram
+ * sockets, the work done before each wait (flush output, free closed
+ * connections), the graceful stop; and sk_server_run(), which starts the
+ * workers and waits for them. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ----------------------------------------------------------- accepting */
+
+static void pause_accepting(struct sk_worker *w)
+{
+    for (size_t i = 0; i < w->nacceptors; i++) {
+        sk_io_stop(&w->acceptors[i].io);
+        w->acceptors[i].paused = true;
+    }
+    sk_timer_start(w->loop, &w->retry_timer, SK_ACCEPT_RETRY_MS, 0);
+}
+
+static void on_retry(struct sk_timer *t)
+{
+    struct sk_worker *w = t->data;
+
+    if (w->draining)
+        return;
+    for (size_t i = 0; i < w->nacceptors; i++) {
+        struct sk_acceptor *a = &w->acceptors[i];
+        if (a->paused && sk_io_start(w->loop, &a->io, a->io.fd, SK_READ,
+                                     a->l->nfds == 1 && w->srv->nworkers > 1,
+                                     a->io.cb) == 0)
+            a->paused = false;
+    }
+}
+
+/* Counts a new connection; false when max_conns is reached. */
+static bool admit(struct sk_server *srv)
+{
+    unsigned n = atomic_fetch_add(&srv->nconns, 1);
+
+    if (srv->cfg.max_conns == 0 || n < srv->cfg.max_conns)
+        return true;
+    atomic_fetch_sub(&srv->nconns, 1);
+    return false;
+}
+
+static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer)
+{
+    struct sk_server *srv = a->w->srv;
+
+    if (!admit(srv)) {
+        sk__server_log(srv, "%s: connection limit reached, closing",
+                       a->l->ep.path[0] ? a->l->ep.path : a->l->ep.host);
+        close(fd);
+        return;
+    }
+    sk__sock_tune_accepted(fd, a->l->family);
+    if (sk__conn_accept(a->w, a->l, fd, peer) < 0) {
+        atomic_fetch_sub(&srv->nconns, 1);
+        close(fd);
+    }
+}
+
+static void on_acceptable(struct sk_io *io, unsigned events)
+{
+    struct sk_acceptor *a = io->data;
+    struct sk_addr peer;
+    int fd;
+
+    (void)events;
+    for (int i = 0; i < SK_ACCEPT_BATCH; i++) {
+        peer.len = sizeof(peer.u);
+        fd = accept4(io->fd, &peer.u.sa, &peer.len,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            take(a, fd, &peer);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+            /* The connection stays queued; retrying now would spin. */
+            sk__server_log(a->w->srv, "accept: %s; pausing %d ms",
+                           sk_strerror(-errno), SK_ACCEPT_RETRY_MS);
+            pause_accepting(a->w);
+            return;
+        }
+        /* A connection that died in the queue: go on with the next. */
+    }
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static void begin_drain(struct sk_worker *w)
+{
+    w->draining = true;
+    sk_timer_stop(&w->retry_timer);
+    for (size_t i = 0; i < w->nacceptors; i++)
+        sk_io_stop(&w->acceptors[i].io);
+    for (size_t i = 0; i < w->ndsocks; i++)
+        sk_io_stop(&w->dsocks[i].io);
+    sk__conn_drain_all(w);
+}
+
+/* Runs before each wait: apply a stop request, send queued output, free
+ * closed connections (whose on_close may queue output for others). */
+static void before_wait(void *arg)
+{
+    struct sk_worker *w = arg;
+    int level = atomic_load(&w->srv->stop_level);
+
+    if (level >= 1 && !w->draining)
+        begin_drain(w);
+    if (level >= 2) {
+        sk__conn_abort_all(w);
+        sk__hold_cancel_all(w);
+    }
+    while (w->pending != NULL || w->closed != NULL) {
+        sk__conn_flush_pending(w);
+        sk__conn_free_closed(w);
+    }
+    if (w->draining && w->nconns == 0 && w->holds == NULL)
+        sk_loop_stop(w->loop);
+}
+
+static void on_worker_wake(void *arg)
+{
+    (void)arg; /* before_wait() reads the stop level */
+}
+
+static void on_idle_tick(struct sk_timer *t)
+{
+    sk__conn_expire_idle(t->data);
+}
+
+/* Ticks often enough that a connection lives at most 25% past its idle
+ * timeout, and at least once a second. */
+static uint64_t idle_period(unsigned idle_ms)
+{
+    uint64_t p = idle_ms / 4;
+
+    return p < 10 ? 10 : p > 1000 ? 1000 : p;
+}
+
+static int add_listener(struct sk_worker *w, size_t index,
+                        struct sk_listener *l)
+{
+    bool shared = l->nfds == 1 && w->srv->nworkers > 1;
+    int fd = l->nfds > 1 ? l->fds[index] : l->fds[0];
+
+    if (l->socktype == SOCK_DGRAM) {
+        struct sk_dsock *s = &w->dsocks[w->ndsocks++];
+        s->w = w;
+        s->l = l;
+        return sk__dgram_start(w, s, fd, shared);
+    }
+    struct sk_acceptor *a = &w->acceptors[w->nacceptors++];
+    a->w = w;
+    a->l = l;
+    a->io.data = a;
+    return sk_io_start(w->loop, &a->io, fd, SK_READ, shared, on_acceptable);
+}
+
+static int worker_init(struct sk_server *srv, struct sk_worker *w,
+                       size_t index)
+{
+    int err;
+
+    w->srv = srv;
+    if ((err = sk_loop_new(&w->loop)) < 0)
+        return err;
+    sk_loop_set_prepare(w->loop, before_wait, w);
+    sk_loop_set_wake(w->loop, on_worker_wake, w);
+    sk_timer_init(&w->idle_timer, on_idle_tick);
+    sk_timer_init(&w->retry_timer, on_retry);
+    w->idle_timer.data = w;
+    w->retry_timer.data = w;
+    w->rbuf = malloc(SK_READ_CHUNK);
+    w->acceptors = calloc(srv->nlisteners, sizeof(*w->acceptors));
+    w->dsocks = calloc(srv->nlisteners, sizeof(*w->dsocks));
+    if (w->rbuf == NULL || w->acceptors == NULL || w->dsocks == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        if ((err = add_listener(w, index, &srv->listeners[i])) < 0)
+            return err;
+    if (srv->cfg.idle_timeout_ms > 0) {
+        uint64_t p = idle_period(srv->cfg.idle_timeout_ms);
+        return sk_timer_start(w->loop, &w->idle_timer, p, p);
+    }
+    return 0;
+}
+
+static void worker_release(struct sk_worker *w)
+{
+    if (w->loop != NULL) {
+        sk__conn_abort_all(w);
+        sk__hold_cancel_all(w);
+        sk__conn_free_closed(w);
+        for (size_t i = 0; i < w->nacceptors; i++)
+            sk_io_stop(&w->acceptors[i].io);
+        for (size_t i = 0; i < w->ndsocks; i++)
+            sk_io_stop(&w->dsocks[i].io);
+        sk_timer_stop(&w->idle_timer);
+        sk_timer_stop(&w->retry_timer);
+        sk_loop_free(w->loop);
+    }
+    sk__dgram_free_batch(w);
+    free(w->rbuf);
+    free(w->acceptors);
+    free(w->dsocks);
+    *w = (struct sk_worker){0};
+}
+
+static void *worker_main(void *arg)
+{
+    struct sk_worker *w = arg;
+    int err = sk_loop_run(w->loop);
+
+    if (err < 0)
+        sk__server_log(w->srv, "worker loop: %s", sk_strerror(err));
+    /* What the deadline cut short is closed here, on the worker's thread. */
+    sk__conn_abort_all(w);
+    sk__hold_cancel_all(w);
+    sk__conn_free_closed(w);
+    atomic_fetch_add(&w->srv->nfinished, 1);
+    sk_loop_wake(w->srv->control);
+    return NULL;
+}
+
+static void stop_workers(struct sk_server *srv, unsigned started)
+{
+    atomic_store(&srv->stop_level, 2);
+    for (unsigned i = 0; i < started; i++)
+        sk_loop_wake(srv->workers[i].loop);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(srv->workers[i].thread, NULL);
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        worker_release(&srv->workers[i]);
+    free(srv->workers);
+    srv->workers = NULL;
+}
+
+int sk_server_run(struct sk_server *srv)
+{
+    unsigned started = 0;
+    int err = 0;
+
+    if (srv->nlisteners == 0)
+        return -EDESTADDRREQ;
+    srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
+    if (srv->workers == NULL)
+        return -ENOMEM;
+    for (unsigned i = 0; i < srv->nworkers && err == 0; i++)
+        err = worker_init(srv, &srv->workers[i], i);
+    while (err == 0 && started < srv->nworkers) {
+        err = -pthread_create(&srv->workers[started].thread, NULL,
+                              worker_main, &srv->workers[started]);
+        if (err == 0)
+            started++;
+    }
+    if (err == 0) {
+        sk__server_control_wake(srv);
+        err = sk_loop_run(srv->control);
+    }
+    stop_workers(srv, started);
+    return err;
+}
+
