@@ -54,8 +54,7 @@ $(BUILD)/sockit: $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a
 
 $(BUILD)/tests/unit-%: tests/unit/%.c $(BUILD)/libsockit.a $(SVC_OBJ) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< \
-	    $(filter-out $(BUILD)/src/services/services.o,$(SVC_OBJ)) \
+	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(SVC_OBJ) \
 	    $(BUILD)/libsockit.a $(LDLIBS) -lcmocka
 
 $(BUILD)/readme-example: README.md $(BUILD)/libsockit.a tests/readme-example.sh
