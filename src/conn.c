@@ -296,6 +296,24 @@ static void on_io(struct sk_io *io, unsigned events)
 
 /* ------------------------------------------------------ life and death */
 
+/* For -v: "open PEER" and "close PEER: reason". */
+static void log_conn(const struct sk_conn *c, const char *what, int status)
+{
+    char peer[SK_ENDPOINT_STRLEN] = "?";
+
+    if (c->w->srv->cfg.log == NULL)
+        return;
+    if (sk_conn_peer(c) != NULL)
+        sk_endpoint_format(sk_conn_peer(c), peer, sizeof(peer));
+    if (peer[strlen(peer) - 1] == ':')
+        strcat(peer, "(unnamed)");
+    if (status < 0)
+        sk__server_log(c->w->srv, "%s %s: %s", what, peer, sk_strerror(status));
+    else
+        sk__server_log(c->w->srv, "%s %s", what, peer);
+}
+
+
 static void conn_free(struct sk_conn *c)
 {
     sk_buf_release(&c->out);
@@ -325,6 +343,7 @@ int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
     w->nconns++;
     c->last_active = sk_loop_now(w->loop);
     list_append(c);
+    log_conn(c, "open", 0);
     if (h->on_open != NULL && h->on_open(c) != 0)
         sk_conn_abort(c);
     return 0;
@@ -337,6 +356,7 @@ void sk__conn_free_closed(struct sk_worker *w)
     while (w->closed != NULL) {
         struct sk_conn *c = w->closed;
         w->closed = c->next_closed;
+        log_conn(c, "close", c->status);
         if (h->on_close != NULL)
             h->on_close(c, c->status);
         w->nconns--;
