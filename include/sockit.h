@@ -262,7 +262,8 @@ struct sk_handler {
     void (*on_read)(struct sk_conn *c, const char *data, size_t len);
     /* The peer will send nothing more. */
     void (*on_eof)(struct sk_conn *c);
-    /* All queued output reached the kernel. */
+    /* The queued output has all reached the kernel (the queue went from
+     * non-empty to empty): the moment to queue more of a long stream. */
     void (*on_drain)(struct sk_conn *c);
     /* Last call for c: status 0 for a clean close, else a negative errno. */
     void (*on_close)(struct sk_conn *c, int status);
@@ -330,6 +331,9 @@ void sk_conn_close(struct sk_conn *c);
 /* Immediate close: queued output is dropped. */
 void sk_conn_abort(struct sk_conn *c);
 bool sk_conn_is_closing(const struct sk_conn *c);
+/* Stops (hold true) or resumes reading from the peer, e.g. while others
+ * catch up with what it sent. Output is not affected. */
+void sk_conn_hold_input(struct sk_conn *c, bool hold);
 /* Stops watching the socket for good and hands its descriptor to the
  * caller, who then owns it; the connection stays counted until closed. */
 int sk_conn_detach(struct sk_conn *c);

@@ -14,6 +14,7 @@
 #define CONN_PAUSED 8u   /* reading paused for backpressure */
 #define CONN_EOF 16u     /* the peer sent FIN */
 #define CONN_DETACHED 32u /* the descriptor belongs to the service */
+#define CONN_HELD 64u     /* reading paused by the service */
 
 struct sk_conn {
     struct sk_io io;
@@ -109,10 +110,9 @@ static void watch(struct sk_conn *c)
 
     if (c->flags & (CONN_CLOSED | CONN_DETACHED))
         return;
-    if (!(c->flags & (CONN_CLOSING | CONN_PAUSED | CONN_EOF)))
+    if (!(c->flags & (CONN_CLOSING | CONN_PAUSED | CONN_EOF | CONN_HELD)))
         ev |= SK_READ;
-    if (c->out.len > 0 ||
-        (handler_of(c)->on_drain != NULL && !(c->flags & CONN_CLOSING)))
+    if (c->out.len > 0)
         ev |= SK_WRITE;
     err = sk_io_set(&c->io, ev);
     if (err < 0)
@@ -128,6 +128,14 @@ void sk_conn_close(struct sk_conn *c)
         finish(c, 0);
     else
         watch(c);
+}
+
+void sk_conn_hold_input(struct sk_conn *c, bool hold)
+{
+    if (hold == ((c->flags & CONN_HELD) != 0))
+        return;
+    c->flags ^= CONN_HELD;
+    watch(c);
 }
 
 bool sk_conn_is_closing(const struct sk_conn *c)
@@ -194,9 +202,11 @@ static int flush(struct sk_conn *c)
     return 0;
 }
 
-/* Flushes c and updates what it waits for. */
+/* Flushes c and updates what it waits for. When the queue empties, the
+ * handler hears of it and may queue more (sent on the next round). */
 static void flush_and_watch(struct sk_conn *c)
 {
+    bool had_output = c->out.len > 0;
     int err = flush(c);
 
     if (err < 0) {
@@ -212,6 +222,8 @@ static void flush_and_watch(struct sk_conn *c)
         return;
     }
     watch(c);
+    if (had_output && c->out.len == 0 && handler_of(c)->on_drain != NULL)
+        handler_of(c)->on_drain(c);
 }
 
 void sk__conn_flush_pending(struct sk_worker *w)
@@ -226,6 +238,13 @@ void sk__conn_flush_pending(struct sk_worker *w)
             flush_and_watch(c);
         c = next;
     }
+}
+
+void sk__conn_watch_pending(struct sk_worker *w)
+{
+    for (struct sk_conn *c = w->pending; c != NULL; c = c->next_pending)
+        if (!(c->flags & CONN_CLOSED))
+            watch(c);
 }
 
 /* ------------------------------------------------------------- input */
@@ -283,11 +302,7 @@ static void on_io(struct sk_io *io, unsigned events)
     if (c->flags & CONN_CLOSED)
         return;
     if ((events & SK_WRITE) && (wanted & SK_WRITE)) {
-        if (c->out.len == 0 && handler_of(c)->on_drain != NULL &&
-            !(c->flags & CONN_CLOSING))
-            handler_of(c)->on_drain(c);
-        if (!(c->flags & CONN_CLOSED))
-            flush_and_watch(c);
+        flush_and_watch(c);
         return;
     }
     if (!(events & wanted))

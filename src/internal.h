@@ -106,6 +106,7 @@ struct sk_server {
 int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
                     const struct sk_addr *peer);
 void sk__conn_flush_pending(struct sk_worker *w);
+void sk__conn_watch_pending(struct sk_worker *w);
 void sk__conn_free_closed(struct sk_worker *w);
 void sk__conn_expire_idle(struct sk_worker *w);
 void sk__conn_drain_all(struct sk_worker *w);

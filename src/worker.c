@@ -9,6 +9,9 @@
 
 #include "internal.h"
 
+/* Rounds of flushing before each wait; see before_wait(). */
+#define FLUSH_ROUNDS 4
+
 /* ----------------------------------------------------------- accepting */
 
 static void pause_accepting(struct sk_worker *w)
@@ -118,10 +121,17 @@ static void before_wait(void *arg)
         sk__conn_abort_all(w);
         sk__hold_cancel_all(w);
     }
-    while (w->pending != NULL || w->closed != NULL) {
-        sk__conn_flush_pending(w);
+    /* on_close may queue output for others, on_drain more output for
+     * itself: a few rounds, then what is left waits for writability. */
+    for (int round = 0;; round++) {
+        if (round < FLUSH_ROUNDS)
+            sk__conn_flush_pending(w);
         sk__conn_free_closed(w);
+        if (w->closed == NULL &&
+            (w->pending == NULL || round >= FLUSH_ROUNDS - 1))
+            break;
     }
+    sk__conn_watch_pending(w);
     if (w->draining && w->nconns == 0 && w->holds == NULL)
         sk_loop_stop(w->loop);
 }

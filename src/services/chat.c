@@ -1,7 +1,13 @@
 /* chat.c -- one room per server: each line a client sends reaches every
- * other client as "[NAME] TEXT\n". A client that stops reading is dropped
- * when its output limit is reached, so it never slows the others. The room
- * is shared state, so the service runs on a single worker. */
+ * other client as "[NAME] TEXT\n". The room is shared state, so the
+ * service runs on a single worker.
+ *
+ * Flow control: a member whose queue passes half its output limit is
+ * congested; senders are held (not read from) until it drains, so a reader
+ * slower than a flood is not dropped. A congested member that does not
+ * drain within CHAT_STALL_MS is not reading and is dropped, as is one whose
+ * queue would pass the limit: a client that does not read never holds the
+ * others for long. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +17,59 @@
 
 /* Longest name a client may take with /nick. */
 #define NICK_MAX 64
+/* How long a congested member may take to drain its queue. */
+#define CHAT_STALL_MS 1000
 
 struct member {
     struct sk_conn *c;
     struct room *room;
     struct member *prev, *next;
     struct sk_lines lines;
+    struct sk_timer stall;
+    bool congested; /* queue over half the limit */
+    bool held;      /* input held until the room drains */
     char name[SK_ENDPOINT_STRLEN];
 };
 
 struct room {
     struct member *members;
     unsigned long unnamed; /* numbers the unnamed UNIX peers */
+    unsigned congested;    /* members congested now */
 };
+
+static void release_senders(struct room *room)
+{
+    for (struct member *m = room->members; m != NULL; m = m->next) {
+        if (m->held) {
+            m->held = false;
+            sk_conn_hold_input(m->c, false);
+        }
+    }
+}
+
+static void congest(struct member *m)
+{
+    m->congested = true;
+    m->room->congested++;
+    sk_timer_start(sk_conn_loop(m->c), &m->stall, CHAT_STALL_MS, 0);
+}
+
+static void uncongest(struct member *m)
+{
+    if (!m->congested)
+        return;
+    m->congested = false;
+    sk_timer_stop(&m->stall);
+    if (--m->room->congested == 0)
+        release_senders(m->room);
+}
+
+static void on_stall(struct sk_timer *t)
+{
+    struct member *m = t->data;
+
+    sk_conn_abort(m->c); /* not reading: drop it */
+}
 
 static void send_to(struct member *m, const char *a, size_t alen,
                     const char *b, size_t blen, const char *c, size_t clen)
@@ -36,8 +82,13 @@ static void send_to(struct member *m, const char *a, size_t alen,
         return;
     }
     if (sk_conn_write(m->c, a, alen) < 0 || sk_conn_write(m->c, b, blen) < 0 ||
-        sk_conn_write(m->c, c, clen) < 0)
+        sk_conn_write(m->c, c, clen) < 0) {
         sk_conn_abort(m->c);
+        return;
+    }
+    if (!m->congested &&
+        sk_conn_pending(m->c) > sk_conn_output_max(m->c) / 2)
+        congest(m);
 }
 
 /* Sends a + b + c to everyone in the room but from. */
@@ -117,6 +168,8 @@ static int chat_open(struct sk_conn *c)
     m->c = c;
     m->room = opts->state;
     sk_lines_init(&m->lines, opts->max_line);
+    sk_timer_init(&m->stall, on_stall);
+    m->stall.data = m;
     name_member(m);
     sk_conn_set_data(c, m);
     announce(m, " joined\n");
@@ -131,8 +184,19 @@ static void chat_read(struct sk_conn *c, const char *data, size_t len)
 {
     struct member *m = sk_conn_data(c);
 
-    if (sk_lines_feed(&m->lines, data, len, on_line, m) != 0)
+    if (sk_lines_feed(&m->lines, data, len, on_line, m) != 0) {
         sk_conn_close(c);
+        return;
+    }
+    if (m->room->congested > 0 && !m->held) {
+        m->held = true;
+        sk_conn_hold_input(c, true);
+    }
+}
+
+static void chat_drain(struct sk_conn *c)
+{
+    uncongest(sk_conn_data(c));
 }
 
 static void chat_eof(struct sk_conn *c)
@@ -155,6 +219,8 @@ static void chat_close(struct sk_conn *c, int status)
         m->room->members = m->next;
     if (m->next != NULL)
         m->next->prev = m->prev;
+    m->held = false;
+    uncongest(m);
     announce(m, " left\n");
     sk_lines_release(&m->lines);
     free(m);
@@ -176,6 +242,7 @@ static const struct sk_handler handler = {
     .on_open = chat_open,
     .on_read = chat_read,
     .on_eof = chat_eof,
+    .on_drain = chat_drain,
     .on_close = chat_close,
 };
 
