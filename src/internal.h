@@ -18,6 +18,8 @@
 /* Connections accepted per readiness event, so one busy listener cannot
  * starve the connections of its worker. */
 #define SK_ACCEPT_BATCH 64
+/* Queued connections closed cleanly per listener when a drain begins. */
+#define SK_BACKLOG_SWEEP 4096
 /* Pause after accept fails for lack of descriptors or memory. */
 #define SK_ACCEPT_RETRY_MS 100
 

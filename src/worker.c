@@ -97,12 +97,28 @@ static void on_acceptable(struct sk_io *io, unsigned events)
 
 /* ------------------------------------------------------------ the loop */
 
+/* Connections the kernel completed but nobody accepted would be reset when
+ * the listener closes: accept them and close them cleanly instead. */
+static void close_backlog(struct sk_acceptor *a)
+{
+    int fd;
+
+    for (int i = 0; i < SK_BACKLOG_SWEEP; i++) {
+        fd = accept4(a->io.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        close(fd);
+    }
+}
+
 static void begin_drain(struct sk_worker *w)
 {
     w->draining = true;
     sk_timer_stop(&w->retry_timer);
-    for (size_t i = 0; i < w->nacceptors; i++)
+    for (size_t i = 0; i < w->nacceptors; i++) {
         sk_io_stop(&w->acceptors[i].io);
+        close_backlog(&w->acceptors[i]);
+    }
     for (size_t i = 0; i < w->ndsocks; i++)
         sk_io_stop(&w->dsocks[i].io);
     sk__conn_drain_all(w);

@@ -22,7 +22,8 @@
 extern char **environ;
 
 struct child {
-    pid_t pid;
+    pid_t pid;            /* 0 once reaped */
+    pid_t group;          /* its process group: the command's pipeline */
     struct sk_io exit_io; /* the pidfd: readable once the child exits */
 };
 
@@ -91,8 +92,11 @@ static int spawn(const char *cmd, int in_fd, int out_fd, const char *peer,
     posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
     posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
     posix_spawnattr_init(&attr);
+    /* A group of its own, so that a timeout ends the whole pipeline. */
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+                                        POSIX_SPAWN_SETSIGDEF |
+                                        POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     err = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, env);
@@ -117,13 +121,17 @@ static int child_watch(struct child *ch, struct sk_loop *loop, sk_io_fn cb,
     return 0;
 }
 
-/* Kills the child if it still runs, then reaps it. */
-static void child_end(struct child *ch)
+/* Reaps the child. force: first kill its whole process group, which may
+ * outlive the shell (`cmd &`, a pipeline still draining). */
+static void child_end(struct child *ch, bool force)
 {
     if (sk_io_is_active(&ch->exit_io)) {
         sk_io_stop(&ch->exit_io);
         close(ch->exit_io.fd);
     }
+    if (force && ch->group > 0)
+        kill(-ch->group, SIGKILL);
+    ch->group = force ? 0 : ch->group;
     if (ch->pid <= 0)
         return;
     if (waitpid(ch->pid, NULL, WNOHANG) == 0) {
@@ -144,7 +152,7 @@ static void stream_exited(struct sk_io *io, unsigned events)
 {
     struct stream_job *job = io->data;
 
-    child_end(&job->child);
+    child_end(&job->child, false);
     sk_conn_close(job->c);
 }
 
@@ -164,6 +172,7 @@ static int stream_spawn(struct sk_conn *c, struct stream_job *job)
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     err = spawn(cmd_of(sk_conn_server(c)), fd, fd, peer, local,
                 &job->child.pid);
+    job->child.group = job->child.pid;
     close(fd);
     if (err < 0)
         return err;
@@ -187,7 +196,7 @@ static void stream_close(struct sk_conn *c, int status)
 
     if (job == NULL)
         return;
-    child_end(&job->child);
+    child_end(&job->child, status != 0);
     free(job);
 }
 
@@ -195,7 +204,7 @@ static void stream_close(struct sk_conn *c, int status)
 
 static void dgram_free(struct dgram_job *job)
 {
-    child_end(&job->child);
+    child_end(&job->child, !(job->exited && job->out_done));
     if (sk_io_is_active(&job->out_io)) {
         sk_io_stop(&job->out_io);
         close(job->out_io.fd);
@@ -241,7 +250,7 @@ static void dgram_exited(struct sk_io *io, unsigned events)
 {
     struct dgram_job *job = io->data;
 
-    child_end(&job->child);
+    child_end(&job->child, false);
     job->exited = true;
     dgram_maybe_reply(job);
 }
@@ -282,6 +291,7 @@ static int dgram_spawn(struct sk_dgram *d, struct dgram_job *job,
     sk_endpoint_format(sk_dgram_local(d), local, sizeof(local));
     err = spawn(cmd_of(sk_dgram_server(d)), in[0], out[1], peer, local,
                 &job->child.pid);
+    job->child.group = job->child.pid;
     close(in[0]);
     close(out[1]);
     if (err == 0) {
