@@ -24,6 +24,7 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -pthread
 LDLIBS += -pthread
 
 LIB_SRC = src/buf.c src/error.c src/endpoint.c src/sock.c src/loop.c \
+          src/client.c src/pair.c \
           src/conn.c src/dgram.c src/server.c src/worker.c
 SVC_SRC = $(sort $(wildcard src/services/*.c))
 CLI_SRC = $(sort $(wildcard src/cli/*.c))

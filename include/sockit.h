@@ -244,6 +244,75 @@ int sk_signal_start(struct sk_loop *loop, struct sk_signal *sig, int signo,
 /* Stops routing; the signal stays blocked. */
 void sk_signal_stop(struct sk_signal *sig);
 
+/* --------------------------------------------------------------- clients */
+
+/* Connects to ep, trying each address it resolves to within timeout_ms in
+ * all (negative: no limit). A datagram socket is connected too, so that
+ * replies from others are dropped and refusals are reported; a UNIX
+ * datagram socket first gets an address of its own (Linux autobind) so
+ * that replies can reach it. Returns a non-blocking, close-on-exec
+ * descriptor, or -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, -ENOENT,
+ * SK_EAI_NONAME... Blocks; see sk_connector_start() for the loop. */
+int sk_connect(const struct sk_endpoint *ep, int timeout_ms);
+/* Sends all len bytes, waiting at most timeout_ms for room each time the
+ * socket is full (negative: no limit). Returns 0 or a negative errno. */
+int sk_send_all(int fd, const void *data, size_t len, int timeout_ms);
+/* Receives up to len bytes, waiting at most timeout_ms. Returns the count,
+ * 0 at the end of the stream, -ETIMEDOUT or another negative errno. */
+ssize_t sk_recv_timeout(int fd, void *buf, size_t len, int timeout_ms);
+
+/* Addresses tried per connection. */
+#define SK_CONNECT_ADDRS 8
+
+struct sk_connector;
+/* fd: the connected, non-blocking descriptor (now the callee's), or a
+ * negative code for the last address tried. */
+typedef void (*sk_connect_fn)(struct sk_connector *cn, int fd);
+
+/* An outbound connection in progress on a loop; fields are private. */
+struct sk_connector {
+    struct sk_io io;
+    struct sk_timer timer;
+    struct sk_addr addrs[SK_CONNECT_ADDRS];
+    size_t naddrs, next;
+    int socktype;
+    int last_err;
+    sk_connect_fn cb;
+    void *data;
+};
+
+/* Starts connecting to the first of n addresses (then the next on failure)
+ * with a socket of socktype, for at most timeout_ms in all (0: no limit).
+ * cb runs exactly once, on the loop's thread, unless cancelled; when the
+ * outcome is known at once (UNIX sockets, datagrams) it runs before this
+ * returns. Returns 0, or a negative code (and cb never runs). */
+int sk_connector_start(struct sk_loop *loop, struct sk_connector *cn,
+                       const struct sk_addr *addrs, size_t n, int socktype,
+                       unsigned timeout_ms, sk_connect_fn cb);
+/* Abandons a connection in progress; cb will not run. */
+void sk_connector_cancel(struct sk_connector *cn);
+
+/* ------------------------------------------------------------ stream pair */
+
+struct sk_pair;
+/* The pair is over: status 0 when both directions ended with a close, else
+ * the first error. Both sockets are closed; the pair is freed after. */
+typedef void (*sk_pair_fn)(struct sk_pair *pair, int status, void *data);
+
+/* Joins two connected stream sockets, taking both: bytes flow both ways
+ * (through a pipe with splice(2), so that they are not copied through user
+ * space; read/write where splice does not apply), a half-close on one side
+ * is passed on to the other, an error on either closes both. idle_ms: close
+ * both after that long without traffic (0: never). Returns 0 or a negative
+ * errno (then both sockets are closed and done never runs). */
+int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
+                  sk_pair_fn done, void *data, struct sk_pair **pairp);
+/* Closes both sockets now; done runs with -ECANCELED. */
+void sk_pair_abort(struct sk_pair *pair);
+/* Bytes moved so far, from a to b and from b to a; whether splice is used. */
+uint64_t sk_pair_bytes(const struct sk_pair *pair, int direction);
+bool sk_pair_uses_splice(const struct sk_pair *pair);
+
 /* ---------------------------------------------------------------- server */
 
 struct sk_server;

@@ -20,6 +20,8 @@ struct command {
 };
 
 int cmd_serve(int argc, char **argv);
+int cmd_connect(int argc, char **argv);
+int cmd_relay(int argc, char **argv);
 
 /* Prints "sockit: MESSAGE" on stderr as one line. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -42,5 +44,40 @@ int cli_parse_endpoint(const char *text, struct sk_endpoint *ep);
 /* Reports an unknown option ('?') or a missing value (':') as getopt_long
  * returned it, with opterr off and ':' leading the short options. */
 void cli_bad_option(const char *cmd, char **argv, int code);
+
+/* ------------------------------------------ options of every server */
+
+enum {
+    OPT_THREADS = 256,
+    OPT_MAX_CONNS,
+    OPT_IDLE,
+    OPT_UNIX_MODE,
+    OPT_DRAIN,
+    OPT_COMMAND_FIRST, /* a command's own long options start here */
+};
+
+/* The struct option entries of the options above, -q, -v and --help. */
+#define CLI_SERVER_OPTIONS                                                    \
+    {"threads", required_argument, NULL, OPT_THREADS},                        \
+        {"max-conns", required_argument, NULL, OPT_MAX_CONNS},                \
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},                  \
+        {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},                \
+        {"drain-timeout", required_argument, NULL, OPT_DRAIN},                \
+        {"quiet", no_argument, NULL, 'q'},                                    \
+        {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'}
+
+/* Help lines for CLI_SERVER_OPTIONS. */
+extern const char cli_server_options_help[];
+
+/* Applies one of CLI_SERVER_OPTIONS. Returns 0, 1 for --help, -1 after a
+ * usage error (printed), or -2 when c is not one of them. */
+int cli_server_option(struct sk_server_config *cfg, int c, const char *arg);
+/* Binds every endpoint, or none: the first failure is printed. */
+int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
+                 size_t n);
+/* Prints "listening on ENDPOINT" for each bound socket, unless quiet. */
+void cli_print_listening(const struct sk_server *srv);
+/* A struct sk_server_config log hook printing "sockit: MSG". */
+void cli_log_line(void *data, const char *msg);
 
 #endif

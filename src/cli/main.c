@@ -7,6 +7,7 @@
 
 static const struct command commands[] = {
     {"serve", cmd_serve, "serve a built-in service or a command on endpoints"},
+    {"connect", cmd_connect, "talk to an endpoint: stdin to it, it to stdout"},
 };
 
 static void usage(FILE *out)

@@ -38,47 +38,27 @@ static void usage(FILE *out)
             "datagram\n"
             "      --exec-timeout S   kill a datagram's command after S "
             "seconds (default 5)\n"
-            "      --threads N        worker threads (default: online CPUs)\n"
-            "      --max-conns N      connections at once; more are closed "
-            "at once\n"
-            "      --idle-timeout S   close connections idle for S seconds\n"
             "      --max-line BYTES   longest line (default 65536); longer "
             "closes\n"
-            "      --unix-mode MODE   octal mode of created UNIX socket "
-            "files\n"
-            "      --drain-timeout S  on SIGINT/SIGTERM, finish replies "
-            "within S (default 2)\n"
-            "  -q, --quiet            no 'listening on' lines\n"
-            "  -v, --verbose          log connections and server events\n"
-            "  -h, --help             this help\n\n"
+            "%s\n",
+            cli_server_options_help);
+    fprintf(out,
             "Exit status: 0 after a signal, 1 when an endpoint cannot be "
             "bound, 2 on a usage error.\n");
 }
 
 enum {
-    OPT_EXEC = 256,
+    OPT_EXEC = OPT_COMMAND_FIRST,
     OPT_EXEC_TIMEOUT,
-    OPT_THREADS,
-    OPT_MAX_CONNS,
-    OPT_IDLE,
     OPT_MAX_LINE,
-    OPT_UNIX_MODE,
-    OPT_DRAIN,
 };
 
 static const struct option options[] = {
     {"service", required_argument, NULL, 's'},
     {"exec", required_argument, NULL, OPT_EXEC},
     {"exec-timeout", required_argument, NULL, OPT_EXEC_TIMEOUT},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
-    {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"max-line", required_argument, NULL, OPT_MAX_LINE},
-    {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
-    {"drain-timeout", required_argument, NULL, OPT_DRAIN},
-    {"quiet", no_argument, NULL, 'q'},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
+    CLI_SERVER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -112,6 +92,7 @@ static int parse_exec(struct serve_args *a, const char *cmd)
 static int apply_option(struct serve_args *a, int c, char **argv)
 {
     unsigned long v;
+    int ret;
 
     switch (c) {
     case 's':
@@ -121,44 +102,16 @@ static int apply_option(struct serve_args *a, int c, char **argv)
     case OPT_EXEC_TIMEOUT:
         return cli_parse_seconds("--exec-timeout", optarg,
                                  &a->opts.exec_timeout_ms);
-    case OPT_THREADS:
-        if (cli_parse_uint("--threads", optarg, 1, 1024, &v) < 0)
-            return -1;
-        a->cfg.threads = (unsigned)v;
-        return 0;
-    case OPT_MAX_CONNS:
-        if (cli_parse_uint("--max-conns", optarg, 1, 100000000, &v) < 0)
-            return -1;
-        a->cfg.max_conns = (unsigned)v;
-        return 0;
-    case OPT_IDLE:
-        return cli_parse_seconds("--idle-timeout", optarg,
-                                 &a->cfg.idle_timeout_ms);
     case OPT_MAX_LINE:
         if (cli_parse_uint("--max-line", optarg, 1, 1UL << 30, &v) < 0)
             return -1;
         a->opts.max_line = v;
         return 0;
-    case OPT_UNIX_MODE:
-        a->cfg.unix_mode_set = true;
-        return cli_parse_mode("--unix-mode", optarg, &a->cfg.unix_mode);
-    case OPT_DRAIN:
-        if (cli_parse_seconds("--drain-timeout", optarg, &a->cfg.drain_ms) < 0)
-            return -1;
-        if (a->cfg.drain_ms == 0)
-            a->cfg.drain_ms = 1; /* 0 would mean the default */
-        return 0;
-    case 'q':
-        cli_quiet = true;
-        return 0;
-    case 'v':
-        cli_verbose = true;
-        return 0;
-    case 'h':
-        return 1;
     default:
-        cli_bad_option("serve", argv, c);
-        return -1;
+        ret = cli_server_option(&a->cfg, c, optarg);
+        if (ret == -2)
+            cli_bad_option("serve", argv, c);
+        return ret == -2 ? -1 : ret;
     }
 }
 
@@ -220,42 +173,6 @@ static int parse_args(struct serve_args *a, int argc, char **argv)
     return parse_endpoints(a, argc, argv);
 }
 
-static void log_line(void *data, const char *msg)
-{
-    fprintf(stderr, "sockit: %s\n", msg);
-}
-
-/* Binds every endpoint, or none: the first failure is reported. */
-static int bind_all(struct sk_server *srv, const struct serve_args *a)
-{
-    struct sk_endpoint failed;
-    int err;
-
-    for (size_t i = 0; i < a->neps; i++) {
-        err = sk_server_listen(srv, &a->eps[i], &failed);
-        if (err < 0) {
-            cli_error_ep(err <= SK_EAI_NONAME && err >= SK_EAI_OTHER
-                             ? "resolve"
-                             : "bind",
-                         &failed, err);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void print_listening(const struct sk_server *srv)
-{
-    char text[SK_ENDPOINT_STRLEN];
-    struct sk_endpoint ep;
-
-    for (size_t i = 0; i < sk_server_listener_count(srv); i++) {
-        sk_server_listener_endpoint(srv, i, &ep);
-        sk_endpoint_format(&ep, text, sizeof(text));
-        cli_note("listening on %s", text);
-    }
-}
-
 static int serve(struct serve_args *a)
 {
     struct sk_server *srv;
@@ -264,7 +181,7 @@ static int serve(struct serve_args *a)
     a->cfg.handler = a->svc->handler;
     a->cfg.data = &a->opts;
     a->cfg.handle_signals = true;
-    a->cfg.log = cli_verbose ? log_line : NULL;
+    a->cfg.log = cli_verbose ? cli_log_line : NULL;
     if (a->svc->setup != NULL && (err = a->svc->setup(&a->opts)) < 0) {
         cli_error("serve: %s", sk_strerror(err));
         return EXIT_RUNTIME;
@@ -276,9 +193,8 @@ static int serve(struct serve_args *a)
     }
     if (a->svc->single_worker)
         sk_server_set_single_worker(srv);
-    if (bind_all(srv, a) == 0) {
-        print_listening(srv);
-        fflush(stderr);
+    if (cli_bind_all(srv, a->eps, a->neps) == 0) {
+        cli_print_listening(srv);
         err = sk_server_run(srv);
         if (err < 0)
             cli_error("serve: %s", sk_strerror(err));

@@ -124,3 +124,89 @@ void cli_bad_option(const char *cmd, char **argv, int code)
         cli_error("%s: unknown option '%s' (try 'sockit %s --help')", cmd,
                   arg, cmd);
 }
+
+const char cli_server_options_help[] =
+    "      --threads N        worker threads (default: online CPUs)\n"
+    "      --max-conns N      connections at once; more are closed at once\n"
+    "      --idle-timeout S   close connections idle for S seconds\n"
+    "      --unix-mode MODE   octal mode of created UNIX socket files\n"
+    "      --drain-timeout S  on SIGINT/SIGTERM, finish within S (default "
+    "2)\n"
+    "  -q, --quiet            no 'listening on' lines\n"
+    "  -v, --verbose          log connections and server events\n"
+    "  -h, --help             this help\n";
+
+int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
+{
+    unsigned long v;
+
+    switch (c) {
+    case OPT_THREADS:
+        if (cli_parse_uint("--threads", arg, 1, 1024, &v) < 0)
+            return -1;
+        cfg->threads = (unsigned)v;
+        return 0;
+    case OPT_MAX_CONNS:
+        if (cli_parse_uint("--max-conns", arg, 1, 100000000, &v) < 0)
+            return -1;
+        cfg->max_conns = (unsigned)v;
+        return 0;
+    case OPT_IDLE:
+        return cli_parse_seconds("--idle-timeout", arg,
+                                 &cfg->idle_timeout_ms);
+    case OPT_UNIX_MODE:
+        cfg->unix_mode_set = true;
+        return cli_parse_mode("--unix-mode", arg, &cfg->unix_mode);
+    case OPT_DRAIN:
+        if (cli_parse_seconds("--drain-timeout", arg, &cfg->drain_ms) < 0)
+            return -1;
+        if (cfg->drain_ms == 0)
+            cfg->drain_ms = 1; /* 0 would mean the default */
+        return 0;
+    case 'q':
+        cli_quiet = true;
+        return 0;
+    case 'v':
+        cli_verbose = true;
+        return 0;
+    case 'h':
+        return 1;
+    default:
+        return -2;
+    }
+}
+
+int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
+                 size_t n)
+{
+    struct sk_endpoint failed;
+    int err;
+
+    for (size_t i = 0; i < n; i++) {
+        err = sk_server_listen(srv, &eps[i], &failed);
+        if (err < 0) {
+            bool resolve = err <= SK_EAI_NONAME && err >= SK_EAI_OTHER;
+            cli_error_ep(resolve ? "resolve" : "bind", &failed, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void cli_print_listening(const struct sk_server *srv)
+{
+    char text[SK_ENDPOINT_STRLEN];
+    struct sk_endpoint ep;
+
+    for (size_t i = 0; i < sk_server_listener_count(srv); i++) {
+        sk_server_listener_endpoint(srv, i, &ep);
+        sk_endpoint_format(&ep, text, sizeof(text));
+        cli_note("listening on %s", text);
+    }
+    fflush(stderr);
+}
+
+void cli_log_line(void *data, const char *msg)
+{
+    fprintf(stderr, "sockit: %s\n", msg);
+}
