@@ -22,6 +22,7 @@ struct command {
 int cmd_serve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_relay(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "sockit: MESSAGE" on stderr as one line. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -9,6 +9,7 @@ static const struct command commands[] = {
     {"serve", cmd_serve, "serve a built-in service or a command on endpoints"},
     {"connect", cmd_connect, "talk to an endpoint: stdin to it, it to stdout"},
     {"relay", cmd_relay, "forward every client of one endpoint to another"},
+    {"bench", cmd_bench, "load an echo service and verify every reply"},
 };
 
 static void usage(FILE *out)

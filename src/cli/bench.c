@@ -1,0 +1,349 @@
+/* bench.c -- `sockit bench ENDPOINT`: a closed-loop load generator for echo
+ * services on every endpoint kind. Each connection (or datagram socket)
+ * keeps --pipeline requests in flight and verifies every reply byte for
+ * byte; latencies go to a high-dynamic-range histogram per thread. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "cli.h"
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ messages */
+
+/* Request k of a client: the template with k in its first 8 bytes. */
+static void stamp_seq(char *msg, size_t size, uint64_t k)
+{
+    if (size >= 8)
+        memcpy(msg, &k, 8);
+}
+
+static bool reply_ok(const struct gen *g, const char *reply, uint64_t k)
+{
+    size_t size = g->b->opts.size, head = size >= 8 ? 8 : 0;
+
+    if (head > 0 && memcmp(reply, &k, 8) != 0)
+        return false;
+    return memcmp(reply + head, g->b->tmpl + head, size - head) == 0;
+}
+
+static void fail(struct client *cl, int err)
+{
+    struct gen *g = cl->g;
+
+    if (g->first_error == 0)
+        g->first_error = err;
+    atomic_fetch_add_explicit(&g->errors, 1, memory_order_relaxed);
+}
+
+/* --------------------------------------------------------- the client */
+
+static bool may_issue(const struct gen *g)
+{
+    return !atomic_load_explicit(&g->b->stop, memory_order_relaxed) &&
+           g->issued < g->quota;
+}
+
+void bench_client_end(struct client *cl)
+{
+    if (cl->fd >= 0) {
+        sk_io_stop(&cl->io);
+        close(cl->fd);
+        cl->fd = -1;
+    }
+    if (!cl->finished) {
+        cl->finished = true;
+        if (--cl->g->active == 0)
+            sk_loop_stop(cl->g->loop);
+    }
+}
+
+static void client_watch(struct client *cl)
+{
+    unsigned ev = SK_READ | (cl->out_len > 0 ? SK_WRITE : 0);
+
+    if (sk_io_set(&cl->io, ev) < 0)
+        bench_client_end(cl);
+}
+
+/* Writes what is queued; returns 0 or a negative errno. */
+static int client_flush(struct client *cl)
+{
+    ssize_t n;
+
+    while (cl->out_len > 0) {
+        n = send(cl->fd, cl->out + cl->out_off, cl->out_len,
+                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        cl->out_off += (size_t)n;
+        cl->out_len -= (size_t)n;
+    }
+    cl->out_off = 0;
+    return 0;
+}
+
+/* Queues requests up to the pipeline depth, then flushes them together
+ * (stream: one send; datagrams: one sendmmsg). */
+static int client_issue(struct client *cl)
+{
+    struct gen *g = cl->g;
+    size_t size = g->b->opts.size;
+    unsigned depth = g->b->opts.pipeline, n = 0;
+    uint64_t t = now_ns();
+
+    if (cl->out_len > 0)
+        return client_flush(cl);
+    while (cl->inflight < depth && may_issue(g)) {
+        char *msg = cl->out + (size_t)n * size;
+        stamp_seq(msg, size, cl->sent);
+        if (!g->b->opts.churn) /* churn counts from the connect */
+            cl->stamps[cl->sent % depth] = t;
+        cl->sent++;
+        cl->inflight++;
+        g->issued++;
+        n++;
+    }
+    if (n == 0)
+        return 0;
+    if (g->b->dgram)
+        return bench_dgram_send(cl, n);
+    cl->out_len = (size_t)n * size;
+    return client_flush(cl);
+}
+
+/* One complete reply: verify it, record its latency. */
+static void client_reply(struct client *cl, const char *reply)
+{
+    struct gen *g = cl->g;
+    uint64_t t = now_ns();
+
+    if (!reply_ok(g, reply, cl->received))
+        fail(cl, -EBADMSG);
+    histogram_record(&g->hist,
+                     (t - cl->stamps[cl->received % g->b->opts.pipeline]) /
+                         1000);
+    cl->received++;
+    cl->inflight--;
+    cl->last_reply = t;
+    atomic_fetch_add_explicit(&g->done, 1, memory_order_relaxed);
+}
+
+/* Splits stream bytes into replies; a reply cut by the read is kept. */
+static void client_consume(struct client *cl, const char *p, size_t len)
+{
+    size_t size = cl->g->b->opts.size;
+
+    while (len > 0) {
+        if (cl->rx_len == 0 && len >= size) {
+            client_reply(cl, p);
+            p += size;
+            len -= size;
+            continue;
+        }
+        size_t n = size - cl->rx_len < len ? size - cl->rx_len : len;
+        memcpy(cl->rx + cl->rx_len, p, n);
+        cl->rx_len += n;
+        p += n;
+        len -= n;
+        if (cl->rx_len == size) {
+            client_reply(cl, cl->rx);
+            cl->rx_len = 0;
+        }
+    }
+}
+
+static int stream_read(struct client *cl)
+{
+    struct gen *g = cl->g;
+    ssize_t n = recv(cl->fd, g->rbuf, g->rbuf_size, MSG_DONTWAIT);
+
+    if (n > 0) {
+        atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
+                                  memory_order_relaxed);
+        if ((uint64_t)n > (uint64_t)cl->inflight * g->b->opts.size) {
+            fail(cl, -EBADMSG); /* more than was asked */
+            return -EBADMSG;
+        }
+        client_consume(cl, g->rbuf, (size_t)n);
+        return 0;
+    }
+    if (n == 0)
+        return cl->inflight > 0 ? -ECONNRESET : -EPIPE;
+    return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+}
+
+/* After replies: churn clients reconnect, others issue more or end. */
+static void client_next(struct client *cl)
+{
+    int err;
+
+    if (cl->inflight > 0 || cl->out_len > 0) {
+        client_watch(cl);
+        return;
+    }
+    if (!may_issue(cl->g)) {
+        bench_client_end(cl);
+        return;
+    }
+    if (cl->g->b->opts.churn) {
+        sk_io_stop(&cl->io);
+        close(cl->fd);
+        cl->fd = -1;
+        bench_churn_connect(cl);
+        return;
+    }
+    err = client_issue(cl);
+    if (err < 0) {
+        fail(cl, err);
+        bench_client_end(cl);
+        return;
+    }
+    client_watch(cl);
+}
+
+static void on_client_io(struct sk_io *io, unsigned events)
+{
+    struct client *cl = io->data;
+    int err = 0;
+
+    if (events & SK_READ)
+        err = cl->g->b->dgram ? bench_dgram_read(cl) : stream_read(cl);
+    if (err == 0 && (events & SK_WRITE))
+        err = client_flush(cl);
+    if (err < 0) {
+        if (err != -EPIPE)
+            fail(cl, err);
+        bench_client_end(cl);
+        return;
+    }
+    client_next(cl);
+}
+
+int bench_client_start(struct client *cl, int fd)
+{
+    int err;
+
+    cl->fd = fd;
+    cl->io.data = cl;
+    cl->last_reply = now_ns();
+    err = sk_io_start(cl->g->loop, &cl->io, fd, SK_READ, false, on_client_io);
+    if (err < 0) {
+        close(fd);
+        cl->fd = -1;
+        return err;
+    }
+    err = client_issue(cl);
+    if (err < 0)
+        return err;
+    client_watch(cl);
+    return 0;
+}
+
+static void on_churn_connected(struct sk_connector *cn, int fd)
+{
+    struct client *cl = cn->data;
+    int err;
+
+    cl->connecting = false;
+    err = fd < 0 ? fd : bench_client_start(cl, fd);
+    if (err < 0) {
+        fail(cl, err);
+        bench_client_end(cl);
+    }
+}
+
+void bench_churn_connect(struct client *cl)
+{
+    const struct bench *b = cl->g->b;
+
+    cl->connecting = true;
+    cl->cn.data = cl;
+    /* The latency of a churned request counts from the connect. */
+    cl->stamps[cl->sent % b->opts.pipeline] = now_ns();
+    if (sk_connector_start(cl->g->loop, &cl->cn, b->addrs, b->naddrs,
+                           SOCK_STREAM, BENCH_CONNECT_TIMEOUT_MS,
+                           on_churn_connected) < 0) {
+        cl->connecting = false;
+        fail(cl, -ENOMEM);
+        bench_client_end(cl);
+    }
+}
+
+/* ---------------------------------------------------------- datagrams */
+
+int bench_dgram_send(struct client *cl, unsigned n)
+{
+    struct mmsghdr msgs[BENCH_PIPELINE_MAX];
+    struct iovec iov[BENCH_PIPELINE_MAX];
+    size_t size = cl->g->b->opts.size;
+    unsigned sent = 0;
+    int r;
+
+    for (unsigned i = 0; i < n; i++) {
+        iov[i] = (struct iovec){cl->out + (size_t)i * size, size};
+        msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i],
+                                               .msg_iovlen = 1}};
+    }
+    while (sent < n) {
+        r = sendmmsg(cl->fd, msgs + sent, n - sent, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return 0; /* counted lost if no reply comes */
+            return -errno;
+        }
+        sent += (unsigned)r;
+    }
+    return 0;
+}
+
+int bench_dgram_read(struct client *cl)
+{
+    struct gen *g = cl->g;
+    size_t size = g->b->opts.size;
+    ssize_t n;
+
+    for (unsigned i = 0; i < g->b->opts.pipeline; i++) {
+        n = recv(cl->fd, g->rbuf, g->rbuf_size, MSG_DONTWAIT);
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
+                                  memory_order_relaxed);
+        if ((size_t)n != size || cl->inflight == 0) {
+            fail(cl, -EBADMSG);
+            continue;
+        }
+        client_reply(cl, g->rbuf);
+    }
+    return 0;
+}
+
+/* A datagram socket with requests and no reply for a while lost them. */
+void bench_dgram_expire(struct client *cl, uint64_t now)
+{
+    if (cl->finished || cl->inflight == 0 ||
+        now - cl->last_reply < BENCH_DGRAM_LOSS_MS * 1000000ull)
+        return;
+    while (cl->inflight > 0) {
+        fail(cl, -ETIMEDOUT);
+        cl->inflight--;
+        cl->received++;
+    }
+    cl->last_reply = now;
+    client_next(cl);
+}
