@@ -272,6 +272,10 @@ static void read_input(struct sk_conn *c)
         touch(c);
         if (h->on_read != NULL)
             h->on_read(c, buf, (size_t)n);
+        /* The reply goes out now, in one write, while the loop reads the
+         * other connections: the peer need not wait for the whole batch. */
+        if (c->out.len > 0 && !(c->flags & CONN_CLOSED))
+            flush_and_watch(c);
     } else if (n == 0) {
         on_peer_eof(c);
     } else if (errno != EAGAIN && errno != EINTR) {

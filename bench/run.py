@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""run.py -- sockit next to the echo servers people would otherwise pick,
+same machine, same run, interleaved, same scenarios.
+
+    python3 bench/run.py [--duration S] [--rounds N] [--only SCENARIO,...]
+
+Builds the peers (bench/peers/), then for each round, each scenario and
+each server in turn: starts the server (single-threaded servers pinned to
+CPU 0), runs `sockit bench --json` pinned to CPU 1, reads the server's CPU
+time from /proc, stops the server. A last pass counts system calls per
+request under `strace -c -f`. Writes bench/RESULTS.md (medians, ratios)
+and bench/results.json (every run). Needs: build/sockit (make), libuv1-dev,
+libevent-dev, socat, ncat, redis-server, redis-tools, strace, util-linux.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOCKIT = os.path.join(ROOT, "build", "sockit")
+PEER_DIR = os.path.join(ROOT, "build", "bench")
+SERVER_CPU, CLIENT_CPU = "0", "1"
+TICK = os.sysconf("SC_CLK_TCK")
+
+# name, kind, bench options
+SCENARIOS = [
+    ("tcp-1conn-64B", "tcp", ["-c", "1"]),
+    ("tcp-50conn-64B", "tcp", ["-c", "50"]),
+    ("tcp-50conn-pipeline16", "tcp", ["-c", "50", "--pipeline", "16"]),
+    ("tcp-bulk-64KiB", "tcp", ["-c", "4", "--size", "65536"]),
+    ("udp-8sock-64B", "udp", ["-c", "8"]),
+    ("tcp-churn", "tcp", ["-c", "8", "--connect"]),
+    ("unix-50conn-64B", "unix", ["-c", "50"]),
+]
+
+
+def peers(tmp):
+    """name -> (function(kind, where) -> argv or None, pinned)."""
+    def c_peer(binary, *flags):
+        return lambda kind, where: [os.path.join(PEER_DIR, binary), *flags, kind, where]
+
+    def sockit(threads):
+        def argv(kind, where):
+            ep = {"tcp": "tcp://127.0.0.1:%s", "udp": "udp://127.0.0.1:%s", "unix": "unix:%s"}[kind] % where
+            return [SOCKIT, "serve", "-q", "-s", "echo"] + (["--threads", threads] if threads else []) + [ep]
+        return argv
+
+    def socat(kind, where):
+        if kind == "udp":
+            return None
+        listen = "TCP-LISTEN:%s,bind=127.0.0.1,reuseaddr,fork,backlog=4096" % where if kind == "tcp" \
+            else "UNIX-LISTEN:%s,fork,backlog=4096" % where
+        return ["socat", listen, "PIPE"]
+
+    def ncat(kind, where):
+        if kind == "udp":
+            return None
+        target = ["127.0.0.1", where] if kind == "tcp" else ["-U", where]
+        return ["ncat", "-l", "-k", "--exec", "/bin/cat", *target]
+
+    asyncio_py = os.path.join(ROOT, "bench", "peers", "asyncio_echo.py")
+    return {
+        "sockit-1": (sockit("1"), True),
+        "sockit-default": (sockit(None), False),
+        "epoll-loop": (c_peer("epoll_echo"), True),
+        "libuv": (c_peer("uv_echo"), True),
+        "libuv-tuned": (c_peer("uv_echo", "--tuned"), True),
+        "libevent": (c_peer("event_echo"), True),
+        "libevent-tuned": (c_peer("event_echo", "--tuned"), True),
+        "python-asyncio": (lambda kind, where: [sys.executable, asyncio_py, kind, where], True),
+        "socat-fork": (socat, True),
+        "ncat-exec": (ncat, True),
+    }
+
+
+def build_peers():
+    os.makedirs(PEER_DIR, exist_ok=True)
+    src = os.path.join(ROOT, "bench", "peers")
+    for name, libs in (("epoll_echo", []), ("uv_echo", ["-luv"]), ("event_echo", ["-levent"])):
+        subprocess.run(["cc", "-O2", "-Wall", "-o", os.path.join(PEER_DIR, name),
+                        os.path.join(src, name + ".c"), *libs], check=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(kind, where, proc, timeout=5.0):
+    """Bounded: a stream connects, a datagram is echoed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited: %s" % proc.args)
+        try:
+            if kind == "udp":
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.settimeout(0.2)
+                    s.sendto(b"ping", ("127.0.0.1", int(where)))
+                    if s.recv(16) == b"ping":
+                        return
+            else:
+                family = socket.AF_UNIX if kind == "unix" else socket.AF_INET
+                addr = where if kind == "unix" else ("127.0.0.1", int(where))
+                with socket.socket(family, socket.SOCK_STREAM) as s:
+                    s.settimeout(0.2)
+                    s.connect(addr)
+                    s.sendall(b"ping")
+                    if s.recv(16) == b"ping":
+                        return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("server not ready: %s" % proc.args)
+
+
+def tree_cpu(pid):
+    """CPU seconds of pid, its reaped children and its live children."""
+    def stat(p):
+        with open("/proc/%d/stat" % p) as f:
+            return f.read().rsplit(")", 1)[1].split()
+    total = 0
+    try:
+        fields = stat(pid)
+        total = sum(int(x) for x in fields[11:15])
+    except OSError:
+        return 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                f = stat(int(entry))
+                if int(f[1]) == pid:
+                    total += int(f[11]) + int(f[12])
+            except (OSError, IndexError):
+                pass
+    return total / TICK
+
+
+def start_server(argv, pinned):
+    cmd = (["taskset", "-c", SERVER_CPU] if pinned else []) + argv
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_server(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def endpoint(kind, where):
+    return {"tcp": "tcp://127.0.0.1:%s", "udp": "udp://127.0.0.1:%s", "unix": "unix:%s"}[kind] % where
+
+
+def one_run(argv_fn, pinned, kind, opts, duration, tmp):
+    where = os.path.join(tmp, "s.sock") if kind == "unix" else str(free_port())
+    argv = argv_fn(kind, where)
+    if argv is None:
+        return None
+    proc = start_server(argv, pinned)
+    try:
+        wait_ready(kind, where, proc)
+        cpu0 = tree_cpu(proc.pid)
+        out = subprocess.run(["taskset", "-c", CLIENT_CPU, SOCKIT, "bench", "--json", "-d", str(duration),
+                              *opts, endpoint(kind, where)], capture_output=True, timeout=duration + 30)
+        cpu = tree_cpu(proc.pid) - cpu0
+    finally:
+        stop_server(proc)
+    result = json.loads(out.stdout)
+    result["exit"] = out.returncode
+    result["server_cpu_s"] = cpu
+    result["cpu_us_per_req"] = cpu * 1e6 / result["requests"] if result["requests"] else None
+    return result
+
+
+def redis_context(duration):
+    """redis-server PING through redis-benchmark: context, not a peer."""
+    if not shutil.which("redis-server") or not shutil.which("redis-benchmark"):
+        return {}
+    port = str(free_port())
+    proc = start_server(["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                         "--appendonly", "no"], True)
+    out = {}
+    try:
+        time.sleep(0.0)
+        wait_port(port, proc)
+        for name, pipe in (("tcp-50conn-64B", "1"), ("tcp-50conn-pipeline16", "16")):
+            n = str(200000 if pipe == "1" else 1000000)
+            r = subprocess.run(["taskset", "-c", CLIENT_CPU, "redis-benchmark", "-p", port, "-c", "50",
+                                "-n", n, "-P", pipe, "-t", "ping_inline", "--csv", "-q"],
+                               capture_output=True, text=True, timeout=120)
+            m = re.search(r'"PING_INLINE","([0-9.]+)"', r.stdout)
+            if m:
+                out[name] = float(m.group(1))
+    finally:
+        stop_server(proc)
+    return out
+
+
+def wait_port(port, proc, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", int(port)), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server not ready")
+
+
+def syscalls_per_request(table, tmp, count=50000):
+    """strace -c -f over a fixed number of TCP echo requests, 50 connections."""
+    out = {}
+    for name in ("sockit-1", "epoll-loop", "libuv", "libuv-tuned", "libevent", "libevent-tuned"):
+        argv_fn, _ = table[name]
+        port = str(free_port())
+        trace = os.path.join(tmp, "strace-%s.txt" % name)
+        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, "strace", "-c", "-f", "-o", trace,
+                                 *argv_fn("tcp", port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_ready("tcp", port, proc, timeout=10)
+            subprocess.run(["taskset", "-c", CLIENT_CPU, SOCKIT, "bench", "-n", str(count), "-c", "50",
+                            "tcp://127.0.0.1:" + port], capture_output=True, timeout=120)
+        finally:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        with open(trace) as f:
+            total = [l for l in f if l.rstrip().endswith("total")]
+        # "100.00  seconds  usecs/call  calls  [errors]  total"
+        calls = int(total[0].split()[3]) if total else None
+        out[name] = calls / count if calls else None
+    return out
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def write_results(runs, redis, syscalls, args, started, elapsed):
+    names = list(peers("/tmp").keys())
+    lines = ["# sockit benchmark results", "",
+             "Run on %s (UTC) with `%s`, %.0f s in all." % (
+                 started, "python3 bench/run.py " + " ".join(sys.argv[1:]), elapsed),
+             "Machine: %s, %d CPUs, Linux %s. Servers marked pinned run on CPU %s, the load "
+             "generator (`sockit bench`, one thread) on CPU %s. Each cell is the median of %d "
+             "interleaved runs of %s s." % (platform.machine(), os.cpu_count(), platform.release(),
+                                           SERVER_CPU, CLIENT_CPU, args.rounds, args.duration),
+             "`sockit ÷ peer` is sockit-1's requests/s divided by the peer's: above 1, sockit "
+             "single-threaded is ahead. CPU µs/req is the server's CPU time (its process tree) per "
+             "request.", ""]
+    summary = {}
+    for scen, kind, opts in SCENARIOS:
+        if args.only and scen not in args.only:
+            continue
+        lines += ["## %s (`sockit bench %s %s`)" % (scen, " ".join(opts), kind), "",
+                  "| server | requests/s | sockit-1 ÷ peer | p99 µs | CPU µs/req | errors |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        base = median([r["requests_per_s"] for r in runs.get((scen, "sockit-1"), [])])
+        for name in names:
+            rs = runs.get((scen, name))
+            if not rs:
+                continue
+            rps = median([r["requests_per_s"] for r in rs])
+            p99 = median([r["latency_us"]["p99"] for r in rs])
+            cpu = median([r["cpu_us_per_req"] for r in rs])
+            errors = sum(r["errors"] for r in rs)
+            ratio = base / rps if base and rps else None
+            summary.setdefault(scen, {})[name] = {"requests_per_s": rps, "ratio": ratio}
+            lines.append("| %s | %.0f | %s | %s | %s | %d |" % (
+                name, rps, "%.2f" % ratio if ratio else "-", "%.0f" % p99 if p99 is not None else "-",
+                "%.2f" % cpu if cpu else "-", errors))
+        if scen in redis:
+            lines.append("| redis PING (context, redis-benchmark) | %.0f | %.2f | - | - | - |" % (
+                redis[scen], base / redis[scen] if base else 0))
+        lines.append("")
+    if syscalls:
+        lines += ["## System calls per request, TCP echo, 50 connections",
+                  "", "`strace -c -f` on the server over `sockit bench -n 50000 -c 50` (all calls, "
+                  "setup included).", "", "| server | syscalls/request |", "|---|---:|"]
+        for name, v in syscalls.items():
+            lines.append("| %s | %s |" % (name, "%.3f" % v if v else "-"))
+        lines.append("")
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump({"date": started, "args": vars(args), "redis": redis, "syscalls": syscalls,
+                   "summary": summary,
+                   "runs": [{"scenario": s, "server": n, **r} for (s, n), rs in runs.items() for r in rs]},
+                  f, indent=1)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=1.5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", type=lambda s: s.split(","), default=None)
+    ap.add_argument("--no-strace", action="store_true")
+    args = ap.parse_args()
+    if not os.path.exists(SOCKIT):
+        sys.exit("run.py: build/sockit is missing: run make first")
+    build_peers()
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    t0 = time.monotonic()
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        table = peers(tmp)
+        order = list(table.items())
+        for rnd in range(args.rounds):
+            for scen, kind, opts in SCENARIOS:
+                if args.only and scen not in args.only:
+                    continue
+                # Rotate the order each round so that no server always runs first.
+                k = rnd % len(order)
+                for name, (argv_fn, pinned) in order[k:] + order[:k]:
+                    r = one_run(argv_fn, pinned, kind, opts, args.duration, tmp)
+                    if r is not None:
+                        runs.setdefault((scen, name), []).append(r)
+                        print("round %d %-22s %-15s %10.0f req/s  errors %d" % (
+                            rnd + 1, scen, name, r["requests_per_s"], r["errors"]), flush=True)
+        redis = redis_context(args.duration)
+        syscalls = {} if args.no_strace else syscalls_per_request(table, tmp)
+    write_results(runs, redis, syscalls, args, started, time.monotonic() - t0)
+    print("wrote bench/RESULTS.md and bench/results.json")
+
+
+if __name__ == "__main__":
+    main()
