@@ -158,7 +158,7 @@ int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
 {
     int err;
 
-    if (c->flags & (CONN_CLOSED | CONN_DETACHED))
+    if (c->flags & (CONN_CLOSING | CONN_DETACHED))
         return -EPIPE;
     err = sk_buf_append(&c->out, data, len);
     if (err < 0)

@@ -109,15 +109,14 @@ static int parse_port(const char *text, uint16_t *port, const char **why)
 
     if (*text == '\0')
         return fail(why, "missing port", -EINVAL);
-    for (; text[n] != '\0'; n++) {
+    for (; text[n] != '\0'; n++)
         if (text[n] < '0' || text[n] > '9')
             return fail(why, "port is not a number", -EINVAL);
-        if (n >= 5)
-            return fail(why, "port out of range 0..65535", -ERANGE);
+    for (n = 0; text[n] != '\0'; n++) {
         v = v * 10 + (unsigned long)(text[n] - '0');
+        if (v > 65535)
+            return fail(why, "port out of range 0..65535", -ERANGE);
     }
-    if (v > 65535)
-        return fail(why, "port out of range 0..65535", -ERANGE);
     *port = (uint16_t)v;
     return 0;
 }

@@ -270,7 +270,7 @@ int sk_timer_start(struct sk_loop *loop, struct sk_timer *timer, uint64_t ms,
         loop->heap_cap = cap;
     }
     timer->loop = loop;
-    timer->due = loop->now + ms;
+    timer->due = ms > UINT64_MAX - loop->now ? UINT64_MAX : loop->now + ms;
     timer->repeat = repeat;
     heap_place(loop, loop->nheap++, timer);
     heap_up(loop, timer->slot);
