@@ -84,6 +84,8 @@ static int pump_in(struct sk_pair *pair, struct pump *p)
     ssize_t n;
 
     if (p->pipe[0] >= 0) {
+        if (p->queued >= PUMP_CAP)
+            return 0;
         n = splice(fd, NULL, p->pipe[1], NULL, PUMP_CAP - p->queued,
                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n < 0 && errno == EINVAL && p->queued == 0 && p->bytes == 0) {
@@ -91,9 +93,13 @@ static int pump_in(struct sk_pair *pair, struct pump *p)
                 return -ENOMEM;
             return pump_in(pair, p);
         }
-        /* With bytes in the pipe, EAGAIN may mean the pipe is full. */
-        if (n < 0 && errno == EAGAIN && p->queued > 0)
+        /* With bytes in the pipe, EAGAIN (TCP) or 0 (UNIX sockets) may
+         * mean that the pipe is full, not that the socket is empty or at
+         * its end: only an empty pipe makes 0 the end of the stream. */
+        if (p->queued > 0 && (n == 0 || (n < 0 && errno == EAGAIN))) {
             p->full = true;
+            return 0;
+        }
     } else {
         size_t end = p->off + p->queued;
         n = end < PUMP_CAP ? read(fd, p->buf + end, PUMP_CAP - end) : 0;

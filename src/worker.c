@@ -178,10 +178,14 @@ static int add_listener(struct sk_worker *w, size_t index,
     int fd = l->nfds > 1 ? l->fds[index] : l->fds[0];
 
     if (l->socktype == SOCK_DGRAM) {
+        /* One reader for a shared datagram socket (UNIX): several would
+         * answer one client's datagrams out of order. */
+        if (shared && index > 0)
+            return 0;
         struct sk_dsock *s = &w->dsocks[w->ndsocks++];
         s->w = w;
         s->l = l;
-        return sk__dgram_start(w, s, fd, shared);
+        return sk__dgram_start(w, s, fd, false);
     }
     struct sk_acceptor *a = &w->acceptors[w->nacceptors++];
     a->w = w;
