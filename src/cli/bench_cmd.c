@@ -298,14 +298,6 @@ static void *gen_main(void *arg)
 
 /* --------------------------------------------------------------- run */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t sum_done(struct gen *gens, unsigned n)
 {
     uint64_t total = 0;
@@ -336,7 +328,7 @@ static void supervise(struct bench *b, struct gen *gens, uint64_t start)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     for (uint64_t next = start + 1000; !all_idle(gens, b->opts.threads);) {
-        uint64_t now = now_ms();
+        uint64_t now = cli_now_ms();
         bool signalled = sigtimedwait(&set, NULL, &wait) > 0;
         if (!stopped && (signalled || (b->opts.count == 0 && now >= stop_at))) {
             atomic_store(&b->stop, true);
@@ -432,7 +424,7 @@ static int run(struct bench *b)
         err = gen_init(b, &gens[i], b->opts.conns / n + (i < b->opts.conns % n),
                        quota);
     }
-    start = now_ms();
+    start = cli_now_ms();
     for (; err == 0 && started < n; started++)
         if ((err = -pthread_create(&gens[started].thread, NULL, gen_thread,
                                    &gens[started])) < 0)
@@ -443,7 +435,7 @@ static int run(struct bench *b)
         atomic_store(&b->abort, true);
     for (unsigned i = 0; i < started; i++)
         pthread_join(gens[i].thread, NULL);
-    r.seconds = (double)(now_ms() - start) / 1000.0;
+    r.seconds = (double)(cli_now_ms() - start) / 1000.0;
     collect(gens, n, &r);
     for (unsigned i = 0; gens != NULL && i < n; i++)
         gen_release(&gens[i]);

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sockit.h>
 
@@ -73,6 +74,11 @@ extern const char cli_server_options_help[];
 /* Applies one of CLI_SERVER_OPTIONS. Returns 0, 1 for --help, -1 after a
  * usage error (printed), or -2 when c is not one of them. */
 int cli_server_option(struct sk_server_config *cfg, int c, const char *arg);
+/* Creates a server from cfg (signals handled, -v logging), binds every
+ * endpoint or none, prints the "listening on" lines, serves until a
+ * signal. Returns the exit status; errors are printed as "sockit: CMD:". */
+int cli_run_server(const char *cmd, struct sk_server_config *cfg,
+                   const struct sk_endpoint *eps, size_t n, bool single_worker);
 /* Binds every endpoint, or none: the first failure is printed. */
 int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
                  size_t n);
@@ -80,5 +86,7 @@ int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
 void cli_print_listening(const struct sk_server *srv);
 /* A struct sk_server_config log hook printing "sockit: MSG". */
 void cli_log_line(void *data, const char *msg);
+/* Milliseconds on the monotonic clock. */
+uint64_t cli_now_ms(void);
 
 #endif

@@ -183,14 +183,6 @@ static int pump_stream(const struct connect_args *a, int sock)
 
 /* ---------------------------------------------------------- datagrams */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Prints one reply, with a LF unless it ends in one. */
 static int print_reply(int sock)
 {
@@ -234,7 +226,7 @@ static int pump_dgram(const struct connect_args *a, int sock)
     while (err == 0) {
         struct pollfd p[2] = {{.fd = deadline < 0 ? 0 : -1, .events = POLLIN},
                               {.fd = sock, .events = POLLIN}};
-        int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
+        int wait = deadline < 0 ? -1 : (int)(deadline - (int64_t)cli_now_ms());
         if (deadline >= 0 && wait <= 0)
             return EXIT_OK;
         if (poll(p, 2, wait) < 0) {
@@ -261,7 +253,7 @@ static int pump_dgram(const struct connect_args *a, int sock)
         if (len == sizeof(line) - 1)
             err = -EMSGSIZE;
         if (n == 0)
-            deadline = now_ms() + a->wait_ms;
+            deadline = (int64_t)cli_now_ms() + a->wait_ms;
     }
     return fail(a, err);
 }

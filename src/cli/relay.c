@@ -405,9 +405,6 @@ static int resolve_target(struct relay *r)
 
 static int run(struct relay *r, struct sk_server_config *cfg)
 {
-    struct sk_server *srv;
-    int err, status = EXIT_RUNTIME;
-
     /* The server's own idle expiry does not see relayed traffic: the
      * pairs and flows keep time themselves. */
     r->idle_ms = cfg->idle_timeout_ms;
@@ -416,22 +413,7 @@ static int run(struct relay *r, struct sk_server_config *cfg)
     cfg->idle_timeout_ms = 0;
     cfg->handler = &relay_handler;
     cfg->data = r;
-    cfg->handle_signals = true;
-    cfg->log = cli_verbose ? cli_log_line : NULL;
-    if ((err = sk_server_new(&srv, cfg)) < 0) {
-        cli_error("relay: %s", sk_strerror(err));
-        return EXIT_RUNTIME;
-    }
-    if (cli_bind_all(srv, &r->listen, 1) == 0) {
-        cli_print_listening(srv);
-        err = sk_server_run(srv);
-        if (err < 0)
-            cli_error("relay: %s", sk_strerror(err));
-        else
-            status = EXIT_OK;
-    }
-    sk_server_free(srv);
-    return status;
+    return cli_run_server("relay", cfg, &r->listen, 1, false);
 }
 
 int cmd_relay(int argc, char **argv)

@@ -175,34 +175,16 @@ static int parse_args(struct serve_args *a, int argc, char **argv)
 
 static int serve(struct serve_args *a)
 {
-    struct sk_server *srv;
-    int err, status = EXIT_RUNTIME;
+    int err, status;
 
     a->cfg.handler = a->svc->handler;
     a->cfg.data = &a->opts;
-    a->cfg.handle_signals = true;
-    a->cfg.log = cli_verbose ? cli_log_line : NULL;
     if (a->svc->setup != NULL && (err = a->svc->setup(&a->opts)) < 0) {
         cli_error("serve: %s", sk_strerror(err));
         return EXIT_RUNTIME;
     }
-    err = sk_server_new(&srv, &a->cfg);
-    if (err < 0) {
-        cli_error("serve: %s", sk_strerror(err));
-        goto out_teardown;
-    }
-    if (a->svc->single_worker)
-        sk_server_set_single_worker(srv);
-    if (cli_bind_all(srv, a->eps, a->neps) == 0) {
-        cli_print_listening(srv);
-        err = sk_server_run(srv);
-        if (err < 0)
-            cli_error("serve: %s", sk_strerror(err));
-        else
-            status = EXIT_OK;
-    }
-    sk_server_free(srv);
-out_teardown:
+    status = cli_run_server("serve", &a->cfg, a->eps, a->neps,
+                            a->svc->single_worker);
     if (a->svc->teardown != NULL)
         a->svc->teardown(&a->opts);
     return status;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -191,6 +192,40 @@ int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
         }
     }
     return 0;
+}
+
+int cli_run_server(const char *cmd, struct sk_server_config *cfg,
+                   const struct sk_endpoint *eps, size_t n, bool single_worker)
+{
+    struct sk_server *srv;
+    int err, status = EXIT_RUNTIME;
+
+    cfg->handle_signals = true;
+    cfg->log = cli_verbose ? cli_log_line : NULL;
+    if ((err = sk_server_new(&srv, cfg)) < 0) {
+        cli_error("%s: %s", cmd, sk_strerror(err));
+        return EXIT_RUNTIME;
+    }
+    if (single_worker)
+        sk_server_set_single_worker(srv);
+    if (cli_bind_all(srv, eps, n) == 0) {
+        cli_print_listening(srv);
+        err = sk_server_run(srv);
+        if (err < 0)
+            cli_error("%s: %s", cmd, sk_strerror(err));
+        else
+            status = EXIT_OK;
+    }
+    sk_server_free(srv);
+    return status;
+}
+
+uint64_t cli_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 void cli_print_listening(const struct sk_server *srv)
