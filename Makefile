@@ -15,12 +15,14 @@ CFLAGS ?= $(OPT) -g
 WARN = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wno-unused-parameter
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
+# Kept apart from CFLAGS, so that a CFLAGS given on the command line does
+# not drop the sanitizers.
 ifeq ($(SAN),1)
-CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
-          -fno-sanitize-recover=undefined
-LDFLAGS += -fsanitize=address,undefined
+SANFLAGS = -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
 endif
-ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -pthread
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LDLIBS += -pthread
 
 LIB_SRC = src/buf.c src/error.c src/endpoint.c src/sock.c src/loop.c \
@@ -47,21 +49,21 @@ $(BUILD)/libsockit.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libsockit.so: $(LIB_OBJ) src/libsockit.map
-	$(CC) -shared $(LDFLAGS) -Wl,--version-script=src/libsockit.map \
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=src/libsockit.map \
 	    -Wl,-soname,libsockit.so.0 -o $@ $(LIB_OBJ) $(LDLIBS)
 
 $(BUILD)/sockit: $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a $(LDLIBS)
 
 $(BUILD)/tests/unit-%: tests/unit/%.c $(BUILD)/libsockit.a $(SVC_OBJ) $(HEADERS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(SVC_OBJ) \
+	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(SVC_OBJ) \
 	    $(BUILD)/libsockit.a $(LDLIBS) -lcmocka
 
 $(BUILD)/readme-example: README.md $(BUILD)/libsockit.a tests/readme-example.sh
 	@mkdir -p $(dir $@)
 	sh tests/readme-example.sh extract README.md > $(BUILD)/readme-example.c
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ \
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ \
 	    $(BUILD)/readme-example.c $(BUILD)/libsockit.a $(LDLIBS)
 
 unit: $(UNIT_BIN)

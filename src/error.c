@@ -44,6 +44,6 @@ const char *sk_strerror(int err)
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (names[i].err == err)
             return names[i].text;
-    text = err < 0 ? strerrordesc_np(-err) : NULL;
+    text = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
     return text != NULL ? text : "unknown error";
 }

@@ -332,8 +332,9 @@ static void usage(FILE *out)
             "options:\n"
             "      --connect-timeout S  give up on TARGET after S seconds "
             "(default 10)\n"
-            "%s"
-            "                         (datagram flows: default 60)\n\n"
+            "%s\n"
+            "--idle-timeout also ends datagram flows (default 60 s for "
+            "them).\n\n"
             "Exit status: 0 after a signal, 1 when LISTEN cannot be bound or "
             "TARGET\nresolved, 2 on a usage error.\n",
             cli_server_options_help);

@@ -3,6 +3,7 @@
 The binary under test is $SOCKIT (default build/sockit, relative to the repository root).
 """
 
+import ctypes
 import itertools
 import os
 import re
@@ -321,6 +322,16 @@ class Writer(threading.Thread):
             raise AssertionError(f'writer failed: {self.error!r}')
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """In a child before exec: SIGTERM when the test process dies, so that
+    a killed test run leaves no server behind."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Server:
     """A `sockit serve` (or `sockit relay`: command='relay') process: its listening endpoints,
     client helpers, and stopping it."""
@@ -330,7 +341,8 @@ class Server:
     def __init__(self, endpoints=(), options=(), env=None, prefix=(), command='serve'):
         self.argv = [*prefix, SOCKIT, command, *options, *endpoints]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=env or server_env())
+                                     stderr=subprocess.PIPE, env=env or server_env(),
+                                     preexec_fn=die_with_parent)
         self.clients = []
         self._err = bytearray()
         self._drain = None
@@ -579,3 +591,210 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(result.stderr.count(b'\n'), 1, result.stderr)
         if stderr is not None:
             self.assertEqual(result.stderr, stderr.encode() + b'\n')
+
+
+# --------------------------------------------------------------------------- peers written here
+# Servers in plain Python, for talking to sockit with something sockit did not write.
+
+ASAN_MARKERS = (b'ERROR: AddressSanitizer', b'ERROR: LeakSanitizer', b'runtime error')
+
+
+def free_port(stype=socket.SOCK_STREAM, host='127.0.0.1'):
+    """A port on host that nothing listens on right now (bound once, then closed)."""
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    with socket.socket(family, stype) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def sock_endpoint(sock, scheme):
+    """The endpoint sockit would use to reach a bound Python socket."""
+    if sock.family == socket.AF_UNIX:
+        name = sock.getsockname()
+        if isinstance(name, bytes):                     # abstract
+            return f'{scheme}:@{name[1:].decode()}'
+        return f'{scheme}:{name}'
+    return inet_endpoint(sock, scheme)
+
+
+class PyStreamServer:
+    """A listening stream socket in Python. A background thread accepts `count` connections, one
+    after the other, and calls handler(conn) for each; its return values end up in results."""
+
+    def __init__(self, test, handler, family=socket.AF_INET, path=None, count=1, timeout=TIMEOUT):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        test.addCleanup(self.close)
+        if family == socket.AF_UNIX:
+            self.sock.bind(path)
+        else:
+            self.sock.bind(('::1' if family == socket.AF_INET6 else '127.0.0.1', 0))
+        self.sock.listen(8)
+        self.sock.settimeout(timeout * 2)
+        self.handler, self.count, self.timeout = handler, count, timeout
+        self.results, self.errors = [], []
+        self.accepted = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def endpoint(self, scheme=None):
+        return sock_endpoint(self.sock, scheme or ('unix' if self.sock.family == socket.AF_UNIX else 'tcp'))
+
+    def _run(self):
+        for _ in range(self.count):
+            try:
+                conn, _ = self.sock.accept()
+            except OSError as e:
+                self.errors.append(e)
+                return
+            self.accepted.set()
+            with conn:
+                conn.settimeout(self.timeout)
+                try:
+                    self.results.append(self.handler(conn))
+                except Exception as e:      # reported by wait()
+                    self.errors.append(e)
+
+    def wait(self, timeout=TIMEOUT * 2):
+        """The handlers' results once every connection was handled; fails on errors or timeout."""
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError(f'Python server still busy after {timeout}s; results so far {self.results!r}')
+        if self.errors:
+            raise AssertionError(f'Python server failed: {self.errors!r}')
+        return self.results
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(TIMEOUT * 2)
+
+
+def read_all(conn, limit=64 * MIB):
+    """Everything until EOF on a Python-side connection (its own timeout applies to each recv)."""
+    buf = bytearray()
+    while True:
+        chunk = conn.recv(MIB)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            raise AssertionError(f'more than {limit} bytes without EOF')
+
+
+class PyDgramServer:
+    """A datagram socket in Python. handler(sock, payload, address) answers each datagram; every
+    (payload, address) received is recorded in `received`."""
+
+    def __init__(self, test, handler, family=socket.AF_INET, path=None, lifetime=60.0, port=0):
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        test.addCleanup(self.close)
+        if family == socket.AF_UNIX:
+            self.sock.bind(path)
+        else:
+            self.sock.bind(('::1' if family == socket.AF_INET6 else '127.0.0.1', port))
+        self.sock.settimeout(0.05)
+        self.handler, self.lifetime = handler, lifetime
+        self.received, self.errors, self.timers = [], [], []
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def endpoint(self, scheme=None):
+        return sock_endpoint(self.sock, scheme or ('unixgram' if self.sock.family == socket.AF_UNIX else 'udp'))
+
+    def _run(self):
+        deadline = time.monotonic() + self.lifetime
+        while not self.stopped.is_set() and time.monotonic() < deadline:
+            try:
+                payload, address = self.sock.recvfrom(256 * 1024)
+            except socket.timeout:
+                continue
+            except OSError as e:
+                if not self.stopped.is_set():
+                    self.errors.append(e)
+                return
+            with self.lock:
+                self.received.append((payload, address))
+            try:
+                self.handler(self, payload, address)
+            except OSError as e:
+                self.errors.append(e)
+
+    def reply_later(self, delay, payload, address):
+        timer = threading.Timer(delay, self._send_quietly, (payload, address))
+        timer.daemon = True
+        self.timers.append(timer)
+        timer.start()
+
+    def _send_quietly(self, payload, address):
+        try:
+            self.sock.sendto(payload, address)
+        except OSError:
+            pass
+
+    def sources(self):
+        with self.lock:
+            return [address for _, address in self.received]
+
+    def close(self):
+        self.stopped.set()
+        for timer in self.timers:
+            timer.cancel()
+        self.thread.join(TIMEOUT)
+        self.sock.close()
+
+
+class SockitTest(ServeTest):
+    """ServeTest plus `sockit relay` and `sockit connect` runs; every server and relay started here
+    is checked for sanitizer reports once it has stopped."""
+
+    def _watch(self, server):
+        def check():
+            server.stop()
+            for marker in ASAN_MARKERS:
+                if marker in server.stderr:
+                    self.fail(f'{server.argv}: {marker.decode()} in stderr:\n'
+                              f'{server.stderr.decode(errors="replace")[:4000]}')
+        self.addCleanup(check)
+
+    def serve(self, *endpoints, opts=(), count=None, env=None, prefix=()):
+        server = Server(endpoints, opts, env=env, prefix=prefix)
+        self._watch(server)
+        self.addCleanup(server.stop)
+        server.wait_listening(count if count is not None else (len(endpoints) or 2))
+        return server
+
+    def relay(self, listen, target, opts=(), env=None):
+        """Start `sockit relay [opts] LISTEN TARGET` and wait for its `listening on` line."""
+        relay = Server([listen, target], opts, env=env, command='relay')
+        self._watch(relay)
+        self.addCleanup(relay.stop)
+        relay.wait_listening(1)
+        return relay
+
+    def connect_run(self, args, input_=b'', timeout=10.0, env=None):
+        """Run `sockit connect ARGS` with input_ on stdin. Returns (CompletedProcess, seconds)."""
+        start = time.monotonic()
+        try:
+            result = subprocess.run([SOCKIT, 'connect', *args], input=input_, capture_output=True,
+                                    timeout=timeout, env=env or server_env())
+        except subprocess.TimeoutExpired as e:
+            self.fail(f'sockit connect {args} did not exit within {timeout}s; '
+                      f'stdout {(e.stdout or b"")[:200]!r}, stderr {(e.stderr or b"")[:400]!r}')
+        return result, time.monotonic() - start
+
+    def assertClean(self, result, stdout):
+        """A successful run: exit 0, exactly this stdout, nothing on stderr."""
+        self.assertEqual(result.returncode, 0, f'stderr: {result.stderr!r}')
+        if result.stdout != stdout:
+            self.fail(f'stdout differs: {len(result.stdout)} bytes instead of {len(stdout)}; '
+                      f'got {result.stdout[:120]!r}..., expected {stdout[:120]!r}...; '
+                      f'first difference at {first_difference(result.stdout, stdout)}')
+        self.assertEqual(result.stderr, b'')
+
+
+def first_difference(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
