@@ -6,6 +6,7 @@
 #                   fuzz run of the endpoint parser
 #   make test       the tests of one build (BUILD=..., SAN=1 for sanitizers)
 #   make fuzz       run the endpoint fuzzer (FUZZ_SECONDS, default 20)
+#   make bench      the benchmark suite (bench/install-deps first)
 #   make format     rewrite the sources with clang-format
 
 BUILD ?= build
@@ -92,6 +93,9 @@ fuzz: $(BUILD)/fuzz-endpoint
 	$(BUILD)/fuzz-endpoint -max_total_time=$(FUZZ_SECONDS) \
 	    -print_final_stats=0 $(BUILD)/fuzz-corpus fuzz/seeds
 
+bench: all
+	python3 bench/run.py
+
 check:
 	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-g -Werror" test
@@ -103,4 +107,4 @@ format:
 clean:
 	rm -rf build
 
-.PHONY: all unit integration example symbols test fuzz check format clean
+.PHONY: all unit integration example symbols test fuzz bench check format clean
