@@ -7,7 +7,7 @@
 #   make test       the tests of one build (BUILD=..., SAN=1 for sanitizers)
 #   make fuzz       run the endpoint fuzzer (FUZZ_SECONDS, default 20)
 #   make bench      the benchmark suite (bench/install-deps first)
-#   make format     rewrite the sources with clang-format
+#   make format     rewrite the sources with clang-format (format-check: CI)
 
 BUILD ?= build
 CC ?= cc
@@ -96,15 +96,21 @@ fuzz: $(BUILD)/fuzz-endpoint
 bench: all
 	python3 bench/run.py
 
-check:
+check: format-check
 	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-g -Werror" test
 	$(MAKE) BUILD=build fuzz
 
+FORMATTED = include/*.h src/*.[ch] src/*/*.[ch] tests/unit/*.c fuzz/*.c \
+            bench/peers/*.[ch]
+
 format:
-	clang-format -i include/*.h src/*.[ch] src/*/*.[ch] tests/unit/*.c fuzz/*.c
+	clang-format -i $(FORMATTED)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMATTED)
 
 clean:
 	rm -rf build
 
-.PHONY: all unit integration example symbols test fuzz bench check format clean
+.PHONY: all unit integration example symbols test fuzz bench check format format-check clean

@@ -8,12 +8,12 @@
 #ifndef SOCKIT_H
 #define SOCKIT_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <netinet/in.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -211,8 +211,8 @@ void sk_loop_wake(struct sk_loop *loop);
 /* Starts watching fd for events (SK_READ | SK_WRITE). exclusive: wake only
  * one of the loops sharing this fd (EPOLLEXCLUSIVE); such a watcher can only
  * be stopped, not changed. Returns 0 or a negative errno. */
-int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd,
-                unsigned events, bool exclusive, sk_io_fn cb);
+int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd, unsigned events,
+                bool exclusive, sk_io_fn cb);
 /* Changes the events watched; 0 keeps the fd registered but silent. */
 int sk_io_set(struct sk_io *io, unsigned events);
 /* Stops watching; the fd stays open. Safe on a stopped watcher. */
@@ -343,17 +343,17 @@ struct sk_handler {
 /* Server settings; zero means the default for every field. */
 struct sk_server_config {
     const struct sk_handler *handler;
-    void *data;                /* the caller's, see sk_server_data() */
-    unsigned threads;          /* workers; default: online CPUs */
-    unsigned max_conns;        /* default: unlimited */
-    unsigned idle_timeout_ms;  /* default: none */
-    size_t output_max;         /* queued output per connection before
-                                  reading pauses; default SK_OUTPUT_MAX */
-    unsigned drain_ms;         /* graceful stop deadline; default 2000 */
-    unsigned unix_mode;        /* mode of created socket files, with
-                                  unix_mode_set; default: by umask */
+    void *data;               /* the caller's, see sk_server_data() */
+    unsigned threads;         /* workers; default: online CPUs */
+    unsigned max_conns;       /* default: unlimited */
+    unsigned idle_timeout_ms; /* default: none */
+    size_t output_max;        /* queued output per connection before
+                                 reading pauses; default SK_OUTPUT_MAX */
+    unsigned drain_ms;        /* graceful stop deadline; default 2000 */
+    unsigned unix_mode;       /* mode of created socket files, with
+                                 unix_mode_set; default: by umask */
     bool unix_mode_set;
-    bool handle_signals;       /* SIGINT/SIGTERM stop the server */
+    bool handle_signals; /* SIGINT/SIGTERM stop the server */
     /* Optional log hook for events a user may want to see (-v). */
     void (*log)(void *data, const char *msg);
 };

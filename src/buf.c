@@ -88,8 +88,8 @@ void sk_lines_release(struct sk_lines *lines)
 }
 
 /* Completes the held partial line with the bytes before the LF at eol. */
-static int finish_partial(struct sk_lines *lines, const char *data,
-                          size_t eol, sk_line_fn fn, void *ctx)
+static int finish_partial(struct sk_lines *lines, const char *data, size_t eol,
+                          sk_line_fn fn, void *ctx)
 {
     struct sk_buf *p = &lines->partial;
     int ret;

@@ -61,8 +61,8 @@ static int open_socket(const struct sk_addr *addr, int socktype)
     if (fd < 0)
         return -errno;
     if (family == AF_UNIX && socktype == SOCK_DGRAM &&
-        bind(fd, (const struct sockaddr *)&unix_family,
-             sizeof(unix_family)) < 0) {
+        bind(fd, (const struct sockaddr *)&unix_family, sizeof(unix_family)) <
+            0) {
         err = -errno;
         close(fd);
         return err;

@@ -8,11 +8,11 @@
 
 #include "internal.h"
 
-#define CONN_CLOSING 1u  /* no more reading; close once output is sent */
-#define CONN_CLOSED 2u   /* socket closed; freed after this iteration */
-#define CONN_QUEUED 4u   /* on the worker's pending list */
-#define CONN_PAUSED 8u   /* reading paused for backpressure */
-#define CONN_EOF 16u     /* the peer sent FIN */
+#define CONN_CLOSING 1u   /* no more reading; close once output is sent */
+#define CONN_CLOSED 2u    /* socket closed; freed after this iteration */
+#define CONN_QUEUED 4u    /* on the worker's pending list */
+#define CONN_PAUSED 8u    /* reading paused for backpressure */
+#define CONN_EOF 16u      /* the peer sent FIN */
 #define CONN_DETACHED 32u /* the descriptor belongs to the service */
 #define CONN_HELD 64u     /* reading paused by the service */
 
@@ -164,8 +164,7 @@ int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
     if (err < 0)
         return err;
     queue(c);
-    if (c->out.len >= c->w->srv->cfg.output_max &&
-        !(c->flags & CONN_PAUSED)) {
+    if (c->out.len >= c->w->srv->cfg.output_max && !(c->flags & CONN_PAUSED)) {
         c->flags |= CONN_PAUSED;
         watch(c);
     }
@@ -214,8 +213,7 @@ static void flush_and_watch(struct sk_conn *c)
         finish(c, err);
         return;
     }
-    if ((c->flags & CONN_PAUSED) &&
-        c->out.len <= c->w->srv->cfg.output_max / 2)
+    if ((c->flags & CONN_PAUSED) && c->out.len <= c->w->srv->cfg.output_max / 2)
         c->flags &= ~CONN_PAUSED;
     if (c->out.len == 0 && (c->flags & CONN_CLOSING)) {
         finish(c, 0);
@@ -331,7 +329,6 @@ static void log_conn(const struct sk_conn *c, const char *what, int status)
     else
         sk__server_log(c->w->srv, "%s %s", what, peer);
 }
-
 
 static void conn_free(struct sk_conn *c)
 {

@@ -106,8 +106,8 @@ int sk_dgram_reply(struct sk_dgram *d, const void *data, size_t len)
 static void prepare_receive(struct sk_dgram_batch *b)
 {
     for (unsigned i = 0; i < SK_DGRAM_BATCH; i++) {
-        b->in_iov[i] = (struct iovec){b->in_buf + (size_t)i * SK_DGRAM_MAX,
-                                      SK_DGRAM_MAX};
+        b->in_iov[i] =
+            (struct iovec){b->in_buf + (size_t)i * SK_DGRAM_MAX, SK_DGRAM_MAX};
         b->in[i] = (struct mmsghdr){
             .msg_hdr = {.msg_name = &b->from[i].u,
                         .msg_namelen = sizeof(b->from[i].u),

@@ -134,8 +134,7 @@ static bool is_ipv6_literal(const char *host)
     addr[n] = '\0';
     if (zone != NULL && strspn(zone + 1, "abcdefghijklmnopqrstuvwxyz"
                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                         "0123456789_.-") !=
-                            strlen(zone + 1))
+                                         "0123456789_.-") != strlen(zone + 1))
         return false;
     return inet_pton(AF_INET6, addr, &in6) == 1;
 }
@@ -149,8 +148,7 @@ static int check_host(const char *host, int family, const char **why)
         return 0;
     if (inet_pton(AF_INET, host, &in) == 1) {
         if (family == AF_INET6)
-            return fail(why, "IPv4 address with an IPv6-only scheme",
-                        -EINVAL);
+            return fail(why, "IPv4 address with an IPv6-only scheme", -EINVAL);
         return 0;
     }
     if (strspn(host, "0123456789.") == strlen(host))
@@ -158,8 +156,7 @@ static int check_host(const char *host, int family, const char **why)
     if (strlen(host) > HOST_NAME_LEN)
         return fail(why, "host name too long", -ENAMETOOLONG);
     if (strspn(host, "abcdefghijklmnopqrstuvwxyz"
-                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") !=
-        strlen(host))
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != strlen(host))
         return fail(why, "bad character in host", -EINVAL);
     return 0;
 }
@@ -187,8 +184,7 @@ static int parse_inet(struct sk_endpoint *ep, const char *rest, int family,
         if (!is_ipv6_literal(ep->host))
             return fail(why, "bad IPv6 address", -EINVAL);
         if (family == AF_INET)
-            return fail(why, "IPv6 address with an IPv4-only scheme",
-                        -EINVAL);
+            return fail(why, "IPv6 address with an IPv4-only scheme", -EINVAL);
         if (close[1] != ':')
             return fail(why, "missing port", -EINVAL);
         return parse_port(close + 2, &ep->port, why);
@@ -396,8 +392,7 @@ int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
         break;
     case AF_INET6:
         /* A dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d. */
-        if (IN6_IS_ADDR_V4MAPPED(a6) &&
-            (scheme == SK_TCP || scheme == SK_UDP))
+        if (IN6_IS_ADDR_V4MAPPED(a6) && (scheme == SK_TCP || scheme == SK_UDP))
             inet_ntop(AF_INET, &a6->s6_addr[12], tmp.host, sizeof(tmp.host));
         else
             inet_ntop(AF_INET6, a6, tmp.host, sizeof(tmp.host));

@@ -146,8 +146,8 @@ void sk_loop_wake(struct sk_loop *loop)
 
 /* ------------------------------------------------------------- watchers */
 
-int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd,
-                unsigned events, bool exclusive, sk_io_fn cb)
+int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd, unsigned events,
+                bool exclusive, sk_io_fn cb)
 {
     int err;
 
@@ -225,7 +225,8 @@ static void heap_down(struct sk_loop *loop, size_t i)
         size_t c = 2 * i + 1;
         if (c >= loop->nheap)
             break;
-        if (c + 1 < loop->nheap && timer_before(loop->heap[c + 1], loop->heap[c]))
+        if (c + 1 < loop->nheap &&
+            timer_before(loop->heap[c + 1], loop->heap[c]))
             c++;
         if (!timer_before(loop->heap[c], t))
             break;

@@ -16,7 +16,8 @@ static void backend_free(struct sk_loop *loop)
 
 static uint32_t epoll_mask(unsigned events)
 {
-    return (events & SK_READ ? EPOLLIN : 0) | (events & SK_WRITE ? EPOLLOUT : 0);
+    return (events & SK_READ ? EPOLLIN : 0) |
+           (events & SK_WRITE ? EPOLLOUT : 0);
 }
 
 static int backend_add(struct sk_loop *loop, struct sk_io *io, bool exclusive)

@@ -14,11 +14,11 @@
 #define PUMP_CAP (256 * 1024)
 
 struct pump {
-    int from, to;      /* indexes of the sockets in pair->io */
-    int pipe[2];       /* -1 without splice */
-    char *buf;         /* the read/write buffer without splice */
+    int from, to; /* indexes of the sockets in pair->io */
+    int pipe[2];  /* -1 without splice */
+    char *buf;    /* the read/write buffer without splice */
     size_t off, queued;
-    bool full;         /* the pipe refused more (it holds pages, not bytes) */
+    bool full; /* the pipe refused more (it holds pages, not bytes) */
     bool eof, shut;
     uint64_t bytes;
 };

@@ -31,9 +31,9 @@ static void on_retry(struct sk_timer *t)
         return;
     for (size_t i = 0; i < w->nacceptors; i++) {
         struct sk_acceptor *a = &w->acceptors[i];
-        if (a->paused && sk_io_start(w->loop, &a->io, a->io.fd, SK_READ,
-                                     a->l->nfds == 1 && w->srv->nworkers > 1,
-                                     a->io.cb) == 0)
+        if (a->paused &&
+            sk_io_start(w->loop, &a->io, a->io.fd, SK_READ,
+                        a->l->nfds == 1 && w->srv->nworkers > 1, a->io.cb) == 0)
             a->paused = false;
     }
 }
@@ -194,8 +194,7 @@ static int add_listener(struct sk_worker *w, size_t index,
     return sk_io_start(w->loop, &a->io, fd, SK_READ, shared, on_acceptable);
 }
 
-static int worker_init(struct sk_server *srv, struct sk_worker *w,
-                       size_t index)
+static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
 {
     int err;
 
@@ -286,8 +285,8 @@ int sk_server_run(struct sk_server *srv)
     for (unsigned i = 0; i < srv->nworkers && err == 0; i++)
         err = worker_init(srv, &srv->workers[i], i);
     while (err == 0 && started < srv->nworkers) {
-        err = -pthread_create(&srv->workers[started].thread, NULL,
-                              worker_main, &srv->workers[started]);
+        err = -pthread_create(&srv->workers[started].thread, NULL, worker_main,
+                              &srv->workers[started]);
         if (err == 0)
             started++;
     }
@@ -298,4 +297,3 @@ int sk_server_run(struct sk_server *srv)
     stop_workers(srv, started);
     return err;
 }
-

@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 /* Returns a bound (and for streams listening) non-blocking socket. */
-static inline int peer_listen(const char *kind, const char *where, int *is_dgram)
+static inline int peer_listen(const char *kind, const char *where,
+                              int *is_dgram)
 {
     int dgram = strcmp(kind, "udp") == 0, one = 1, fd;
 

@@ -8,7 +8,6 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 
-
 #define BATCH 32
 #define MAXMSG 65536
 

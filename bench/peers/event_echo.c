@@ -11,7 +11,6 @@
 #include <event2/listener.h>
 #include <netinet/tcp.h>
 
-
 static struct event_base *base;
 static char buf[65536];
 
@@ -80,8 +79,8 @@ static void on_datagram(evutil_socket_t fd, short what, void *arg)
 {
     struct sockaddr_storage from;
     socklen_t len = sizeof(from);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
-                         &len);
+    ssize_t n =
+        recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len);
 
     if (n >= 0)
         sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, len);

@@ -6,7 +6,6 @@
 
 #include <uv.h>
 
-
 static uv_loop_t *loop;
 static int tuned;
 

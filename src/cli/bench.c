@@ -135,9 +135,8 @@ static void client_reply(struct client *cl, const char *reply)
 
     if (!reply_ok(g, reply, cl->received))
         fail(cl, -EBADMSG);
-    histogram_record(&g->hist,
-                     (t - cl->stamps[cl->received % g->b->opts.pipeline]) /
-                         1000);
+    histogram_record(
+        &g->hist, (t - cl->stamps[cl->received % g->b->opts.pipeline]) / 1000);
     cl->received++;
     cl->inflight--;
     cl->last_reply = t;
@@ -297,8 +296,8 @@ int bench_dgram_send(struct client *cl, unsigned n)
 
     for (unsigned i = 0; i < n; i++) {
         iov[i] = (struct iovec){cl->out + (size_t)i * size, size};
-        msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i],
-                                               .msg_iovlen = 1}};
+        msgs[i] =
+            (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
     }
     while (sent < n) {
         r = sendmmsg(cl->fd, msgs + sent, n - sent, MSG_DONTWAIT);

@@ -34,7 +34,7 @@ struct bench {
     bool dgram;
     struct sk_addr addrs[SK_CONNECT_ADDRS];
     size_t naddrs;
-    char *tmpl; /* the request template, opts.size bytes */
+    char *tmpl;        /* the request template, opts.size bytes */
     atomic_bool stop;  /* issue no more requests */
     atomic_bool abort; /* stop waiting for replies */
 };

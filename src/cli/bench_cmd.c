@@ -193,8 +193,8 @@ static void on_tick(struct sk_timer *t)
             if (g->first_error == 0)
                 g->first_error = -ETIMEDOUT;
         }
-        if (abort || (stop && cl->inflight == 0 && cl->out_len == 0 &&
-                      !cl->connecting))
+        if (abort ||
+            (stop && cl->inflight == 0 && cl->out_len == 0 && !cl->connecting))
             bench_client_end(cl);
     }
 }
@@ -375,8 +375,7 @@ static void report(const struct bench *b, const struct result *r)
     unsigned long long p50 = histogram_quantile(h, 0.50),
                        p90 = histogram_quantile(h, 0.90),
                        p99 = histogram_quantile(h, 0.99),
-                       p999 = histogram_quantile(h, 0.999),
-                       max = h->max;
+                       p999 = histogram_quantile(h, 0.999), max = h->max;
 
     if (b->opts.json) {
         printf("{\"requests\": %llu, \"errors\": %llu, \"duration_s\": "
@@ -446,8 +445,8 @@ static int run(struct bench *b)
     }
     report(b, &r);
     if (r.errors > 0)
-        cli_error_ep("bench", &b->opts.ep, r.first_error ? r.first_error
-                                                          : -EBADMSG);
+        cli_error_ep("bench", &b->opts.ep,
+                     r.first_error ? r.first_error : -EBADMSG);
     return r.errors > 0 ? EXIT_RUNTIME : EXIT_OK;
 }
 

@@ -59,14 +59,17 @@ enum {
 };
 
 /* The struct option entries of the options above, -q, -v and --help. */
-#define CLI_SERVER_OPTIONS                                                    \
-    {"threads", required_argument, NULL, OPT_THREADS},                        \
-        {"max-conns", required_argument, NULL, OPT_MAX_CONNS},                \
-        {"idle-timeout", required_argument, NULL, OPT_IDLE},                  \
-        {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},                \
-        {"drain-timeout", required_argument, NULL, OPT_DRAIN},                \
-        {"quiet", no_argument, NULL, 'q'},                                    \
-        {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'}
+#define CLI_SERVER_OPTIONS                                                     \
+    {"threads", required_argument, NULL, OPT_THREADS},                         \
+        {"max-conns", required_argument, NULL, OPT_MAX_CONNS},                 \
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},                   \
+        {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},                 \
+        {"drain-timeout", required_argument, NULL, OPT_DRAIN},                 \
+        {"quiet", no_argument, NULL, 'q'},                                     \
+        {"verbose", no_argument, NULL, 'v'},                                   \
+    {                                                                          \
+        "help", no_argument, NULL, 'h'                                         \
+    }
 
 /* Help lines for CLI_SERVER_OPTIONS. */
 extern const char cli_server_options_help[];

@@ -278,8 +278,8 @@ int cmd_connect(int argc, char **argv)
     if (!a.wait_set)
         a.wait_ms = sk_endpoint_is_stream(&a.ep) ? CONNECT_TIMEOUT_DEFAULT_MS
                                                  : DGRAM_WAIT_DEFAULT_MS;
-    sock = sk_connect(&a.ep, sk_endpoint_is_stream(&a.ep) ? (int)a.wait_ms
-                                                          : -1);
+    sock =
+        sk_connect(&a.ep, sk_endpoint_is_stream(&a.ep) ? (int)a.wait_ms : -1);
     if (sock < 0)
         return fail(&a, sock);
     if (cli_verbose) {

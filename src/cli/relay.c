@@ -92,8 +92,7 @@ static int stream_open(struct sk_conn *c)
     rc->cn.data = rc;
     rc->connecting = true;
     if (sk_connector_start(sk_conn_loop(c), &rc->cn, r->addrs, r->naddrs,
-                           SOCK_STREAM, r->connect_timeout_ms,
-                           on_target) < 0) {
+                           SOCK_STREAM, r->connect_timeout_ms, on_target) < 0) {
         rc->connecting = false;
         return -1;
     }
@@ -231,8 +230,7 @@ static void on_reply(struct sk_io *io, unsigned events)
     }
 }
 
-static struct flow_table *table_get(struct sk_loop *loop,
-                                    const struct relay *r)
+static struct flow_table *table_get(struct sk_loop *loop, const struct relay *r)
 {
     uint64_t tick = r->idle_ms / 4;
 
@@ -364,8 +362,8 @@ static int check_pair(const struct relay *r, const char *target_text)
 }
 
 /* Returns 0, 1 for --help, -1 on a usage error. */
-static int parse_args(struct relay *r, struct sk_server_config *cfg,
-                      int argc, char **argv)
+static int parse_args(struct relay *r, struct sk_server_config *cfg, int argc,
+                      char **argv)
 {
     int c, ret;
 
@@ -393,8 +391,7 @@ static int parse_args(struct relay *r, struct sk_server_config *cfg,
 
 static int resolve_target(struct relay *r)
 {
-    int n = sk_endpoint_resolve(&r->target, false, r->addrs,
-                                SK_CONNECT_ADDRS);
+    int n = sk_endpoint_resolve(&r->target, false, r->addrs, SK_CONNECT_ADDRS);
 
     if (n < 0) {
         cli_error_ep("resolve", &r->target, n);

@@ -22,13 +22,14 @@ struct serve_args {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockit serve [-s SERVICE | --exec CMD] [OPTIONS] "
-            "[ENDPOINT...]\n\n"
-            "Serves on every ENDPOINT (default: tcp://127.0.0.1:" DEFAULT_PORT_TEXT
-            " and udp://127.0.0.1:" DEFAULT_PORT_TEXT ")\n"
-            "and prints 'listening on ENDPOINT' on stderr for each bound "
-            "socket.\n\nservices:\n");
+    fprintf(
+        out,
+        "usage: sockit serve [-s SERVICE | --exec CMD] [OPTIONS] "
+        "[ENDPOINT...]\n\n"
+        "Serves on every ENDPOINT (default: tcp://127.0.0.1:" DEFAULT_PORT_TEXT
+        " and udp://127.0.0.1:" DEFAULT_PORT_TEXT ")\n"
+        "and prints 'listening on ENDPOINT' on stderr for each bound "
+        "socket.\n\nservices:\n");
     for (size_t i = 0; services[i] != NULL; i++)
         fprintf(out, "  %-10s %s\n", services[i]->name, services[i]->summary);
     fprintf(out,
@@ -42,9 +43,8 @@ static void usage(FILE *out)
             "closes\n"
             "%s\n",
             cli_server_options_help);
-    fprintf(out,
-            "Exit status: 0 after a signal, 1 when an endpoint cannot be "
-            "bound, 2 on a usage error.\n");
+    fprintf(out, "Exit status: 0 after a signal, 1 when an endpoint cannot be "
+                 "bound, 2 on a usage error.\n");
 }
 
 enum {

@@ -116,14 +116,14 @@ void cli_bad_option(const char *cmd, char **argv, int code)
     const char *arg = argv[optind - 1];
 
     if (code == ':')
-        cli_error("%s: option '%s' needs a value (try 'sockit %s --help')",
-                  cmd, arg, cmd);
+        cli_error("%s: option '%s' needs a value (try 'sockit %s --help')", cmd,
+                  arg, cmd);
     else if (optopt != 0 && optopt != '?')
         cli_error("%s: unknown option '-%c' (try 'sockit %s --help')", cmd,
                   optopt, cmd);
     else
-        cli_error("%s: unknown option '%s' (try 'sockit %s --help')", cmd,
-                  arg, cmd);
+        cli_error("%s: unknown option '%s' (try 'sockit %s --help')", cmd, arg,
+                  cmd);
 }
 
 const char cli_server_options_help[] =
@@ -153,8 +153,7 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
         cfg->max_conns = (unsigned)v;
         return 0;
     case OPT_IDLE:
-        return cli_parse_seconds("--idle-timeout", arg,
-                                 &cfg->idle_timeout_ms);
+        return cli_parse_seconds("--idle-timeout", arg, &cfg->idle_timeout_ms);
     case OPT_UNIX_MODE:
         cfg->unix_mode_set = true;
         return cli_parse_mode("--unix-mode", arg, &cfg->unix_mode);
@@ -177,8 +176,7 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
     }
 }
 
-int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
-                 size_t n)
+int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps, size_t n)
 {
     struct sk_endpoint failed;
     int err;

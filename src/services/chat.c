@@ -71,13 +71,12 @@ static void on_stall(struct sk_timer *t)
     sk_conn_abort(m->c); /* not reading: drop it */
 }
 
-static void send_to(struct member *m, const char *a, size_t alen,
-                    const char *b, size_t blen, const char *c, size_t clen)
+static void send_to(struct member *m, const char *a, size_t alen, const char *b,
+                    size_t blen, const char *c, size_t clen)
 {
     if (sk_conn_is_closing(m->c))
         return;
-    if (sk_conn_pending(m->c) + alen + blen + clen >
-        sk_conn_output_max(m->c)) {
+    if (sk_conn_pending(m->c) + alen + blen + clen > sk_conn_output_max(m->c)) {
         sk_conn_abort(m->c); /* a slow reader: drop it */
         return;
     }
@@ -86,15 +85,13 @@ static void send_to(struct member *m, const char *a, size_t alen,
         sk_conn_abort(m->c);
         return;
     }
-    if (!m->congested &&
-        sk_conn_pending(m->c) > sk_conn_output_max(m->c) / 2)
+    if (!m->congested && sk_conn_pending(m->c) > sk_conn_output_max(m->c) / 2)
         congest(m);
 }
 
 /* Sends a + b + c to everyone in the room but from. */
 static void broadcast(struct room *room, const struct member *from,
-                      const char *a, const char *b, size_t blen,
-                      const char *c)
+                      const char *a, const char *b, size_t blen, const char *c)
 {
     for (struct member *m = room->members; m != NULL; m = m->next)
         if (m != from)

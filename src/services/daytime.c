@@ -14,8 +14,7 @@ static int daytime_open(struct sk_conn *c)
     return 0;
 }
 
-static void daytime_datagram(struct sk_dgram *d, const char *data,
-                             size_t len)
+static void daytime_datagram(struct sk_dgram *d, const char *data, size_t len)
 {
     char line[CTIME_LEN + 3];
     size_t n = strlen(clock_ctime_now());

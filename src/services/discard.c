@@ -6,8 +6,7 @@ static int discard_open(struct sk_conn *c)
     return 0; /* without on_read, the server drops what it reads */
 }
 
-static void discard_datagram(struct sk_dgram *d, const char *data,
-                             size_t len)
+static void discard_datagram(struct sk_dgram *d, const char *data, size_t len)
 {
 }
 

@@ -170,8 +170,8 @@ static int stream_spawn(struct sk_conn *c, struct stream_job *job)
         return fd;
     /* The child gets a blocking socket, as any inetd child expects. */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    err = spawn(cmd_of(sk_conn_server(c)), fd, fd, peer, local,
-                &job->child.pid);
+    err =
+        spawn(cmd_of(sk_conn_server(c)), fd, fd, peer, local, &job->child.pid);
     job->child.group = job->child.pid;
     close(fd);
     if (err < 0)

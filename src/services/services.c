@@ -4,8 +4,8 @@
 #include "services.h"
 
 const struct service *const services[] = {
-    &service_timestamp, &service_echo, &service_discard, &service_daytime,
-    &service_time,      &service_chargen, &service_chat, NULL,
+    &service_timestamp, &service_echo,    &service_discard, &service_daytime,
+    &service_time,      &service_chargen, &service_chat,    NULL,
 };
 
 const struct service *service_find(const char *name)

@@ -11,8 +11,7 @@ static int reply_line(void *ctx, const char *line, size_t len)
     struct sk_conn *c = ctx;
     const char *now = clock_ctime_now();
 
-    if (sk_conn_write(c, "[", 1) < 0 ||
-        sk_conn_write(c, now, CTIME_LEN) < 0 ||
+    if (sk_conn_write(c, "[", 1) < 0 || sk_conn_write(c, now, CTIME_LEN) < 0 ||
         sk_conn_write(c, "] ", 2) < 0 || sk_conn_write(c, line, len) < 0 ||
         sk_conn_write(c, "\n", 1) < 0)
         return -ENOMEM;
@@ -51,8 +50,7 @@ static void timestamp_close(struct sk_conn *c, int status)
     free(lines);
 }
 
-static void timestamp_datagram(struct sk_dgram *d, const char *data,
-                               size_t len)
+static void timestamp_datagram(struct sk_dgram *d, const char *data, size_t len)
 {
     static __thread char reply[SK_DGRAM_MAX];
     size_t head = CTIME_LEN + 3;
