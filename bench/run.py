@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -186,8 +187,10 @@ def one_run(argv_fn, pinned, kind, opts, duration, tmp):
             print("run.py: %s" % e, file=sys.stderr)
             return None
         cpu0 = tree_cpu(proc.pid)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(["taskset", "-c", CLIENT_CPU, SOCKIT, "bench", "--json", "-d", str(duration),
                               *opts, endpoint(kind, where)], capture_output=True, timeout=duration + 30)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = tree_cpu(proc.pid) - cpu0
     finally:
         stop_server(proc)
@@ -195,6 +198,8 @@ def one_run(argv_fn, pinned, kind, opts, duration, tmp):
     result["exit"] = out.returncode
     result["server_cpu_s"] = cpu
     result["cpu_us_per_req"] = cpu * 1e6 / result["requests"] if result["requests"] else None
+    bench_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    result["bench_cpu_us_per_req"] = bench_cpu * 1e6 / result["requests"] if result["requests"] else None
     return result
 
 
@@ -276,16 +281,17 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
              "generator (`sockit bench`, one thread) on CPU %s. Each cell is the median of %d "
              "interleaved runs of %s s." % (platform.machine(), os.cpu_count(), platform.release(),
                                            SERVER_CPU, CLIENT_CPU, args.rounds, args.duration),
-             "`sockit ÷ peer` is sockit-1's requests/s divided by the peer's: above 1, sockit "
+             "`sockit-1 ÷ peer` is sockit-1's requests/s divided by the peer's: above 1, sockit "
              "single-threaded is ahead. CPU µs/req is the server's CPU time (its process tree) per "
-             "request.", ""]
+             "request; bench CPU µs/req the load generator's. Where the generator's CPU per request "
+             "is near 1 / requests/s (its CPU saturated), the row measures the generator.", ""]
     summary = {}
     for scen, kind, opts in SCENARIOS:
         if args.only and scen not in args.only:
             continue
         lines += ["## %s (`sockit bench %s %s`)" % (scen, " ".join(opts), kind), "",
-                  "| server | requests/s | sockit-1 ÷ peer | p99 µs | CPU µs/req | errors |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| server | requests/s | sockit-1 ÷ peer | p99 µs | CPU µs/req | bench CPU µs/req | errors |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         base = median([r["requests_per_s"] for r in runs.get((scen, "sockit-1"), [])])
         for name in names:
             rs = runs.get((scen, name))
@@ -294,14 +300,15 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
             rps = median([r["requests_per_s"] for r in rs])
             p99 = median([r["latency_us"]["p99"] for r in rs])
             cpu = median([r["cpu_us_per_req"] for r in rs])
+            bcpu = median([r.get("bench_cpu_us_per_req") for r in rs])
             errors = sum(r["errors"] for r in rs)
             ratio = base / rps if base and rps else None
             summary.setdefault(scen, {})[name] = {"requests_per_s": rps, "ratio": ratio}
-            lines.append("| %s | %.0f | %s | %s | %s | %d |" % (
+            lines.append("| %s | %.0f | %s | %s | %s | %s | %d |" % (
                 name, rps, "%.2f" % ratio if ratio else "-", "%.0f" % p99 if p99 is not None else "-",
-                "%.2f" % cpu if cpu else "-", errors))
+                "%.2f" % cpu if cpu else "-", "%.2f" % bcpu if bcpu else "-", errors))
         if scen in redis:
-            lines.append("| redis PING (context, redis-benchmark) | %.0f | %.2f | - | - | - |" % (
+            lines.append("| redis PING (context, redis-benchmark) | %.0f | %.2f | - | - | - | - |" % (
                 redis[scen], base / redis[scen] if base else 0))
         lines.append("")
     if syscalls:

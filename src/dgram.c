@@ -142,16 +142,14 @@ static void on_readable(struct sk_io *io, unsigned events)
         flush_replies(s);
 }
 
-int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd,
-                    bool shared)
+int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd)
 {
     int err = batch_new(w);
 
     if (err < 0)
         return err;
     s->io.data = s;
-    /* A shared socket wakes one worker per readiness, not all of them. */
-    return sk_io_start(w->loop, &s->io, fd, SK_READ, shared, on_readable);
+    return sk_io_start(w->loop, &s->io, fd, SK_READ, false, on_readable);
 }
 
 const struct sk_addr *sk_dgram_peer(const struct sk_dgram *d)

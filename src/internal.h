@@ -115,8 +115,7 @@ void sk__conn_drain_all(struct sk_worker *w);
 void sk__conn_abort_all(struct sk_worker *w);
 
 /* dgram.c */
-int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd,
-                    bool shared);
+int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd);
 void sk__dgram_free_batch(struct sk_worker *w);
 void sk__hold_cancel_all(struct sk_worker *w);
 

@@ -185,7 +185,7 @@ static int add_listener(struct sk_worker *w, size_t index,
         struct sk_dsock *s = &w->dsocks[w->ndsocks++];
         s->w = w;
         s->l = l;
-        return sk__dgram_start(w, s, fd, false);
+        return sk__dgram_start(w, s, fd);
     }
     struct sk_acceptor *a = &w->acceptors[w->nacceptors++];
     a->w = w;
