@@ -1,5 +1,7 @@
 /* error.c -- names for the error codes libsockit returns. */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -27,6 +29,9 @@ static const struct {
     {-EINVAL, "invalid argument"},
     {-EPIPE, "broken pipe"},
     {-EMSGSIZE, "message too long"},
+    {-EBADMSG, "bad message"},
+    {-ECONNABORTED, "connection aborted"},
+    {-ECANCELED, "cancelled"},
     {-EDESTADDRREQ, "destination address required"},
     {-EROFS, "read-only file system"},
     {SK_EAI_NONAME, "name not resolved"},
@@ -39,11 +44,17 @@ static const struct {
 
 const char *sk_strerror(int err)
 {
+    static __thread char lower[64];
     const char *text;
 
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (names[i].err == err)
             return names[i].text;
     text = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
-    return text != NULL ? text : "unknown error";
+    if (text == NULL)
+        return "unknown error";
+    /* Messages read "verb endpoint: reason": a reason in lower case. */
+    snprintf(lower, sizeof(lower), "%s", text);
+    lower[0] = (char)tolower((unsigned char)lower[0]);
+    return lower;
 }

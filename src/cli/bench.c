@@ -16,7 +16,7 @@
 #include "bench.h"
 #include "cli.h"
 
-static uint64_t now_ns(void)
+uint64_t bench_now_ns(void)
 {
     struct timespec ts;
 
@@ -82,10 +82,14 @@ static void client_watch(struct client *cl)
 }
 
 /* Writes what is queued; returns 0 or a negative errno. */
+static int dgram_flush(struct client *cl);
+
 static int client_flush(struct client *cl)
 {
     ssize_t n;
 
+    if (cl->g->b->dgram)
+        return dgram_flush(cl);
     while (cl->out_len > 0) {
         n = send(cl->fd, cl->out + cl->out_off, cl->out_len,
                  MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -105,7 +109,7 @@ static int client_issue(struct client *cl)
     struct gen *g = cl->g;
     size_t size = g->b->opts.size;
     unsigned depth = g->b->opts.pipeline, n = 0;
-    uint64_t t = now_ns();
+    uint64_t t = bench_now_ns();
 
     if (cl->out_len > 0)
         return client_flush(cl);
@@ -121,36 +125,38 @@ static int client_issue(struct client *cl)
     }
     if (n == 0)
         return 0;
-    if (g->b->dgram)
-        return bench_dgram_send(cl, n);
     cl->out_len = (size_t)n * size;
     return client_flush(cl);
 }
 
-/* One complete reply: verify it, record its latency. */
-static void client_reply(struct client *cl, const char *reply)
+/* One complete reply: verify it, record its latency. Returns false when
+ * it is not the reply to the request it answers. */
+static bool client_reply(struct client *cl, const char *reply)
 {
     struct gen *g = cl->g;
-    uint64_t t = now_ns();
+    uint64_t t = bench_now_ns();
 
     if (!reply_ok(g, reply, cl->received))
-        fail(cl, -EBADMSG);
+        return false;
     histogram_record(
         &g->hist, (t - cl->stamps[cl->received % g->b->opts.pipeline]) / 1000);
     cl->received++;
     cl->inflight--;
     cl->last_reply = t;
     atomic_fetch_add_explicit(&g->done, 1, memory_order_relaxed);
+    return true;
 }
 
-/* Splits stream bytes into replies; a reply cut by the read is kept. */
-static void client_consume(struct client *cl, const char *p, size_t len)
+/* Splits stream bytes into replies; a reply cut by the read is kept. A
+ * wrong reply is -EBADMSG: the stream cannot be trusted after it. */
+static int client_consume(struct client *cl, const char *p, size_t len)
 {
     size_t size = cl->g->b->opts.size;
 
     while (len > 0) {
         if (cl->rx_len == 0 && len >= size) {
-            client_reply(cl, p);
+            if (!client_reply(cl, p))
+                return -EBADMSG;
             p += size;
             len -= size;
             continue;
@@ -161,10 +167,12 @@ static void client_consume(struct client *cl, const char *p, size_t len)
         p += n;
         len -= n;
         if (cl->rx_len == size) {
-            client_reply(cl, cl->rx);
             cl->rx_len = 0;
+            if (!client_reply(cl, cl->rx))
+                return -EBADMSG;
         }
     }
+    return 0;
 }
 
 static int stream_read(struct client *cl)
@@ -175,12 +183,9 @@ static int stream_read(struct client *cl)
     if (n > 0) {
         atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
                                   memory_order_relaxed);
-        if ((uint64_t)n > (uint64_t)cl->inflight * g->b->opts.size) {
-            fail(cl, -EBADMSG); /* more than was asked */
-            return -EBADMSG;
-        }
-        client_consume(cl, g->rbuf, (size_t)n);
-        return 0;
+        if ((uint64_t)n > (uint64_t)cl->inflight * g->b->opts.size)
+            return -EBADMSG; /* more than was asked */
+        return client_consume(cl, g->rbuf, (size_t)n);
     }
     if (n == 0)
         return cl->inflight > 0 ? -ECONNRESET : -EPIPE;
@@ -240,7 +245,7 @@ int bench_client_start(struct client *cl, int fd)
 
     cl->fd = fd;
     cl->io.data = cl;
-    cl->last_reply = now_ns();
+    cl->last_reply = bench_now_ns();
     err = sk_io_start(cl->g->loop, &cl->io, fd, SK_READ, false, on_client_io);
     if (err < 0) {
         close(fd);
@@ -274,7 +279,7 @@ void bench_churn_connect(struct client *cl)
     cl->connecting = true;
     cl->cn.data = cl;
     /* The latency of a churned request counts from the connect. */
-    cl->stamps[cl->sent % b->opts.pipeline] = now_ns();
+    cl->stamps[cl->sent % b->opts.pipeline] = bench_now_ns();
     if (sk_connector_start(cl->g->loop, &cl->cn, b->addrs, b->naddrs,
                            SOCK_STREAM, BENCH_CONNECT_TIMEOUT_MS,
                            on_churn_connected) < 0) {
@@ -286,28 +291,32 @@ void bench_churn_connect(struct client *cl)
 
 /* ---------------------------------------------------------- datagrams */
 
-int bench_dgram_send(struct client *cl, unsigned n)
+/* Sends the queued datagrams (out_off and out_len count whole requests).
+ * A full queue at the receiver (EAGAIN) keeps the rest for writability. */
+static int dgram_flush(struct client *cl)
 {
     struct mmsghdr msgs[BENCH_PIPELINE_MAX];
     struct iovec iov[BENCH_PIPELINE_MAX];
     size_t size = cl->g->b->opts.size;
-    unsigned sent = 0;
+    unsigned first = (unsigned)(cl->out_off / size);
+    unsigned n = (unsigned)(cl->out_len / size), sent = 0;
     int r;
 
     for (unsigned i = 0; i < n; i++) {
-        iov[i] = (struct iovec){cl->out + (size_t)i * size, size};
+        iov[i] = (struct iovec){cl->out + (size_t)(first + i) * size, size};
         msgs[i] =
             (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
     }
     while (sent < n) {
         r = sendmmsg(cl->fd, msgs + sent, n - sent, MSG_DONTWAIT);
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return 0; /* counted lost if no reply comes */
+        if (r < 0 && errno != EAGAIN && errno != EINTR)
             return -errno;
-        }
+        if (r < 0)
+            break;
         sent += (unsigned)r;
     }
+    cl->out_off = sent < n ? (size_t)(first + sent) * size : 0;
+    cl->out_len = (size_t)(n - sent) * size;
     return 0;
 }
 
@@ -323,11 +332,9 @@ int bench_dgram_read(struct client *cl)
             return errno == EAGAIN || errno == EINTR ? 0 : -errno;
         atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
                                   memory_order_relaxed);
-        if ((size_t)n != size || cl->inflight == 0) {
-            fail(cl, -EBADMSG);
-            continue;
-        }
-        client_reply(cl, g->rbuf);
+        if ((size_t)n != size || cl->inflight == 0 ||
+            !client_reply(cl, g->rbuf))
+            fail(cl, -EBADMSG); /* a datagram stands alone: go on */
     }
     return 0;
 }
@@ -335,7 +342,7 @@ int bench_dgram_read(struct client *cl)
 /* A datagram socket with requests and no reply for a while lost them. */
 void bench_dgram_expire(struct client *cl, uint64_t now)
 {
-    if (cl->finished || cl->inflight == 0 ||
+    if (cl->finished || cl->inflight == 0 || cl->out_len > 0 ||
         now - cl->last_reply < BENCH_DGRAM_LOSS_MS * 1000000ull)
         return;
     while (cl->inflight > 0) {

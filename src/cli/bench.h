@@ -71,15 +71,16 @@ struct gen {
     struct histogram hist;
     int first_error;
     atomic_bool ended;
+    uint64_t end_ns; /* when its last client ended */
     atomic_uint_fast64_t done, errors, bytes;
 };
 
 /* bench.c */
+uint64_t bench_now_ns(void);
 int bench_client_start(struct client *cl, int fd);
 /* Closes the client and counts it out; the loop stops with the last. */
 void bench_client_end(struct client *cl);
 void bench_churn_connect(struct client *cl);
-int bench_dgram_send(struct client *cl, unsigned n);
 int bench_dgram_read(struct client *cl);
 void bench_dgram_expire(struct client *cl, uint64_t now);
 

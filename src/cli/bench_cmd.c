@@ -82,8 +82,10 @@ static int apply_option(struct bench_opts *o, int c, char **argv)
         break;
     case 'd':
         err = cli_parse_seconds("-d", optarg, &o->duration_ms);
-        if (err == 0 && o->duration_ms == 0)
-            o->duration_ms = 1;
+        if (err == 0 && o->duration_ms == 0) {
+            cli_error("-d: expected seconds > 0, got '%s'", optarg);
+            err = -1;
+        }
         break;
     case 'n':
         err = cli_parse_uint("-n", optarg, 1, 1UL << 40, &v);
@@ -356,6 +358,7 @@ static void *gen_thread(void *arg)
     struct gen *g = arg;
 
     gen_main(g);
+    g->end_ns = bench_now_ns();
     g->ended = true;
     return NULL;
 }
@@ -395,6 +398,23 @@ static void report(const struct bench *b, const struct result *r)
            (unsigned long long)r->errors);
 }
 
+/* One line for the first error, in words a user of bench reads. */
+static void report_error(const struct bench *b, const struct result *r)
+{
+    char text[SK_ENDPOINT_STRLEN];
+
+    sk_endpoint_format(&b->opts.ep, text, sizeof(text));
+    if (r->first_error == -EBADMSG || r->first_error == 0)
+        cli_error("bench %s: a reply differed from its request (%llu "
+                  "errors)",
+                  text, (unsigned long long)r->errors);
+    else if (r->first_error == -ETIMEDOUT)
+        cli_error("bench %s: replies lost or late (%llu errors)", text,
+                  (unsigned long long)r->errors);
+    else
+        cli_error_ep("bench", &b->opts.ep, r->first_error);
+}
+
 static void collect(struct gen *gens, unsigned n, struct result *r)
 {
     histogram_init(&r->hist);
@@ -408,12 +428,23 @@ static void collect(struct gen *gens, unsigned n, struct result *r)
     }
 }
 
+/* The run lasts until its last generator thread is done. */
+static uint64_t last_end(const struct gen *gens, unsigned n)
+{
+    uint64_t end = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        if (gens[i].end_ns > end)
+            end = gens[i].end_ns;
+    return end > 0 ? end : bench_now_ns();
+}
+
 static int run(struct bench *b)
 {
     unsigned n = b->opts.threads, started = 0;
     struct gen *gens = calloc(n, sizeof(*gens));
     struct result r = {0};
-    uint64_t start;
+    uint64_t start, start_ns;
     int err = gens == NULL ? -ENOMEM : 0;
 
     for (unsigned i = 0; i < n && err == 0; i++) {
@@ -424,6 +455,7 @@ static int run(struct bench *b)
                        quota);
     }
     start = cli_now_ms();
+    start_ns = bench_now_ns();
     for (; err == 0 && started < n; started++)
         if ((err = -pthread_create(&gens[started].thread, NULL, gen_thread,
                                    &gens[started])) < 0)
@@ -434,7 +466,7 @@ static int run(struct bench *b)
         atomic_store(&b->abort, true);
     for (unsigned i = 0; i < started; i++)
         pthread_join(gens[i].thread, NULL);
-    r.seconds = (double)(cli_now_ms() - start) / 1000.0;
+    r.seconds = (double)(last_end(gens, started) - start_ns) / 1e9;
     collect(gens, n, &r);
     for (unsigned i = 0; gens != NULL && i < n; i++)
         gen_release(&gens[i]);
@@ -445,8 +477,7 @@ static int run(struct bench *b)
     }
     report(b, &r);
     if (r.errors > 0)
-        cli_error_ep("bench", &b->opts.ep,
-                     r.first_error ? r.first_error : -EBADMSG);
+        report_error(b, &r);
     return r.errors > 0 ? EXIT_RUNTIME : EXIT_OK;
 }
 

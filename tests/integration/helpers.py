@@ -332,17 +332,29 @@ def die_with_parent():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _child_setup(preexec):
+    """The preexec_fn for a server: die_with_parent, then preexec (if any)."""
+    if preexec is None:
+        return die_with_parent
+
+    def setup():
+        die_with_parent()
+        preexec()
+    return setup
+
+
 class Server:
     """A `sockit serve` (or `sockit relay`: command='relay') process: its listening endpoints,
     client helpers, and stopping it."""
 
     LISTENING = 'listening on '
 
-    def __init__(self, endpoints=(), options=(), env=None, prefix=(), command='serve'):
+    def __init__(self, endpoints=(), options=(), env=None, prefix=(), command='serve', preexec=None):
+        """preexec, if given, runs in the child before exec, after die_with_parent (e.g. setrlimit)."""
         self.argv = [*prefix, SOCKIT, command, *options, *endpoints]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=env or server_env(),
-                                     preexec_fn=die_with_parent)
+                                     preexec_fn=_child_setup(preexec))
         self.clients = []
         self._err = bytearray()
         self._drain = None
@@ -526,9 +538,9 @@ class ServeTest(unittest.TestCase):
             return 'unixgram:' + abstract_name('d')
         raise ValueError(kind)
 
-    def serve(self, *endpoints, opts=(), count=None, env=None, prefix=()):
+    def serve(self, *endpoints, opts=(), count=None, env=None, prefix=(), preexec=None):
         """Start sockit serve and wait for one listening line per endpoint (2 for the default)."""
-        server = Server(endpoints, opts, env=env, prefix=prefix)
+        server = Server(endpoints, opts, env=env, prefix=prefix, preexec=preexec)
         self.addCleanup(server.stop)
         server.wait_listening(count if count is not None else (len(endpoints) or 2))
         return server
@@ -757,8 +769,8 @@ class SockitTest(ServeTest):
                               f'{server.stderr.decode(errors="replace")[:4000]}')
         self.addCleanup(check)
 
-    def serve(self, *endpoints, opts=(), count=None, env=None, prefix=()):
-        server = Server(endpoints, opts, env=env, prefix=prefix)
+    def serve(self, *endpoints, opts=(), count=None, env=None, prefix=(), preexec=None):
+        server = Server(endpoints, opts, env=env, prefix=prefix, preexec=preexec)
         self._watch(server)
         self.addCleanup(server.stop)
         server.wait_listening(count if count is not None else (len(endpoints) or 2))
