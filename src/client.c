@@ -68,7 +68,7 @@ static int open_socket(const struct sk_addr *addr, int socktype)
         return err;
     }
     if (socktype == SOCK_STREAM)
-        sk__sock_tune_accepted(fd, family);
+        sk__sock_set_nodelay(fd, family);
     return fd;
 }
 

@@ -32,7 +32,8 @@ int sk__sock_set_port(struct sk_addr *addr, uint16_t port);
 uint16_t sk__sock_port(const struct sk_addr *addr);
 int sk__sock_probe(const struct sk_addr *addr, int socktype, bool dual_stack);
 int sk__unix_bind(const struct sk_addr *addr, int socktype);
-void sk__sock_tune_accepted(int fd, int family);
+/* TCP_NODELAY on a connected TCP socket (no-op for other families). */
+void sk__sock_set_nodelay(int fd, int family);
 
 /* A bound endpoint: one socket per worker (SO_REUSEPORT) or one shared. */
 struct sk_listener {

@@ -164,7 +164,7 @@ static int unix_listen(struct sk_server *srv, struct sk_listener *l,
 {
     const char *path = addr->u.un.sun_path;
     struct stat st;
-    int fd, err;
+    int fd;
 
     fd = sk__unix_bind(addr, l->socktype);
     if (fd < 0)
@@ -179,10 +179,8 @@ static int unix_listen(struct sk_server *srv, struct sk_listener *l,
         l->created_dev = st.st_dev;
         l->created_ino = st.st_ino;
     }
-    if (srv->cfg.unix_mode_set && chmod(path, srv->cfg.unix_mode) < 0) {
-        err = -errno;
-        return err;
-    }
+    if (srv->cfg.unix_mode_set && chmod(path, srv->cfg.unix_mode) < 0)
+        return -errno;
     return sk__sock_listen(fd, l->socktype);
 }
 

@@ -145,7 +145,7 @@ int sk__unix_bind(const struct sk_addr *addr, int socktype)
     return sk__sock_bind(addr, socktype, false, false);
 }
 
-void sk__sock_tune_accepted(int fd, int family)
+void sk__sock_set_nodelay(int fd, int family)
 {
     if (family == AF_INET || family == AF_INET6)
         set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);

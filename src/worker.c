@@ -23,6 +23,18 @@ static void pause_accepting(struct sk_worker *w)
     sk_timer_start(w->loop, &w->retry_timer, SK_ACCEPT_RETRY_MS, 0);
 }
 
+static void on_acceptable(struct sk_io *io, unsigned events);
+
+/* Watches the listener; a socket shared by the workers wakes one of them
+ * per connection (EPOLLEXCLUSIVE), not all. */
+static int acceptor_start(struct sk_acceptor *a, int fd)
+{
+    bool shared = a->l->nfds == 1 && a->w->srv->nworkers > 1;
+
+    a->io.data = a;
+    return sk_io_start(a->w->loop, &a->io, fd, SK_READ, shared, on_acceptable);
+}
+
 static void on_retry(struct sk_timer *t)
 {
     struct sk_worker *w = t->data;
@@ -31,9 +43,7 @@ static void on_retry(struct sk_timer *t)
         return;
     for (size_t i = 0; i < w->nacceptors; i++) {
         struct sk_acceptor *a = &w->acceptors[i];
-        if (a->paused &&
-            sk_io_start(w->loop, &a->io, a->io.fd, SK_READ,
-                        a->l->nfds == 1 && w->srv->nworkers > 1, a->io.cb) == 0)
+        if (a->paused && acceptor_start(a, a->io.fd) == 0)
             a->paused = false;
     }
 }
@@ -59,7 +69,7 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer)
         close(fd);
         return;
     }
-    sk__sock_tune_accepted(fd, a->l->family);
+    sk__sock_set_nodelay(fd, a->l->family);
     if (sk__conn_accept(a->w, a->l, fd, peer) < 0) {
         atomic_fetch_sub(&srv->nconns, 1);
         close(fd);
@@ -190,8 +200,7 @@ static int add_listener(struct sk_worker *w, size_t index,
     struct sk_acceptor *a = &w->acceptors[w->nacceptors++];
     a->w = w;
     a->l = l;
-    a->io.data = a;
-    return sk_io_start(w->loop, &a->io, fd, SK_READ, shared, on_acceptable);
+    return acceptor_start(a, fd);
 }
 
 static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)

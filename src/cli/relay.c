@@ -175,11 +175,17 @@ static void flow_free(struct flow *f)
     close(f->io.fd);
     sk_hold_release(&f->hold);
     free(f);
-    if (--t->count == 0) {
-        sk_timer_stop(&t->sweep);
-        free(t);
-        flows = NULL;
-    }
+    t->count--;
+}
+
+/* A worker without flows keeps no table and no sweep timer. */
+static void table_drop_if_empty(struct flow_table *t)
+{
+    if (t->count > 0)
+        return;
+    sk_timer_stop(&t->sweep);
+    free(t);
+    flows = NULL;
 }
 
 static void on_sweep(struct sk_timer *timer)
@@ -193,21 +199,21 @@ static void on_sweep(struct sk_timer *timer)
         while (f != NULL) {
             struct flow *next = f->next;
             count--;
-            if (now - f->last_active >= t->relay->idle_ms) {
-                if (t->count == 1) {
-                    flow_free(f); /* frees the table too */
-                    return;
-                }
+            if (now - f->last_active >= t->relay->idle_ms)
                 flow_free(f);
-            }
             f = next;
         }
     }
+    table_drop_if_empty(t);
 }
 
 static void on_flow_cancel(struct sk_hold *hold)
 {
-    flow_free(hold->data);
+    struct flow *f = hold->data;
+    struct flow_table *t = f->table;
+
+    flow_free(f);
+    table_drop_if_empty(t);
 }
 
 /* Replies from TARGET go back to the client through the listening socket.
@@ -299,11 +305,7 @@ static void relay_datagram(struct sk_dgram *d, const char *data, size_t len)
     while (f != NULL && !addr_equal(&f->client, sk_dgram_peer(d)))
         f = f->next;
     if (f == NULL && (f = flow_new(d, t)) == NULL) {
-        if (t->count == 0) {
-            sk_timer_stop(&t->sweep);
-            free(t);
-            flows = NULL;
-        }
+        table_drop_if_empty(t);
         return;
     }
     f->last_active = sk_loop_now(sk_dgram_loop(d));

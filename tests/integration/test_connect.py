@@ -20,6 +20,22 @@ from helpers import setUpModule  # noqa: F401
 STAMP_LINE = rb'\[' + DATE_PATTERN + rb'\] '
 
 
+
+def start_connect(test, peer):
+    """`sockit connect` to peer with all three pipes; ended and reaped at cleanup."""
+    proc = subprocess.Popen([SOCKIT, 'connect', peer.endpoint()], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env())
+
+    def reap():
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(TIMEOUT)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
+
+    test.addCleanup(reap)
+    return proc
+
 class ConnectTest(SockitTest):
 
     def assertStampedLines(self, data, bodies, t0):
@@ -78,9 +94,7 @@ class StreamTest(ConnectTest):
             return read_all(conn)
 
         peer = PyStreamServer(self, handler)
-        proc = subprocess.Popen([SOCKIT, 'connect', peer.endpoint()], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env())
-        self.addCleanup(self._reap, proc)
+        proc = start_connect(self, peer)
         self.assertTrue(peer.accepted.wait(TIMEOUT), 'sockit connect never connected')
         # Let sockit see the peer's EOF before any stdin arrives (ordering, not readiness).
         time.sleep(0.2)
@@ -101,9 +115,7 @@ class StreamTest(ConnectTest):
             return read_all(conn)
 
         peer = PyStreamServer(self, handler)
-        proc = subprocess.Popen([SOCKIT, 'connect', peer.endpoint()], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env())
-        self.addCleanup(self._reap, proc)
+        proc = start_connect(self, peer)
         self.assertEqual(self._read_pipe(proc.stdout, 9), b'greeting\n')
         self.assertIsNone(proc.poll(), 'sockit connect exited at the peer\'s EOF with stdin still open')
         proc.stdin.write(b'late ')
@@ -128,14 +140,6 @@ class StreamTest(ConnectTest):
                 break
             buf += chunk
         return buf
-
-    def _reap(self, proc):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(TIMEOUT)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe:
-                pipe.close()
 
     def test_python_server_that_answers_after_eof(self):
         data = os.urandom(64 * 1024)
@@ -314,9 +318,7 @@ class FailureTest(ConnectTest):
 
     def test_reset_by_peer_while_stdin_is_open(self):
         peer = PyStreamServer(self, lambda conn: (conn.sendall(b'partial'), rst_close(conn)))
-        proc = subprocess.Popen([SOCKIT, 'connect', peer.endpoint()], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=server_env())
-        self.addCleanup(StreamTest._reap, self, proc)
+        proc = start_connect(self, peer)
         peer.wait()
         try:
             proc.wait(TIMEOUT)
