@@ -26,9 +26,8 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LDLIBS += -pthread
 
-LIB_SRC = src/buf.c src/error.c src/endpoint.c src/sock.c src/loop.c \
-          src/client.c src/pair.c \
-          src/conn.c src/dgram.c src/server.c src/worker.c
+# loop_epoll.c is included by loop.c: one file per poller backend.
+LIB_SRC = $(filter-out src/loop_epoll.c,$(sort $(wildcard src/*.c)))
 SVC_SRC = $(sort $(wildcard src/services/*.c))
 CLI_SRC = $(sort $(wildcard src/cli/*.c))
 UNIT_SRC = $(sort $(wildcard tests/unit/*.c))

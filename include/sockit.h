@@ -80,13 +80,28 @@ struct sk_lines {
 /* Called once per line; a non-zero return stops the feed and is returned. */
 typedef int (*sk_line_fn)(void *ctx, const char *line, size_t len);
 
+/* A line callback returns SK_LINES_PAUSE to stop the feed after the line it
+ * was given, e.g. because the connection's output passed its limit: the
+ * bytes not yet split are kept in the struct (a copy, at most one feed's
+ * worth plus the partial line) and sk_lines_resume() passes them on later,
+ * typically from on_drain. While paused, sk_lines_feed() only keeps. */
+#define SK_LINES_PAUSE 1
+
 void sk_lines_init(struct sk_lines *lines, size_t max);
 void sk_lines_release(struct sk_lines *lines);
-/* Feeds len bytes. Returns 0, the callback's non-zero value, -EMSGSIZE if a
- * line grows longer than max, or -ENOMEM. */
+/* Feeds len bytes. Returns 0, SK_LINES_PAUSE (the rest kept), the
+ * callback's other non-zero value, -EMSGSIZE if a line grows longer than
+ * max, or -ENOMEM. */
 int sk_lines_feed(struct sk_lines *lines, const char *data, size_t len,
                   sk_line_fn fn, void *ctx);
-/* Passes a last unterminated piece, if any, as a line (at end of input). */
+/* Passes on the bytes kept at a pause, as sk_lines_feed() would. Returns as
+ * sk_lines_feed(); 0 also when nothing was kept. */
+int sk_lines_resume(struct sk_lines *lines, sk_line_fn fn, void *ctx);
+/* True between a pause and the resume that passed every kept byte on. */
+bool sk_lines_paused(const struct sk_lines *lines);
+/* Passes a last unterminated piece, if any, as a line (at end of input).
+ * Kept bytes of a pause are passed first; SK_LINES_PAUSE may be returned
+ * again, and then sk_lines_finish() is called again after the resume. */
 int sk_lines_finish(struct sk_lines *lines, sk_line_fn fn, void *ctx);
 
 /* ------------------------------------------------------------- endpoints */
@@ -345,7 +360,11 @@ struct sk_server_config {
     const struct sk_handler *handler;
     void *data;               /* the caller's, see sk_server_data() */
     unsigned threads;         /* workers; default: online CPUs */
-    unsigned max_conns;       /* default: unlimited */
+    unsigned max_conns;       /* more are accepted and closed at once;
+                                 default: unlimited */
+    unsigned max_active;      /* past this many connections at once,
+                                 accepting pauses and further clients wait
+                                 in the kernel's backlog; default: none */
     unsigned idle_timeout_ms; /* default: none */
     size_t output_max;        /* queued output per connection before
                                  reading pauses; default SK_OUTPUT_MAX */
@@ -359,7 +378,7 @@ struct sk_server_config {
 };
 
 /* Output queued per connection before the server stops reading from it. */
-#define SK_OUTPUT_MAX (1024 * 1024)
+#define SK_OUTPUT_MAX (256 * 1024)
 /* Largest datagram payload sockit receives. */
 #define SK_DGRAM_MAX 65536
 

@@ -71,6 +71,13 @@ enum {
         "help", no_argument, NULL, 'h'                                         \
     }
 
+/* Safe defaults of serve and relay, applied by cli_run_server() unless the
+ * option was given (0 given means none). */
+#define CLI_MAX_CONNS_DEFAULT 10000
+#define CLI_STREAM_IDLE_DEFAULT_MS 300000
+extern bool cli_max_conns_given;
+extern bool cli_idle_given;
+
 /* Help lines for CLI_SERVER_OPTIONS. */
 extern const char cli_server_options_help[];
 

@@ -12,6 +12,8 @@
 
 bool cli_quiet;
 bool cli_verbose;
+bool cli_max_conns_given;
+bool cli_idle_given;
 
 void cli_error(const char *fmt, ...)
 {
@@ -148,11 +150,13 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
         cfg->threads = (unsigned)v;
         return 0;
     case OPT_MAX_CONNS:
-        if (cli_parse_uint("--max-conns", arg, 1, 100000000, &v) < 0)
+        if (cli_parse_uint("--max-conns", arg, 0, 100000000, &v) < 0)
             return -1;
         cfg->max_conns = (unsigned)v;
+        cli_max_conns_given = true;
         return 0;
     case OPT_IDLE:
+        cli_idle_given = true;
         return cli_parse_seconds("--idle-timeout", arg, &cfg->idle_timeout_ms);
     case OPT_UNIX_MODE:
         cfg->unix_mode_set = true;
@@ -200,6 +204,10 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
 
     cfg->handle_signals = true;
     cfg->log = cli_verbose ? cli_log_line : NULL;
+    if (!cli_max_conns_given && cfg->max_conns == 0)
+        cfg->max_conns = CLI_MAX_CONNS_DEFAULT;
+    if (!cli_idle_given && cfg->idle_timeout_ms == 0)
+        cfg->idle_timeout_ms = CLI_STREAM_IDLE_DEFAULT_MS;
     if ((err = sk_server_new(&srv, cfg)) < 0) {
         cli_error("%s: %s", cmd, sk_strerror(err));
         return EXIT_RUNTIME;
