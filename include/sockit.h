@@ -71,10 +71,11 @@ static inline char *sk_buf_tail(const struct sk_buf *buf)
 /* Splits a byte stream into LF-terminated lines with a length limit.
  * A line is passed to the callback without its LF (a CR stays). Only the
  * unterminated tail is copied between calls; complete lines are passed
- * straight from the caller's data. */
+ * straight from the caller's data, except after a pause (below). */
 struct sk_lines {
-    struct sk_buf partial;
-    size_t max; /* longest line accepted, LF excluded */
+    struct sk_buf partial; /* the partial line; at a pause, the kept bytes */
+    size_t max;            /* longest line accepted, LF excluded */
+    bool paused;
 };
 
 /* Called once per line; a non-zero return stops the feed and is returned. */
@@ -84,7 +85,9 @@ typedef int (*sk_line_fn)(void *ctx, const char *line, size_t len);
  * was given, e.g. because the connection's output passed its limit: the
  * bytes not yet split are kept in the struct (a copy, at most one feed's
  * worth plus the partial line) and sk_lines_resume() passes them on later,
- * typically from on_drain. While paused, sk_lines_feed() only keeps. */
+ * typically from on_drain. While paused, sk_lines_feed() only keeps (and
+ * returns SK_LINES_PAUSE): hold the input meanwhile, as nothing bounds what
+ * is kept then. Line limits are checked as the kept bytes are split. */
 #define SK_LINES_PAUSE 1
 
 void sk_lines_init(struct sk_lines *lines, size_t max);
@@ -395,7 +398,8 @@ int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
 size_t sk_server_listener_count(const struct sk_server *srv);
 int sk_server_listener_endpoint(const struct sk_server *srv, size_t i,
                                 struct sk_endpoint *ep);
-/* Serves until stopped, then drains. Returns 0 or a negative errno. */
+/* Serves until stopped, then drains; once per server. Returns 0, a negative
+ * errno, -EBUSY while another call runs, -EALREADY after one returned. */
 int sk_server_run(struct sk_server *srv);
 /* Begins a graceful stop: stop accepting, finish replies for up to
  * drain_ms, close. Safe from any thread and from signal handlers. */
@@ -403,9 +407,9 @@ void sk_server_stop(struct sk_server *srv);
 /* Closes listeners, removes the UNIX socket files it created. NULL-safe. */
 void sk_server_free(struct sk_server *srv);
 void *sk_server_data(const struct sk_server *srv);
-/* Serve with a single worker whatever threads says (shared state). Call
- * before sk_server_listen(). */
-void sk_server_set_single_worker(struct sk_server *srv);
+/* Serve with a single worker whatever threads says (shared state). Returns
+ * 0, or -EBUSY once sk_server_listen() has bound anything. */
+int sk_server_set_single_worker(struct sk_server *srv);
 
 /* Queues a copy of len bytes for the peer; they are sent when the current
  * loop iteration ends. Returns 0, -EPIPE once closing, or -ENOMEM. */

@@ -80,11 +80,26 @@ void sk_lines_init(struct sk_lines *lines, size_t max)
 {
     sk_buf_init(&lines->partial);
     lines->max = max;
+    lines->paused = false;
 }
 
 void sk_lines_release(struct sk_lines *lines)
 {
     sk_buf_release(&lines->partial);
+    lines->paused = false;
+}
+
+bool sk_lines_paused(const struct sk_lines *lines)
+{
+    return lines->paused;
+}
+
+/* Keeps the n bytes at data, not yet split, until sk_lines_resume(). The
+ * held partial line is empty here: a pause comes right after a line. */
+static int keep(struct sk_lines *lines, const char *data, size_t n)
+{
+    lines->paused = true;
+    return sk_buf_append(&lines->partial, data, n);
 }
 
 /* Completes the held partial line with the bytes before the LF at eol. */
@@ -111,6 +126,10 @@ int sk_lines_feed(struct sk_lines *lines, const char *data, size_t len,
     size_t eol;
     int ret;
 
+    if (lines->paused) {
+        ret = sk_buf_append(&lines->partial, data, len);
+        return ret < 0 ? ret : SK_LINES_PAUSE;
+    }
     while (len > 0) {
         lf = memchr(data, '\n', len);
         if (lf == NULL)
@@ -122,14 +141,47 @@ int sk_lines_feed(struct sk_lines *lines, const char *data, size_t len,
             ret = -EMSGSIZE;
         else
             ret = fn(ctx, data, eol);
-        if (ret != 0)
-            return ret;
         data += eol + 1;
         len -= eol + 1;
+        if (ret == SK_LINES_PAUSE) {
+            int err = keep(lines, data, len);
+            return err < 0 ? err : ret;
+        }
+        if (ret != 0)
+            return ret;
     }
     if (lines->partial.len + len > lines->max)
         return -EMSGSIZE;
     return sk_buf_append(&lines->partial, data, len);
+}
+
+/* Splits the kept bytes in place: each complete line is passed from the
+ * buffer and consumed once the callback returns. What is left without a
+ * LF is the partial line again. */
+int sk_lines_resume(struct sk_lines *lines, sk_line_fn fn, void *ctx)
+{
+    struct sk_buf *p = &lines->partial;
+    const char *lf;
+    size_t eol;
+    int ret;
+
+    if (!lines->paused)
+        return 0;
+    lines->paused = false;
+    while (p->len > 0 && (lf = memchr(sk_buf_head(p), '\n', p->len)) != NULL) {
+        eol = (size_t)(lf - sk_buf_head(p));
+        if (eol > lines->max)
+            return -EMSGSIZE;
+        ret = fn(ctx, sk_buf_head(p), eol);
+        sk_buf_consume(p, eol + 1);
+        if (ret == SK_LINES_PAUSE)
+            lines->paused = true;
+        if (ret != 0)
+            return ret;
+    }
+    if (p->len > lines->max)
+        return -EMSGSIZE;
+    return 0;
 }
 
 int sk_lines_finish(struct sk_lines *lines, sk_line_fn fn, void *ctx)
@@ -137,9 +189,12 @@ int sk_lines_finish(struct sk_lines *lines, sk_line_fn fn, void *ctx)
     struct sk_buf *p = &lines->partial;
     int ret;
 
-    if (p->len == 0)
-        return 0;
+    ret = sk_lines_resume(lines, fn, ctx);
+    if (ret != 0 || p->len == 0)
+        return ret;
     ret = fn(ctx, sk_buf_head(p), p->len);
     sk_buf_consume(p, p->len);
+    if (ret == SK_LINES_PAUSE)
+        lines->paused = true;
     return ret;
 }

@@ -2,6 +2,7 @@
  * output and flush it once per loop iteration, pause reading while the
  * output is over its limit, close gracefully or at once, expire idle ones. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,7 +26,7 @@ struct sk_conn {
     int status;
     uint64_t last_active;
     struct sk_conn *prev, *next; /* worker's activity list */
-    struct sk_conn *next_pending;
+    struct sk_link pending;      /* on a pending list while CONN_QUEUED */
     struct sk_conn *next_closed;
     void *data;
     struct sk_addr peer_addr;
@@ -77,14 +78,41 @@ static void touch(struct sk_conn *c)
     }
 }
 
+/* ------------------------------------------------------ pending list */
+
+static struct sk_conn *conn_of_pending(struct sk_link *node)
+{
+    return (struct sk_conn *)((char *)node - offsetof(struct sk_conn, pending));
+}
+
+static void queue(struct sk_conn *c)
+{
+    if (c->flags & CONN_QUEUED)
+        return;
+    c->flags |= CONN_QUEUED;
+    sk__link_append(&c->w->pending, &c->pending);
+}
+
+/* Takes c off whichever pending list holds it: the worker's, or the batch
+ * a flush is walking. */
+static void unqueue(struct sk_conn *c)
+{
+    if (!(c->flags & CONN_QUEUED))
+        return;
+    c->flags &= ~CONN_QUEUED;
+    sk__link_remove(&c->pending);
+}
+
 /* ---------------------------------------------------------- closing */
 
 /* Closes the socket now; the struct is freed, and on_close called, when
- * the current loop iteration ends. */
+ * the current loop iteration ends. A closed connection is on the closed
+ * list and on no pending list: the two exclude each other. */
 static void finish(struct sk_conn *c, int status)
 {
     if (c->flags & CONN_CLOSED)
         return;
+    unqueue(c);
     c->flags |= CONN_CLOSED | CONN_CLOSING;
     if (c->status == 0)
         c->status = status;
@@ -145,13 +173,14 @@ bool sk_conn_is_closing(const struct sk_conn *c)
 
 /* ------------------------------------------------------------ output */
 
-static void queue(struct sk_conn *c)
+/* The most output a connection may queue: the limit, plus the larger of
+ * the limit and one read, so that a service answering one read at a time
+ * never meets it. */
+static size_t hard_cap(const struct sk_conn *c)
 {
-    if (c->flags & CONN_QUEUED)
-        return;
-    c->flags |= CONN_QUEUED;
-    c->next_pending = c->w->pending;
-    c->w->pending = c;
+    size_t max = c->w->srv->cfg.output_max;
+
+    return max + (max > SK_READ_CHUNK ? max : SK_READ_CHUNK);
 }
 
 int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
@@ -160,6 +189,8 @@ int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
 
     if (c->flags & (CONN_CLOSING | CONN_DETACHED))
         return -EPIPE;
+    if (len > hard_cap(c) - c->out.len)
+        return -ENOBUFS;
     err = sk_buf_append(&c->out, data, len);
     if (err < 0)
         return err;
@@ -224,25 +255,31 @@ static void flush_and_watch(struct sk_conn *c)
         handler_of(c)->on_drain(c);
 }
 
+/* Flushes the connections queued so far. Callbacks may queue, close or
+ * abort any connection meanwhile: one queued anew waits for the next
+ * round, one closed leaves the batch at once. */
 void sk__conn_flush_pending(struct sk_worker *w)
 {
-    struct sk_conn *c = w->pending;
+    struct sk_link batch;
 
-    w->pending = NULL;
-    while (c != NULL) {
-        struct sk_conn *next = c->next_pending;
-        c->flags &= ~CONN_QUEUED;
-        if (!(c->flags & CONN_CLOSED))
-            flush_and_watch(c);
-        c = next;
+    sk__link_init(&batch);
+    sk__link_splice(&batch, &w->pending);
+    while (!sk__link_empty(&batch)) {
+        struct sk_conn *c = conn_of_pending(batch.next);
+        unqueue(c);
+        flush_and_watch(c);
     }
 }
 
 void sk__conn_watch_pending(struct sk_worker *w)
 {
-    for (struct sk_conn *c = w->pending; c != NULL; c = c->next_pending)
-        if (!(c->flags & CONN_CLOSED))
-            watch(c);
+    struct sk_link *node = w->pending.next;
+
+    while (node != &w->pending) {
+        struct sk_link *next = node->next;
+        watch(conn_of_pending(node)); /* may close it: next is kept */
+        node = next;
+    }
 }
 
 /* ------------------------------------------------------------- input */
@@ -351,6 +388,7 @@ int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
     c->l = l;
     c->peer_addr = *peer;
     c->io.data = c;
+    sk__link_init(&c->pending);
     err = sk_io_start(w->loop, &c->io, fd, SK_READ, false, on_io);
     if (err < 0) {
         free(c);
@@ -378,6 +416,7 @@ void sk__conn_free_closed(struct sk_worker *w)
         w->nconns--;
         atomic_fetch_sub(&w->srv->nconns, 1);
         conn_free(c);
+        sk__worker_conn_freed(w);
     }
 }
 
@@ -428,6 +467,7 @@ int sk_conn_detach(struct sk_conn *c)
     if (c->flags & (CONN_CLOSED | CONN_DETACHED))
         return -EINVAL;
     sk_io_stop(&c->io);
+    unqueue(c);
     c->flags |= CONN_DETACHED;
     sk_buf_release(&c->out);
     return c->io.fd;

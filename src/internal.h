@@ -23,6 +23,49 @@
 /* Pause after accept fails for lack of descriptors or memory. */
 #define SK_ACCEPT_RETRY_MS 100
 
+/* An intrusive doubly linked list: a list is a sentinel node, so a member
+ * can leave it without knowing which list holds it. */
+struct sk_link {
+    struct sk_link *prev, *next;
+};
+
+static inline void sk__link_init(struct sk_link *list)
+{
+    list->prev = list->next = list;
+}
+
+static inline bool sk__link_empty(const struct sk_link *list)
+{
+    return list->next == list;
+}
+
+static inline void sk__link_append(struct sk_link *list, struct sk_link *node)
+{
+    node->prev = list->prev;
+    node->next = list;
+    list->prev->next = node;
+    list->prev = node;
+}
+
+static inline void sk__link_remove(struct sk_link *node)
+{
+    node->prev->next = node->next;
+    node->next->prev = node->prev;
+    node->prev = node->next = node;
+}
+
+/* Moves every node of from to the end of to; from is left empty. */
+static inline void sk__link_splice(struct sk_link *to, struct sk_link *from)
+{
+    if (sk__link_empty(from))
+        return;
+    from->next->prev = to->prev;
+    from->prev->next = to;
+    to->prev->next = from->next;
+    to->prev = from->prev;
+    sk__link_init(from);
+}
+
 /* sock.c */
 int sk__sock_bind(const struct sk_addr *addr, int socktype, bool dual_stack,
                   bool reuseport);
@@ -78,7 +121,7 @@ struct sk_worker {
     struct sk_dsock *dsocks;
     size_t ndsocks;
     struct sk_conn *oldest, *newest; /* by last activity, for idle */
-    struct sk_conn *pending;         /* output to flush */
+    struct sk_link pending;          /* connections with output to flush */
     struct sk_conn *closed;          /* to free after this iteration */
     size_t nconns;
     struct sk_hold *holds;
@@ -86,6 +129,7 @@ struct sk_worker {
     struct sk_dgram_batch *batch;
     struct sk_timer idle_timer;
     struct sk_timer retry_timer;
+    bool accept_full; /* accepting paused at max_active */
     bool draining;
     bool finished;
 };
@@ -102,6 +146,7 @@ struct sk_server {
     atomic_uint nconns;
     atomic_int stop_level; /* 0 running, 1 draining, 2 aborting */
     atomic_uint nfinished;
+    atomic_int run_state; /* 0 before sk_server_run, 1 running, 2 done */
     int handled_level;
 };
 
@@ -114,6 +159,9 @@ void sk__conn_free_closed(struct sk_worker *w);
 void sk__conn_expire_idle(struct sk_worker *w);
 void sk__conn_drain_all(struct sk_worker *w);
 void sk__conn_abort_all(struct sk_worker *w);
+
+/* worker.c: a connection of w was freed (accepting may resume). */
+void sk__worker_conn_freed(struct sk_worker *w);
 
 /* dgram.c */
 int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd);

@@ -38,6 +38,7 @@ struct sk_loop {
     struct sk_io signal_io;
     struct sk_signal *signals;
     sigset_t signal_mask;
+    sigset_t signal_unblock; /* blocked by the loop, to unblock at free */
 };
 
 #include "loop_epoll.c"
@@ -72,6 +73,7 @@ int sk_loop_new(struct sk_loop **loopp)
         return -ENOMEM;
     loop->signal_io.fd = -1;
     sigemptyset(&loop->signal_mask);
+    sigemptyset(&loop->signal_unblock);
     err = backend_init(loop);
     if (err < 0)
         goto out_free;
@@ -97,16 +99,16 @@ out_free:
     return err;
 }
 
+static void signals_release(struct sk_loop *loop);
+
 void sk_loop_free(struct sk_loop *loop)
 {
     if (loop == NULL)
         return;
     sk_io_stop(&loop->wake_io);
     close(loop->wake_io.fd);
-    if (loop->signal_io.fd >= 0) {
-        sk_io_stop(&loop->signal_io);
-        close(loop->signal_io.fd);
-    }
+    if (loop->signal_io.fd >= 0)
+        signals_release(loop);
     backend_free(loop);
     free(loop->heap);
     free(loop);
@@ -320,6 +322,20 @@ static void on_signalfd(struct sk_io *io, unsigned events)
     }
 }
 
+/* Discards the signals still pending, then unblocks those the loop
+ * blocked, so that the thread is left as it was found. */
+static void signals_release(struct sk_loop *loop)
+{
+    struct signalfd_siginfo si;
+
+    sk_io_stop(&loop->signal_io);
+    while (read(loop->signal_io.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        ;
+    close(loop->signal_io.fd);
+    loop->signal_io.fd = -1;
+    pthread_sigmask(SIG_UNBLOCK, &loop->signal_unblock, NULL);
+}
+
 static int update_signalfd(struct sk_loop *loop)
 {
     int fd;
@@ -346,9 +362,14 @@ int sk_signal_start(struct sk_loop *loop, struct sk_signal *sig, int signo,
 {
     int err;
 
+    sigset_t now;
+
     sig->loop = loop;
     sig->signo = signo;
     sig->cb = cb;
+    if (pthread_sigmask(SIG_BLOCK, NULL, &now) == 0 &&
+        sigismember(&now, signo) == 0)
+        sigaddset(&loop->signal_unblock, signo);
     sigaddset(&loop->signal_mask, signo);
     err = update_signalfd(loop);
     if (err < 0)
@@ -387,6 +408,7 @@ int sk_loop_run(struct sk_loop *loop)
     int n;
 
     loop->stopped = false;
+    loop->now = clock_ms();
     while (!loop->stopped) {
         if (loop->prepare != NULL)
             loop->prepare(loop->prepare_arg);

@@ -53,10 +53,12 @@ void sk__server_control_wake(void *arg)
 
     if (level > srv->handled_level) {
         srv->handled_level = level;
-        if (level == 1)
-            sk_timer_start(srv->control, &srv->drain_timer, srv->cfg.drain_ms,
-                           0);
-        else
+        /* Without a deadline timer (no memory), stop at once rather than
+         * risk a drain that never ends. */
+        if (level == 1 && sk_timer_start(srv->control, &srv->drain_timer,
+                                         srv->cfg.drain_ms, 0) < 0)
+            atomic_store(&srv->stop_level, srv->handled_level = 2);
+        if (srv->handled_level == 2)
             sk_timer_stop(&srv->drain_timer);
         wake_workers(srv);
     }
@@ -133,9 +135,13 @@ out_free:
     return err;
 }
 
-void sk_server_set_single_worker(struct sk_server *srv)
+int sk_server_set_single_worker(struct sk_server *srv)
 {
+    /* Listeners already bound have a socket per worker to be read. */
+    if (srv->nlisteners > 0)
+        return -EBUSY;
     srv->nworkers = 1;
+    return 0;
 }
 
 void *sk_server_data(const struct sk_server *srv)

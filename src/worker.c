@@ -14,16 +14,22 @@
 
 /* ----------------------------------------------------------- accepting */
 
-static void pause_accepting(struct sk_worker *w)
+static void on_acceptable(struct sk_io *io, unsigned events);
+
+/* Stops accepting for retry_ms. Without a timer to resume it (no memory),
+ * accepting goes on: spinning on a full table beats never accepting. */
+static void pause_accepting(struct sk_worker *w, uint64_t retry_ms)
 {
+    if (sk_timer_start(w->loop, &w->retry_timer, retry_ms, 0) < 0) {
+        sk__server_log(w->srv, "accept: cannot pause: %s",
+                       sk_strerror(-ENOMEM));
+        return;
+    }
     for (size_t i = 0; i < w->nacceptors; i++) {
         sk_io_stop(&w->acceptors[i].io);
         w->acceptors[i].paused = true;
     }
-    sk_timer_start(w->loop, &w->retry_timer, SK_ACCEPT_RETRY_MS, 0);
 }
-
-static void on_acceptable(struct sk_io *io, unsigned events);
 
 /* Watches the listener; a socket shared by the workers wakes one of them
  * per connection (EPOLLEXCLUSIVE), not all. */
@@ -35,17 +41,47 @@ static int acceptor_start(struct sk_acceptor *a, int fd)
     return sk_io_start(a->w->loop, &a->io, fd, SK_READ, shared, on_acceptable);
 }
 
+static void resume_accepting(struct sk_worker *w)
+{
+    sk_timer_stop(&w->retry_timer);
+    w->accept_full = false;
+    for (size_t i = 0; i < w->nacceptors; i++) {
+        struct sk_acceptor *a = &w->acceptors[i];
+        if (a->paused && acceptor_start(a, a->io.fd) == 0)
+            a->paused = false;
+    }
+}
+
+/* True when max_active connections are open: further clients wait in the
+ * kernel's backlog until one closes. */
+static bool at_active_limit(struct sk_server *srv)
+{
+    unsigned max = srv->cfg.max_active;
+
+    return max > 0 && atomic_load(&srv->nconns) >= max;
+}
+
+/* Connections may close on any worker: a worker paused at max_active
+ * looks again this often, and at once when one of its own closes. */
+#define ACTIVE_RETRY_MS 20
+
 static void on_retry(struct sk_timer *t)
 {
     struct sk_worker *w = t->data;
 
     if (w->draining)
         return;
-    for (size_t i = 0; i < w->nacceptors; i++) {
-        struct sk_acceptor *a = &w->acceptors[i];
-        if (a->paused && acceptor_start(a, a->io.fd) == 0)
-            a->paused = false;
+    if (w->accept_full && at_active_limit(w->srv)) {
+        pause_accepting(w, ACTIVE_RETRY_MS);
+        return;
     }
+    resume_accepting(w);
+}
+
+void sk__worker_conn_freed(struct sk_worker *w)
+{
+    if (w->accept_full && !w->draining && !at_active_limit(w->srv))
+        resume_accepting(w);
 }
 
 /* Counts a new connection; false when max_conns is reached. */
@@ -84,6 +120,11 @@ static void on_acceptable(struct sk_io *io, unsigned events)
 
     (void)events;
     for (int i = 0; i < SK_ACCEPT_BATCH; i++) {
+        if (at_active_limit(a->w->srv)) {
+            a->w->accept_full = true;
+            pause_accepting(a->w, ACTIVE_RETRY_MS);
+            return;
+        }
         peer.len = sizeof(peer.u);
         fd = accept4(io->fd, &peer.u.sa, &peer.len,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -98,7 +139,7 @@ static void on_acceptable(struct sk_io *io, unsigned events)
             /* The connection stays queued; retrying now would spin. */
             sk__server_log(a->w->srv, "accept: %s; pausing %d ms",
                            sk_strerror(-errno), SK_ACCEPT_RETRY_MS);
-            pause_accepting(a->w);
+            pause_accepting(a->w, SK_ACCEPT_RETRY_MS);
             return;
         }
         /* A connection that died in the queue: go on with the next. */
@@ -125,9 +166,12 @@ static void begin_drain(struct sk_worker *w)
 {
     w->draining = true;
     sk_timer_stop(&w->retry_timer);
+    /* Then the listener leaves LISTEN: a new client is refused at once
+     * instead of waiting in a backlog nobody will accept from. */
     for (size_t i = 0; i < w->nacceptors; i++) {
         sk_io_stop(&w->acceptors[i].io);
         close_backlog(&w->acceptors[i]);
+        shutdown(w->acceptors[i].io.fd, SHUT_RDWR);
     }
     for (size_t i = 0; i < w->ndsocks; i++)
         sk_io_stop(&w->dsocks[i].io);
@@ -154,7 +198,7 @@ static void before_wait(void *arg)
             sk__conn_flush_pending(w);
         sk__conn_free_closed(w);
         if (w->closed == NULL &&
-            (w->pending == NULL || round >= FLUSH_ROUNDS - 1))
+            (sk__link_empty(&w->pending) || round >= FLUSH_ROUNDS - 1))
             break;
     }
     sk__conn_watch_pending(w);
@@ -208,6 +252,7 @@ static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
     int err;
 
     w->srv = srv;
+    sk__link_init(&w->pending);
     if ((err = sk_loop_new(&w->loop)) < 0)
         return err;
     sk_loop_set_prepare(w->loop, before_wait, w);
@@ -284,10 +329,12 @@ static void stop_workers(struct sk_server *srv, unsigned started)
 int sk_server_run(struct sk_server *srv)
 {
     unsigned started = 0;
-    int err = 0;
+    int err = 0, state = 0;
 
     if (srv->nlisteners == 0)
         return -EDESTADDRREQ;
+    if (!atomic_compare_exchange_strong(&srv->run_state, &state, 1))
+        return state == 1 ? -EBUSY : -EALREADY;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
     if (srv->workers == NULL)
         return -ENOMEM;
@@ -300,9 +347,12 @@ int sk_server_run(struct sk_server *srv)
             started++;
     }
     if (err == 0) {
-        sk__server_control_wake(srv);
+        /* A stop that came before the run is seen on the first wake-up,
+         * once the control loop's clock is fresh. */
+        sk_loop_wake(srv->control);
         err = sk_loop_run(srv->control);
     }
     stop_workers(srv, started);
+    atomic_store(&srv->run_state, 2);
     return err;
 }
