@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #ifdef __cplusplus
@@ -125,8 +126,9 @@ enum sk_scheme {
 /* A UNIX path or "@name" fits sun_path (108 bytes with the NUL or the
  * abstract name's leading zero byte), plus the '@' and a NUL. */
 #define SK_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) + 1)
-/* Longest canonical endpoint string, with its NUL. */
-#define SK_ENDPOINT_STRLEN (16 + SK_HOST_MAX + SK_PATH_MAX)
+/* Longest canonical endpoint string, with its NUL (every path byte may
+ * be escaped as \xNN). */
+#define SK_ENDPOINT_STRLEN (16 + SK_HOST_MAX + 4 * SK_PATH_MAX)
 
 /* A parsed endpoint: plain data, owned by the caller. */
 struct sk_endpoint {
@@ -150,12 +152,17 @@ struct sk_addr {
 };
 
 /* Parses "tcp://host:port", "udp6://[::1]:53", "unix:/path", "unix:@name"...
- * No DNS, no allocation. Returns 0, or -EINVAL / -ERANGE / -ENAMETOOLONG
- * with *why (if not NULL) set to a static phrase naming the wrong part, e.g.
- * "port out of range 0..65535". *ep is untouched on failure. */
+ * In a UNIX path, "\\\\", "\\," and "\\xNN" stand for a backslash, a comma
+ * and any byte but NUL. No DNS, no allocation. Returns 0, or -EINVAL / -ERANGE
+ * / -ENAMETOOLONG with *why (if not NULL) set to a static phrase naming the
+ * wrong part, e.g. "port out of range 0..65535". *ep is untouched on failure.
+ */
 int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
                       const char **why);
-/* Writes the canonical form into out. Returns its length or -ENOSPC. */
+/* Writes the canonical form into out: a UNIX path with its non-printable
+ * bytes (and those of 0x7f and above) as \xNN and a backslash or comma
+ * escaped, so that a peer's name is always one printable word. Returns its
+ * length, -ENOSPC, or -EINVAL. SK_ENDPOINT_STRLEN always suffices. */
 int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size);
 /* SOCK_STREAM or SOCK_DGRAM. */
 int sk_endpoint_socktype(const struct sk_endpoint *ep);
@@ -225,6 +232,12 @@ void sk_loop_set_prepare(struct sk_loop *loop, void (*fn)(void *), void *arg);
  * signal handlers. One wake-up callback per loop, set before sk_loop_run(). */
 void sk_loop_set_wake(struct sk_loop *loop, void (*fn)(void *), void *arg);
 void sk_loop_wake(struct sk_loop *loop);
+/* Hands fn(arg) to the loop's thread: calls run there in the order posted,
+ * within the next iteration. Safe from any thread (not from a signal
+ * handler: it takes a lock and allocates). Returns 0 or -ENOMEM. Calls
+ * still queued when the loop is freed are dropped without running. The
+ * way to give work to a server's worker: sk_conn_loop(), sk_dgram_loop(). */
+int sk_loop_post(struct sk_loop *loop, void (*fn)(void *), void *arg);
 
 /* Starts watching fd for events (SK_READ | SK_WRITE). exclusive: wake only
  * one of the loops sharing this fd (EPOLLEXCLUSIVE); such a watcher can only
@@ -437,6 +450,16 @@ struct sk_loop *sk_conn_loop(const struct sk_conn *c);
  * peer gives an empty path. */
 const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c);
 const struct sk_endpoint *sk_conn_local(const struct sk_conn *c);
+
+/* The credentials of a UNIX stream peer (SO_PEERCRED, taken when the
+ * connection was accepted): what the kernel vouches for, unlike names. */
+struct sk_peer_cred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+};
+/* Returns 0, -EAFNOSUPPORT for a network peer, -ENODATA if unknown. */
+int sk_conn_peer_cred(const struct sk_conn *c, struct sk_peer_cred *cred);
 
 /* Queues a reply datagram to the sender of d; sent with the batch.
  * Returns 0, -EDESTADDRREQ for an unnamed sender, or -EMSGSIZE. */

@@ -31,6 +31,8 @@ struct sk_conn {
     void *data;
     struct sk_addr peer_addr;
     struct sk_endpoint *names; /* [0] peer, [1] local; made on demand */
+    struct sk_peer_cred cred;  /* UNIX stream peers, read at accept */
+    bool has_cred;
 };
 
 static const struct sk_handler *handler_of(const struct sk_conn *c)
@@ -388,6 +390,14 @@ int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
     c->l = l;
     c->peer_addr = *peer;
     c->io.data = c;
+    if (l->family == AF_UNIX) {
+        struct ucred uc;
+        socklen_t len = sizeof(uc);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+            c->cred = (struct sk_peer_cred){uc.pid, uc.uid, uc.gid};
+            c->has_cred = true;
+        }
+    }
     sk__link_init(&c->pending);
     err = sk_io_start(w->loop, &c->io, fd, SK_READ, false, on_io);
     if (err < 0) {
@@ -519,6 +529,14 @@ const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c)
 {
     const struct sk_endpoint *n = names(c);
     return n != NULL ? &n[0] : NULL;
+}
+
+int sk_conn_peer_cred(const struct sk_conn *c, struct sk_peer_cred *cred)
+{
+    if (!c->has_cred)
+        return c->l->family == AF_UNIX ? -ENODATA : -EAFNOSUPPORT;
+    *cred = c->cred;
+    return 0;
 }
 
 const struct sk_endpoint *sk_conn_local(const struct sk_conn *c)

@@ -106,6 +106,9 @@ int sk_dgram_reply(struct sk_dgram *d, const void *data, size_t len)
 static void prepare_receive(struct sk_dgram_batch *b)
 {
     for (unsigned i = 0; i < SK_DGRAM_BATCH; i++) {
+        /* An unnamed sender leaves the address untouched: no family but
+         * the one set here may show through. */
+        b->from[i].u.sa.sa_family = AF_UNSPEC;
         b->in_iov[i] =
             (struct iovec){b->in_buf + (size_t)i * SK_DGRAM_MAX, SK_DGRAM_MAX};
         b->in[i] = (struct mmsghdr){
@@ -136,6 +139,11 @@ static void on_readable(struct sk_io *io, unsigned events)
         if (m->msg_flags & MSG_TRUNC)
             continue; /* larger than SK_DGRAM_MAX: dropped whole */
         b->from[i].len = m->msg_namelen;
+        if (m->msg_namelen < sizeof(sa_family_t)) {
+            /* An unnamed UNIX sender: as accept() reports one. */
+            b->from[i].u.sa.sa_family = (sa_family_t)s->l->family;
+            b->from[i].len = sizeof(sa_family_t);
+        }
         h->on_datagram(&d, m->msg_iov->iov_base, b->in[i].msg_len);
     }
     if (b->nout > 0)

@@ -83,22 +83,76 @@ static int fail(const char **why, const char *msg, int err)
     return err;
 }
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the escape at p ("\\", "\,", "\xNN"): the byte, or -1. Sets
+ * *used to the characters it took. */
+static int unescape(const char *p, size_t *used)
+{
+    int hi, lo;
+
+    *used = 2;
+    if (p[1] == '\\' || p[1] == ',')
+        return (unsigned char)p[1];
+    if (p[1] != 'x' || (hi = hex_digit(p[2])) < 0 ||
+        (lo = hex_digit(p[3])) < 0 || (hi == 0 && lo == 0))
+        return -1;
+    *used = 4;
+    return hi * 16 + lo;
+}
+
+/* Copies a UNIX path, decoding escapes; returns its length, -1 when it
+ * does not fit in out[size] (with the NUL), -2 for a bad escape. */
+static ssize_t copy_path(char *out, size_t size, const char *in,
+                         const char **why)
+{
+    size_t n = 0, used;
+    int byte;
+
+    for (const char *p = in; *p != '\0'; p += used) {
+        used = 1;
+        byte = (unsigned char)*p;
+        if (*p == '\\' && (byte = unescape(p, &used)) < 0) {
+            *why = "bad escape in path (write \\\\ \\, or \\xNN, not \\x00)";
+            return -2;
+        }
+        if (n + 1 >= size)
+            return -1;
+        out[n++] = (char)byte;
+    }
+    out[n] = '\0';
+    return (ssize_t)n;
+}
+
 static int parse_unix(struct sk_endpoint *ep, const char *rest,
                       const char **why)
 {
-    size_t len;
+    char path[SK_PATH_MAX + 1]; /* one more, to tell "too long" apart */
+    const char *bad = NULL;
+    ssize_t len;
 
     if (strncmp(rest, "//", 2) == 0)
         rest += 2;
-    len = strlen(rest);
+    len = copy_path(path, sizeof(path), rest, &bad);
+    if (len == -2)
+        return fail(why, bad, -EINVAL);
     if (len == 0)
         return fail(why, "empty path", -EINVAL);
-    if (rest[0] == '@' && len == 1)
+    if (len == 1 && path[0] == '@')
         return fail(why, "empty abstract name", -EINVAL);
-    if (len - (rest[0] == '@') > UNIX_NAME_MAX)
+    if (len < 0 || (size_t)len - (path[0] == '@') > UNIX_NAME_MAX)
         return fail(why, "path too long for a UNIX socket (max 107 bytes)",
                     -ENAMETOOLONG);
-    memcpy(ep->path, rest, len + 1);
+    memcpy(ep->path, path, (size_t)len + 1);
     return 0;
 }
 
@@ -230,17 +284,45 @@ int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
     return 0;
 }
 
+/* Writes path with its non-printable bytes as \xNN and a backslash or
+ * comma escaped, so that a peer's chosen name cannot pass for anything
+ * else in a log line or a chat room. Returns the length. */
+static size_t escape_path(char *out, const char *path)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (*p < 0x20 || *p >= 0x7f) {
+            *o++ = '\\';
+            *o++ = 'x';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        } else {
+            if (*p == '\\' || *p == ',')
+                *o++ = '\\';
+            *o++ = (char)*p;
+        }
+    }
+    *o = '\0';
+    return (size_t)(o - out);
+}
+
 int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size)
 {
     const struct scheme_info *s = scheme_find(ep->scheme);
+    char path[4 * SK_PATH_MAX];
     int n;
 
     if (s == NULL)
         return -EINVAL;
-    if (s->family == AF_UNIX)
+    if (s->family == AF_UNIX && strnlen(ep->path, SK_PATH_MAX) < SK_PATH_MAX) {
+        escape_path(path, ep->path);
         /* A path starting with "//" needs the long form to survive parse. */
         n = snprintf(out, size, "%s:%s%s", s->name,
-                     strncmp(ep->path, "//", 2) == 0 ? "//" : "", ep->path);
+                     strncmp(path, "//", 2) == 0 ? "//" : "", path);
+    } else if (s->family == AF_UNIX)
+        return -EINVAL;
     else if (strchr(ep->host, ':') != NULL)
         n = snprintf(out, size, "%s://[%s]:%u", s->name, ep->host,
                      (unsigned)ep->port);

@@ -74,7 +74,20 @@ int sk__sock_local(int fd, struct sk_addr *addr);
 int sk__sock_set_port(struct sk_addr *addr, uint16_t port);
 uint16_t sk__sock_port(const struct sk_addr *addr);
 int sk__sock_probe(const struct sk_addr *addr, int socktype, bool dual_stack);
-int sk__unix_bind(const struct sk_addr *addr, int socktype);
+
+/* unix_file.c: socket files at a path. */
+struct sk_unix_mode {
+    bool set;
+    unsigned mode;
+};
+/* A socket bound, given its mode and listening at path, which it takes
+ * only if free or a stale socket file. Returns the fd (and the file's
+ * identity) or -EADDRINUSE, SK_ENOTSOCKFILE, a negative errno. */
+int sk__unix_listen_file(const char *path, int socktype,
+                         const struct sk_unix_mode *mode, dev_t *dev,
+                         ino_t *ino);
+/* Removes path if it is still the file identified by dev and ino. */
+void sk__unix_remove_file(const char *path, dev_t dev, ino_t ino);
 /* TCP_NODELAY on a connected TCP socket (no-op for other families). */
 void sk__sock_set_nodelay(int fd, int family);
 

@@ -19,6 +19,13 @@
 #define IO_ACTIVE 1u
 #define IO_EXCLUSIVE 2u
 
+/* A call handed to the loop by sk_loop_post(). */
+struct post {
+    void (*fn)(void *);
+    void *arg;
+    struct post *next;
+};
+
 struct sk_loop {
     int backend_fd;
     bool stopped;
@@ -39,6 +46,8 @@ struct sk_loop {
     struct sk_signal *signals;
     sigset_t signal_mask;
     sigset_t signal_unblock; /* blocked by the loop, to unblock at free */
+    pthread_mutex_t post_lock;
+    struct post *posts, **posts_tail; /* FIFO, under post_lock */
 };
 
 #include "loop_epoll.c"
@@ -51,6 +60,34 @@ static uint64_t clock_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Takes the posted calls, in order; NULL when there are none. */
+static struct post *take_posts(struct sk_loop *loop)
+{
+    struct post *p;
+
+    pthread_mutex_lock(&loop->post_lock);
+    p = loop->posts;
+    loop->posts = NULL;
+    loop->posts_tail = &loop->posts;
+    pthread_mutex_unlock(&loop->post_lock);
+    return p;
+}
+
+int sk_loop_post(struct sk_loop *loop, void (*fn)(void *), void *arg)
+{
+    struct post *p = malloc(sizeof(*p));
+
+    if (p == NULL)
+        return -ENOMEM;
+    *p = (struct post){fn, arg, NULL};
+    pthread_mutex_lock(&loop->post_lock);
+    *loop->posts_tail = p;
+    loop->posts_tail = &p->next;
+    pthread_mutex_unlock(&loop->post_lock);
+    sk_loop_wake(loop);
+    return 0;
+}
+
 static void on_wake(struct sk_io *io, unsigned events)
 {
     struct sk_loop *loop = io->data;
@@ -59,6 +96,11 @@ static void on_wake(struct sk_io *io, unsigned events)
     (void)events;
     if (read(io->fd, &count, sizeof(count)) < 0)
         return;
+    for (struct post *p = take_posts(loop), *next; p != NULL; p = next) {
+        next = p->next;
+        p->fn(p->arg);
+        free(p);
+    }
     if (loop->wake != NULL)
         loop->wake(loop->wake_arg);
 }
@@ -74,6 +116,8 @@ int sk_loop_new(struct sk_loop **loopp)
     loop->signal_io.fd = -1;
     sigemptyset(&loop->signal_mask);
     sigemptyset(&loop->signal_unblock);
+    pthread_mutex_init(&loop->post_lock, NULL);
+    loop->posts_tail = &loop->posts;
     err = backend_init(loop);
     if (err < 0)
         goto out_free;
@@ -95,6 +139,7 @@ int sk_loop_new(struct sk_loop **loopp)
 out_backend:
     backend_free(loop);
 out_free:
+    pthread_mutex_destroy(&loop->post_lock);
     free(loop);
     return err;
 }
@@ -110,6 +155,11 @@ void sk_loop_free(struct sk_loop *loop)
     if (loop->signal_io.fd >= 0)
         signals_release(loop);
     backend_free(loop);
+    for (struct post *p = take_posts(loop), *next; p != NULL; p = next) {
+        next = p->next;
+        free(p); /* never run: the loop is gone */
+    }
+    pthread_mutex_destroy(&loop->post_lock);
     free(loop->heap);
     free(loop);
 }

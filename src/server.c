@@ -153,14 +153,11 @@ void *sk_server_data(const struct sk_server *srv)
 
 static void listener_release(struct sk_listener *l)
 {
-    struct stat st;
-
     for (size_t i = 0; i < l->nfds; i++)
         close(l->fds[i]);
     free(l->fds);
-    if (l->created_path != NULL && lstat(l->created_path, &st) == 0 &&
-        st.st_dev == l->created_dev && st.st_ino == l->created_ino)
-        unlink(l->created_path);
+    if (l->created_path != NULL)
+        sk__unix_remove_file(l->created_path, l->created_dev, l->created_ino);
     free(l->created_path);
     *l = (struct sk_listener){0};
 }
@@ -169,25 +166,31 @@ static int unix_listen(struct sk_server *srv, struct sk_listener *l,
                        const struct sk_addr *addr)
 {
     const char *path = addr->u.un.sun_path;
-    struct stat st;
+    struct sk_unix_mode mode = {srv->cfg.unix_mode_set, srv->cfg.unix_mode};
     int fd;
 
-    fd = sk__unix_bind(addr, l->socktype);
-    if (fd < 0)
-        return fd;
-    l->fds[l->nfds++] = fd;
-    if (path[0] == '\0')
+    if (path[0] == '\0') {
+        /* An abstract name has no file, hence no mode to give it. */
+        if (mode.set)
+            return -EINVAL;
+        fd = sk__sock_bind(addr, l->socktype, false, false);
+        if (fd < 0)
+            return fd;
+        l->fds[l->nfds++] = fd;
         return sk__sock_listen(fd, l->socktype);
+    }
     l->created_path = strdup(path);
     if (l->created_path == NULL)
         return -ENOMEM;
-    if (lstat(path, &st) == 0) {
-        l->created_dev = st.st_dev;
-        l->created_ino = st.st_ino;
+    fd = sk__unix_listen_file(path, l->socktype, &mode, &l->created_dev,
+                              &l->created_ino);
+    if (fd < 0) {
+        free(l->created_path);
+        l->created_path = NULL;
+        return fd;
     }
-    if (srv->cfg.unix_mode_set && chmod(path, srv->cfg.unix_mode) < 0)
-        return -errno;
-    return sk__sock_listen(fd, l->socktype);
+    l->fds[l->nfds++] = fd;
+    return 0;
 }
 
 /* Binds one socket per worker on addr, joined by SO_REUSEPORT. A first

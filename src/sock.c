@@ -1,10 +1,10 @@
-/* sock.c -- listening sockets: create, set options, bind, listen; UNIX
- * socket files. Every descriptor is non-blocking and close-on-exec. */
+/* sock.c -- listening sockets: create, set options, bind, listen (socket
+ * files are unix_file.c's). Every descriptor is non-blocking and
+ * close-on-exec. */
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -108,41 +108,6 @@ int sk__sock_probe(const struct sk_addr *addr, int socktype, bool dual_stack)
     err = sk__sock_local(fd, &local);
     close(fd);
     return err < 0 ? err : sk__sock_port(&local);
-}
-
-/* Tells a live socket file from a stale one by connecting to it. */
-static int unix_file_is_live(const struct sk_addr *addr, int socktype)
-{
-    int fd, live;
-
-    fd = socket(AF_UNIX, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    live = connect(fd, &addr->u.sa, addr->len) == 0 || errno == EAGAIN ||
-           errno == EPROTOTYPE;
-    close(fd);
-    return live;
-}
-
-int sk__unix_bind(const struct sk_addr *addr, int socktype)
-{
-    const char *path = addr->u.un.sun_path;
-    struct stat st;
-    int fd, live;
-
-    fd = sk__sock_bind(addr, socktype, false, false);
-    if (fd != -EADDRINUSE || path[0] == '\0')
-        return fd;
-    if (lstat(path, &st) < 0)
-        return -EADDRINUSE;
-    if (!S_ISSOCK(st.st_mode))
-        return SK_ENOTSOCKFILE;
-    live = unix_file_is_live(addr, socktype);
-    if (live != 0)
-        return live < 0 ? live : -EADDRINUSE;
-    if (unlink(path) < 0 && errno != ENOENT)
-        return -errno;
-    return sk__sock_bind(addr, socktype, false, false);
 }
 
 void sk__sock_set_nodelay(int fd, int family)

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 
@@ -11,6 +12,18 @@ static const struct command commands[] = {
     {"relay", cmd_relay, "forward every client of one endpoint to another"},
     {"bench", cmd_bench, "load an echo service and verify every reply"},
 };
+
+/* Servers hold a descriptor per client, bench one per connection: the soft
+ * limit goes up to the hard one, which only privilege could raise. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
 
 static void usage(FILE *out)
 {
@@ -30,6 +43,7 @@ int main(int argc, char **argv)
 {
     /* Writes to a closed peer must fail with EPIPE, not end the process. */
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -196,12 +196,31 @@ int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps, size_t n)
     return 0;
 }
 
+/* --unix-mode names a file's mode: an abstract name has no file. */
+static int check_unix_mode(const struct sk_server_config *cfg,
+                           const struct sk_endpoint *eps, size_t n)
+{
+    char text[SK_ENDPOINT_STRLEN];
+
+    for (size_t i = 0; cfg->unix_mode_set && i < n; i++) {
+        if (sk_endpoint_is_unix(&eps[i]) && eps[i].path[0] == '@') {
+            sk_endpoint_format(&eps[i], text, sizeof(text));
+            cli_error("%s: --unix-mode does not apply to an abstract name",
+                      text);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
                    const struct sk_endpoint *eps, size_t n, bool single_worker)
 {
     struct sk_server *srv;
     int err, status = EXIT_RUNTIME;
 
+    if (check_unix_mode(cfg, eps, n) < 0)
+        return EXIT_USAGE;
     cfg->handle_signals = true;
     cfg->log = cli_verbose ? cli_log_line : NULL;
     if (!cli_max_conns_given && cfg->max_conns == 0)

@@ -217,8 +217,7 @@ static void test_max_active_makes_further_clients_wait(void **state)
     b = connect_listener(f, 0); /* completes in the kernel's backlog */
     send_all(b, "second", 6);
     /* Not accepted while a is open: no answer within a bounded wait. */
-    assert_true(poll(&(struct pollfd){.fd = b, .events = POLLIN}, 1, 300) ==
-                0);
+    assert_true(poll(&(struct pollfd){.fd = b, .events = POLLIN}, 1, 300) == 0);
     assert_int_equal(snapshot(f).opens, 1);
     close(a);
     char buf[6];

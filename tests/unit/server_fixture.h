@@ -41,7 +41,9 @@
 #define MAX_CLOSES 16
 
 #define FLOOD_CHUNK (64 * 1024)
-#define FLOOD_TOTAL (4 * 1024 * 1024)
+/* As much as a connection may queue with SMALL_OUTPUT_MAX: the limit plus
+ * one read (see sk_conn_write()). */
+#define FLOOD_TOTAL (128 * 1024)
 #define SMALL_OUTPUT_MAX (64 * 1024)
 
 /* What the handler saw; guarded by lock, announced on cond. */
