@@ -4,6 +4,21 @@
  * Conventions: functions that act return an int, >= 0 on success and a
  * negative errno (or one of the SK_EAI_* codes below) on failure; predicates
  * return bool. Nothing here prints or exits. Names are sk_<module>_<verb>.
+ * A limit or a timeout of 0 means none, everywhere (a negative int timeout
+ * too); a zero field of a config struct means its default.
+ *
+ * Threads: a loop, and everything started on it (watchers, timers,
+ * connectors, pairs), belongs to the thread that runs it; only
+ * sk_loop_wake(), sk_loop_post() and sk_server_stop() may be called from
+ * other threads. A server's connections and datagrams belong to the worker
+ * that received them: sk_conn_* and sk_dgram_* are called from that
+ * worker's callbacks (the handler's, or those of watchers and timers
+ * started on sk_conn_loop() / sk_dgram_loop()), never from elsewhere; to
+ * hand work to a worker, sk_loop_post() to its loop.
+ *
+ * Peer bytes and peer names are the peer's choice: formatted names escape
+ * what is not printable (see sk_endpoint_format()), nothing else is
+ * trusted. SECURITY.md says what sockit trusts.
  */
 #ifndef SOCKIT_H
 #define SOCKIT_H
@@ -278,7 +293,7 @@ void sk_signal_stop(struct sk_signal *sig);
 /* --------------------------------------------------------------- clients */
 
 /* Connects to ep, trying each address it resolves to within timeout_ms in
- * all (negative: no limit). A datagram socket is connected too, so that
+ * all (0: no limit). A datagram socket is connected too, so that
  * replies from others are dropped and refusals are reported; a UNIX
  * datagram socket first gets an address of its own (Linux autobind) so
  * that replies can reach it. Returns a non-blocking, close-on-exec
@@ -286,10 +301,11 @@ void sk_signal_stop(struct sk_signal *sig);
  * SK_EAI_NONAME... Blocks; see sk_connector_start() for the loop. */
 int sk_connect(const struct sk_endpoint *ep, int timeout_ms);
 /* Sends all len bytes, waiting at most timeout_ms for room each time the
- * socket is full (negative: no limit). Returns 0 or a negative errno. */
+ * socket is full (0: no limit). Returns 0 or a negative errno. */
 int sk_send_all(int fd, const void *data, size_t len, int timeout_ms);
-/* Receives up to len bytes, waiting at most timeout_ms. Returns the count,
- * 0 at the end of the stream, -ETIMEDOUT or another negative errno. */
+/* Receives up to len bytes, waiting at most timeout_ms (0: no limit).
+ * Returns the count, 0 at the end of the stream, -ETIMEDOUT or another
+ * negative errno. */
 ssize_t sk_recv_timeout(int fd, void *buf, size_t len, int timeout_ms);
 
 /* Addresses tried per connection. */
@@ -354,7 +370,17 @@ struct sk_dgram;
  * on_datagram gets one message and its sender. Any callback may be NULL:
  * without on_read input is dropped, without on_eof a half-close from the
  * peer closes the connection once the replies are sent, without
- * on_datagram datagram endpoints are refused by sk_server_listen(). */
+ * on_datagram datagram endpoints are refused by sk_server_listen().
+ *
+ * Callbacks run on the worker thread that owns the connection, one at a
+ * time per worker, and may write to, close or abort any connection of the
+ * same worker (a service with shared state runs on a single worker, see
+ * sk_server_set_single_worker()): a connection closed or aborted in a
+ * callback is never touched by the library again except for its on_close,
+ * which runs after the callback returns, and its struct is freed when
+ * on_close returns. Pointers a callback gets (data, sk_conn_peer(),
+ * sk_dgram_peer()) live as documented at each; copy what must outlive
+ * them. */
 struct sk_handler {
     /* A new connection. Non-zero closes it (on_close is still called). */
     int (*on_open)(struct sk_conn *c);
@@ -365,9 +391,11 @@ struct sk_handler {
     /* The queued output has all reached the kernel (the queue went from
      * non-empty to empty): the moment to queue more of a long stream. */
     void (*on_drain)(struct sk_conn *c);
-    /* Last call for c: status 0 for a clean close, else a negative errno. */
+    /* Last call for c: status 0 for a clean close, else a negative errno.
+     * Writes to c fail (-EPIPE); writes to others are sent. */
     void (*on_close)(struct sk_conn *c, int status);
-    /* One datagram; reply with sk_dgram_reply(). */
+    /* One datagram, data and d valid during the call only; reply with
+     * sk_dgram_reply(). */
     void (*on_datagram)(struct sk_dgram *d, const char *data, size_t len);
 };
 
@@ -388,8 +416,14 @@ struct sk_server_config {
     unsigned unix_mode;       /* mode of created socket files, with
                                  unix_mode_set; default: by umask */
     bool unix_mode_set;
-    bool handle_signals; /* SIGINT/SIGTERM stop the server */
-    /* Optional log hook for events a user may want to see (-v). */
+    /* SIGINT/SIGTERM stop the server: they are blocked in the thread that
+     * calls sk_server_new() (and in the threads it starts), and unblocked
+     * again by sk_server_free() on that thread, the pending ones dropped. */
+    bool handle_signals;
+    /* Optional log hook for events a user may want to see (-v). It runs on
+     * every worker thread and on the control thread, possibly at once: it
+     * must be thread-safe. msg (one line, no newline, peer names escaped)
+     * is valid during the call only. */
     void (*log)(void *data, const char *msg);
 };
 
@@ -425,7 +459,10 @@ void *sk_server_data(const struct sk_server *srv);
 int sk_server_set_single_worker(struct sk_server *srv);
 
 /* Queues a copy of len bytes for the peer; they are sent when the current
- * loop iteration ends. Returns 0, -EPIPE once closing, or -ENOMEM. */
+ * loop iteration ends. Reading pauses while output_max is queued; past a
+ * hard cap (output_max plus the larger of output_max and one 64 KiB read)
+ * nothing more is queued. Returns 0, -EPIPE once closing, -ENOBUFS past
+ * the cap, or -ENOMEM. */
 int sk_conn_write(struct sk_conn *c, const void *data, size_t len);
 /* Bytes queued and not yet taken by the kernel. */
 size_t sk_conn_pending(const struct sk_conn *c);
@@ -440,13 +477,16 @@ bool sk_conn_is_closing(const struct sk_conn *c);
  * catch up with what it sent. Output is not affected. */
 void sk_conn_hold_input(struct sk_conn *c, bool hold);
 /* Stops watching the socket for good and hands its descriptor to the
- * caller, who then owns it; the connection stays counted until closed. */
+ * caller, who then owns (and closes) it; queued output is dropped. The
+ * connection stays counted, and alive for its accessors, until closed with
+ * sk_conn_close() or sk_conn_abort(); idle expiry does not see it. */
 int sk_conn_detach(struct sk_conn *c);
 void sk_conn_set_data(struct sk_conn *c, void *data);
 void *sk_conn_data(const struct sk_conn *c);
 struct sk_server *sk_conn_server(const struct sk_conn *c);
 struct sk_loop *sk_conn_loop(const struct sk_conn *c);
-/* Canonical endpoints of the peer and of the local side; an unnamed UNIX
+/* Canonical endpoints of the peer and of the local side, made on first use
+ * and valid until on_close returns; NULL without memory. An unnamed UNIX
  * peer gives an empty path. */
 const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c);
 const struct sk_endpoint *sk_conn_local(const struct sk_conn *c);
@@ -464,6 +504,8 @@ int sk_conn_peer_cred(const struct sk_conn *c, struct sk_peer_cred *cred);
 /* Queues a reply datagram to the sender of d; sent with the batch.
  * Returns 0, -EDESTADDRREQ for an unnamed sender, or -EMSGSIZE. */
 int sk_dgram_reply(struct sk_dgram *d, const void *data, size_t len);
+/* The sender, valid during on_datagram only. An unnamed UNIX sender has
+ * family AF_UNIX and len sizeof(sa_family_t). */
 const struct sk_addr *sk_dgram_peer(const struct sk_dgram *d);
 struct sk_server *sk_dgram_server(const struct sk_dgram *d);
 struct sk_loop *sk_dgram_loop(const struct sk_dgram *d);

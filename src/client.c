@@ -17,7 +17,8 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Milliseconds left until deadline, for poll(); -1 without a deadline. */
+/* Milliseconds left until deadline (at least 1), for wait_for(); -1
+ * without a deadline. */
 static int left_ms(int64_t deadline)
 {
     int64_t left;
@@ -25,14 +26,19 @@ static int left_ms(int64_t deadline)
     if (deadline < 0)
         return -1;
     left = deadline - now_ms();
-    return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+    /* At least 1: a wait of 0 would be one without a limit. */
+    return left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
+/* Waits for events on fd; timeout_ms 0 (or negative) waits without a limit,
+ * as everywhere in the API. */
 static int wait_for(int fd, short events, int timeout_ms)
 {
     struct pollfd p = {.fd = fd, .events = events};
     int n;
 
+    if (timeout_ms <= 0)
+        timeout_ms = -1;
     do
         n = poll(&p, 1, timeout_ms);
     while (n < 0 && errno == EINTR);
@@ -115,7 +121,7 @@ static int connect_one(const struct sk_addr *addr, int socktype,
 int sk_connect(const struct sk_endpoint *ep, int timeout_ms)
 {
     struct sk_addr addrs[SK_CONNECT_ADDRS];
-    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms <= 0 ? -1 : now_ms() + timeout_ms;
     int n, fd = -EINVAL;
 
     n = sk_endpoint_resolve(ep, false, addrs, SK_CONNECT_ADDRS);
