@@ -227,13 +227,17 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
     sk_timer_init(&pair->idle, on_idle_tick);
     pair->idle.data = pair;
     if ((err = pump_init(&pair->dir[0], 0, 1)) < 0 ||
-        (err = pump_init(&pair->dir[1], 1, 0)) < 0 ||
-        (err = pair_watch(pair, a, b)) < 0)
+        (err = pump_init(&pair->dir[1], 1, 0)) < 0)
         goto out_free;
     if (idle_ms > 0) {
         uint64_t tick = idle_ms / 4 < 10 ? 10 : idle_ms / 4;
-        sk_timer_start(loop, &pair->idle, tick > 1000 ? 1000 : tick,
-                       tick > 1000 ? 1000 : tick);
+        tick = tick > 1000 ? 1000 : tick;
+        if ((err = sk_timer_start(loop, &pair->idle, tick, tick)) < 0)
+            goto out_free;
+    }
+    if ((err = pair_watch(pair, a, b)) < 0) {
+        sk_timer_stop(&pair->idle);
+        goto out_free;
     }
     *pairp = pair;
     return 0;

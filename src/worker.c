@@ -100,8 +100,9 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer)
     struct sk_server *srv = a->w->srv;
 
     if (!admit(srv)) {
-        sk__server_log(srv, "%s: connection limit reached, closing",
-                       a->l->ep.path[0] ? a->l->ep.path : a->l->ep.host);
+        char text[SK_ENDPOINT_STRLEN] = "?";
+        sk_endpoint_format(&a->l->ep, text, sizeof(text));
+        sk__server_log(srv, "%s: connection limit reached, closing", text);
         close(fd);
         return;
     }

@@ -130,8 +130,11 @@ void cli_bad_option(const char *cmd, char **argv, int code)
 
 const char cli_server_options_help[] =
     "      --threads N        worker threads (default: online CPUs)\n"
-    "      --max-conns N      connections at once; more are closed at once\n"
-    "      --idle-timeout S   close connections idle for S seconds\n"
+    "      --max-conns N      connections at once (default 10000, 0: no "
+    "limit);\n"
+    "                         more are accepted and closed at once\n"
+    "      --idle-timeout S   close stream connections idle for S seconds\n"
+    "                         (default 300, 0: never)\n"
     "      --unix-mode MODE   octal mode of created UNIX socket files\n"
     "      --drain-timeout S  on SIGINT/SIGTERM, finish within S (default "
     "2)\n"
