@@ -5,16 +5,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../services/exec.h"
 #include "../services/services.h"
 #include "cli.h"
 
 #define DEFAULT_PORT_TEXT "21567"
 #define MAX_LINE_DEFAULT 65536
-#define EXEC_TIMEOUT_DEFAULT_MS 5000
+#define EXEC_DGRAM_TIMEOUT_DEFAULT_MS 5000
+#define MAX_CHILDREN_DEFAULT 64
 
 struct serve_args {
     const struct service *svc;
     struct service_opts opts;
+    struct exec_state exec;
+    unsigned exec_timeout_ms; /* --exec-timeout, when given */
+    bool exec_timeout_given, max_children_given;
     struct sk_server_config cfg;
     struct sk_endpoint *eps;
     size_t neps;
@@ -37,11 +42,25 @@ static void usage(FILE *out)
             "  -s, --service NAME     the service to run (default timestamp)\n"
             "      --exec CMD         run '/bin/sh -c CMD' per connection or "
             "datagram\n"
-            "      --exec-timeout S   kill a datagram's command after S "
-            "seconds (default 5)\n"
+            "      --exec-timeout S   kill a command (its process group) "
+            "after S seconds;\n"
+            "                         default 5 on datagrams, none on "
+            "streams; 0: none\n"
+            "      --max-children N   commands at once (default 64, 0: no "
+            "limit): further\n"
+            "                         connections wait in the backlog, "
+            "datagrams are dropped\n"
             "      --max-line BYTES   longest line (default 65536); longer "
             "closes\n"
-            "%s\n",
+            "%s\n"
+            "With --exec, --idle-timeout watches the command's connection: "
+            "on TCP the\n"
+            "kernel's last data in or out (TCP_INFO), on UNIX streams each "
+            "send of the\n"
+            "client and each read of the command's output. An idle command, "
+            "or one past\n"
+            "--exec-timeout, is killed with its process group and the "
+            "connection closed.\n\n",
             cli_server_options_help);
     fprintf(out, "Exit status: 0 after a signal, 1 when an endpoint cannot be "
                  "bound, 2 on a usage error.\n");
@@ -50,6 +69,7 @@ static void usage(FILE *out)
 enum {
     OPT_EXEC = OPT_COMMAND_FIRST,
     OPT_EXEC_TIMEOUT,
+    OPT_MAX_CHILDREN,
     OPT_MAX_LINE,
 };
 
@@ -57,6 +77,7 @@ static const struct option options[] = {
     {"service", required_argument, NULL, 's'},
     {"exec", required_argument, NULL, OPT_EXEC},
     {"exec-timeout", required_argument, NULL, OPT_EXEC_TIMEOUT},
+    {"max-children", required_argument, NULL, OPT_MAX_CHILDREN},
     {"max-line", required_argument, NULL, OPT_MAX_LINE},
     CLI_SERVER_OPTIONS,
     {NULL, 0, NULL, 0},
@@ -100,8 +121,14 @@ static int apply_option(struct serve_args *a, int c, char **argv)
     case OPT_EXEC:
         return parse_exec(a, optarg);
     case OPT_EXEC_TIMEOUT:
-        return cli_parse_seconds("--exec-timeout", optarg,
-                                 &a->opts.exec_timeout_ms);
+        a->exec_timeout_given = true;
+        return cli_parse_seconds("--exec-timeout", optarg, &a->exec_timeout_ms);
+    case OPT_MAX_CHILDREN:
+        if (cli_parse_uint("--max-children", optarg, 0, 1000000, &v) < 0)
+            return -1;
+        a->exec.max_children = (unsigned)v;
+        a->max_children_given = true;
+        return 0;
     case OPT_MAX_LINE:
         if (cli_parse_uint("--max-line", optarg, 1, 1UL << 30, &v) < 0)
             return -1;
@@ -170,7 +197,35 @@ static int parse_args(struct serve_args *a, int argc, char **argv)
     }
     if (a->svc == NULL)
         a->svc = &service_timestamp;
+    if (a->svc != &service_exec &&
+        (a->exec_timeout_given || a->max_children_given)) {
+        cli_error("serve: --%s needs --exec",
+                  a->exec_timeout_given ? "exec-timeout" : "max-children");
+        return -1;
+    }
     return parse_endpoints(a, argc, argv);
+}
+
+/* The limits of --exec: on streams --max-children is the connections
+ * served at once, the others wait in the backlog; --idle-timeout (with
+ * the default of every server) is watched by the service, which alone
+ * sees the traffic of a connection handed to a command. */
+static void exec_limits(struct serve_args *a)
+{
+    struct exec_state *st = &a->exec;
+
+    if (!a->max_children_given)
+        st->max_children = MAX_CHILDREN_DEFAULT;
+    a->cfg.max_active = st->max_children;
+    st->stream_timeout_ms = a->exec_timeout_given ? a->exec_timeout_ms : 0;
+    a->opts.exec_timeout_ms = a->exec_timeout_given
+                                  ? a->exec_timeout_ms
+                                  : EXEC_DGRAM_TIMEOUT_DEFAULT_MS;
+    if (!cli_idle_given && a->cfg.idle_timeout_ms == 0)
+        a->cfg.idle_timeout_ms = CLI_STREAM_IDLE_DEFAULT_MS;
+    st->idle_ms = a->cfg.idle_timeout_ms;
+    st->log = cli_verbose ? cli_log_line : NULL;
+    a->opts.state = st;
 }
 
 static int serve(struct serve_args *a)
@@ -179,8 +234,13 @@ static int serve(struct serve_args *a)
 
     a->cfg.handler = a->svc->handler;
     a->cfg.data = &a->opts;
+    if (a->svc == &service_exec)
+        exec_limits(a);
     if (a->svc->setup != NULL && (err = a->svc->setup(&a->opts)) < 0) {
-        cli_error("serve: %s", sk_strerror(err));
+        /* The exec service fails only without pidfd_open(2). */
+        cli_error("serve: %s%s",
+                  a->svc == &service_exec ? "--exec needs pidfd_open(2): " : "",
+                  sk_strerror(err));
         return EXIT_RUNTIME;
     }
     status = cli_run_server("serve", &a->cfg, a->eps, a->neps,
@@ -193,8 +253,7 @@ static int serve(struct serve_args *a)
 int cmd_serve(int argc, char **argv)
 {
     struct serve_args a = {
-        .opts = {.max_line = MAX_LINE_DEFAULT,
-                 .exec_timeout_ms = EXEC_TIMEOUT_DEFAULT_MS},
+        .opts = {.max_line = MAX_LINE_DEFAULT},
     };
     int ret, status;
 

@@ -1,182 +1,219 @@
 /* exec.c -- inetd-style service: `/bin/sh -c CMD` per connection, with the
- * connection as its stdin and stdout, or per datagram, with the payload on
- * its stdin and its stdout as the reply. SOCKIT_PEER and SOCKIT_LOCAL name
- * the two ends. Children are watched through pidfds and always reaped. */
+ * connection as its stdin and stdout, or per datagram (exec_dgram.c), with
+ * the payload on its stdin and its stdout as the reply. SOCKIT_PEER and
+ * SOCKIT_LOCAL name the two ends.
+ *
+ * A stream child holds the socket itself, so the library sees none of its
+ * traffic; sockit keeps a copy of the descriptor to watch it: on TCP the
+ * kernel's TCP_INFO (the last data received and the last data sent), on a
+ * UNIX stream an edge-triggered epoll set holding the socket, made ready
+ * each time the client sends and each time it takes some of the child's
+ * output, and looked at on each tick of the idle check (so activity counts
+ * from the tick that sees it). A child idle past --idle-timeout, or
+ * running past --exec-timeout, is killed with its process group and the
+ * connection shut down. The connection stays counted (--max-children is
+ * the server's max_active) until the child is reaped. */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "services.h"
-
-/* Datagram children running at once per worker; more datagrams are
- * dropped, as a busy network would drop them. */
-#define EXEC_DGRAM_MAX 64
-
-extern char **environ;
-
-struct child {
-    pid_t pid;            /* 0 once reaped */
-    pid_t group;          /* its process group: the command's pipeline */
-    struct sk_io exit_io; /* the pidfd: readable once the child exits */
-};
+#include "exec.h"
 
 struct stream_job {
     struct child child;
     struct sk_conn *c;
+    int fd;   /* sockit's copy of the socket, or -1 */
+    bool tcp; /* else UNIX: activity is the epoll set */
+    int epfd; /* UNIX: the epoll set holding fd, or -1 */
+    struct sk_timer idle_tick, deadline;
+    uint64_t last_active; /* loop time of the last traffic seen */
 };
-
-struct dgram_job {
-    struct child child;
-    struct sk_io out_io; /* the child's stdout */
-    struct sk_timer timer;
-    struct sk_hold hold;
-    struct sk_addr peer;
-    int sock_fd;
-    bool exited, out_done;
-    size_t len;
-    char reply[SK_DGRAM_MAX];
-};
-
-static __thread unsigned dgram_jobs;
-
-/* The environment with SOCKIT_PEER and SOCKIT_LOCAL set; one allocation. */
-static char **child_env(const char *peer, const char *local)
-{
-    size_t n = 0, size;
-    char **env, *p;
-
-    while (environ[n] != NULL)
-        n++;
-    size = (n + 3) * sizeof(char *) + strlen(peer) + strlen(local) + 32;
-    env = malloc(size);
-    if (env == NULL)
-        return NULL;
-    p = (char *)(env + n + 3);
-    n = 0;
-    for (char **e = environ; *e != NULL; e++)
-        if (strncmp(*e, "SOCKIT_PEER=", 12) != 0 &&
-            strncmp(*e, "SOCKIT_LOCAL=", 13) != 0)
-            env[n++] = *e;
-    env[n++] = p;
-    p += sprintf(p, "SOCKIT_PEER=%s", peer) + 1;
-    env[n++] = p;
-    sprintf(p, "SOCKIT_LOCAL=%s", local);
-    env[n] = NULL;
-    return env;
-}
-
-/* Starts the command with in_fd as stdin and out_fd as stdout, every
- * signal at its default and none blocked. Returns 0 or a negative errno. */
-static int spawn(const char *cmd, int in_fd, int out_fd, const char *peer,
-                 const char *local, pid_t *pid)
-{
-    char *argv[] = {"sh", "-c", (char *)cmd, NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
-    char **env = child_env(peer, local);
-    int err;
-
-    if (env == NULL)
-        return -ENOMEM;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-    posix_spawnattr_init(&attr);
-    /* A group of its own, so that a timeout ends the whole pipeline. */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    err = posix_spawn(pid, "/bin/sh", &fa, &attr, argv, env);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    free(env);
-    return -err;
-}
-
-static int child_watch(struct child *ch, struct sk_loop *loop, sk_io_fn cb,
-                       void *data)
-{
-    int fd = (int)syscall(SYS_pidfd_open, ch->pid, 0);
-
-    if (fd < 0)
-        return -errno;
-    ch->exit_io.data = data;
-    if (sk_io_start(loop, &ch->exit_io, fd, SK_READ, false, cb) < 0) {
-        close(fd);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-/* Reaps the child. force: first kill its whole process group, which may
- * outlive the shell (`cmd &`, a pipeline still draining). */
-static void child_end(struct child *ch, bool force)
-{
-    if (sk_io_is_active(&ch->exit_io)) {
-        sk_io_stop(&ch->exit_io);
-        close(ch->exit_io.fd);
-    }
-    if (force && ch->group > 0)
-        kill(-ch->group, SIGKILL);
-    ch->group = force ? 0 : ch->group;
-    if (ch->pid <= 0)
-        return;
-    if (waitpid(ch->pid, NULL, WNOHANG) == 0) {
-        kill(ch->pid, SIGKILL);
-        waitpid(ch->pid, NULL, 0);
-    }
-    ch->pid = 0;
-}
 
 static const char *cmd_of(struct sk_server *srv)
 {
     return service_opts_of(srv)->exec_cmd;
 }
 
-/* ---------------------------------------------------------- streams */
-
-static void stream_exited(struct sk_io *io, unsigned events)
+static void log_kill(struct stream_job *job, const char *why, unsigned ms)
 {
-    struct stream_job *job = io->data;
+    struct exec_state *st = exec_state_of(sk_conn_server(job->c));
+    char msg[96];
 
-    child_end(&job->child, false);
+    if (st->log == NULL)
+        return;
+    snprintf(msg, sizeof(msg), "exec: command %d killed: %s %g s",
+             (int)job->child.pid, why, ms / 1000.0);
+    st->log(NULL, msg);
+}
+
+/* Stops watching the socket; it stays open. */
+static void stop_watching(struct stream_job *job)
+{
+    sk_timer_stop(&job->idle_tick);
+    sk_timer_stop(&job->deadline);
+    if (job->epfd >= 0)
+        close(job->epfd);
+    job->epfd = -1;
+}
+
+static void close_socket(struct stream_job *job)
+{
+    stop_watching(job);
+    if (job->fd >= 0)
+        close(job->fd);
+    job->fd = -1;
+}
+
+/* Ends the command: its group is killed, the client's connection shut down
+ * even where a process outside the group still holds it. The connection is
+ * closed once the child is reaped. */
+static void stream_kill(struct stream_job *job)
+{
+    stop_watching(job);
+    shutdown(job->fd, SHUT_RDWR);
+    child_kill(&job->child);
+}
+
+static void stream_reaped(struct child *ch)
+{
+    struct stream_job *job = ch->data;
+
+    close_socket(job);
     sk_conn_close(job->c);
 }
+
+/* ------------------------------------------------------ idle, timeout */
+
+/* TCP: the kernel knows when data last came in and went out. */
+static void tcp_activity(struct stream_job *job, uint64_t now)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    uint64_t ago;
+
+    if (getsockopt(job->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return;
+    ago = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent
+              ? ti.tcpi_last_data_recv
+              : ti.tcpi_last_data_sent;
+    if (ago <= now && now - ago > job->last_active)
+        job->last_active = now - ago;
+}
+
+/* UNIX: a wake-up of the socket since the last look left the epoll set
+ * ready (edge-triggered: looking makes it unready again). */
+static void unix_activity(struct stream_job *job, uint64_t now)
+{
+    struct epoll_event ev;
+
+    if (epoll_wait(job->epfd, &ev, 1, 0) > 0)
+        job->last_active = now;
+}
+
+static void on_idle_tick(struct sk_timer *t)
+{
+    struct stream_job *job = t->data;
+    struct sk_loop *loop = sk_conn_loop(job->c);
+    unsigned idle = exec_state_of(sk_conn_server(job->c))->idle_ms;
+    uint64_t now = sk_loop_now(loop);
+
+    if (job->tcp)
+        tcp_activity(job, now);
+    else
+        unix_activity(job, now);
+    if (now - job->last_active < idle)
+        return;
+    log_kill(job, "idle for", idle);
+    stream_kill(job);
+}
+
+static void on_deadline(struct sk_timer *t)
+{
+    struct stream_job *job = t->data;
+
+    log_kill(job, "--exec-timeout",
+             exec_state_of(sk_conn_server(job->c))->stream_timeout_ms);
+    stream_kill(job);
+}
+
+static int watch_unix(struct stream_job *job)
+{
+    struct epoll_event ev = {
+        .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+    };
+
+    job->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (job->epfd < 0)
+        return -errno;
+    if (epoll_ctl(job->epfd, EPOLL_CTL_ADD, job->fd, &ev) < 0)
+        return -errno;
+    /* The readiness the socket has now is not traffic. */
+    epoll_wait(job->epfd, &ev, 1, 0);
+    return 0;
+}
+
+/* Ticks often enough that a child lives at most 25% past its idle
+ * timeout, and at least once a second. */
+static uint64_t tick_period(unsigned idle_ms)
+{
+    uint64_t p = idle_ms / 4;
+
+    return p < 10 ? 10 : p > 1000 ? 1000 : p;
+}
+
+static int watch_limits(struct stream_job *job, struct sk_loop *loop)
+{
+    struct exec_state *st = exec_state_of(sk_conn_server(job->c));
+    int domain = 0, err = 0;
+    socklen_t len = sizeof(domain);
+
+    sk_timer_init(&job->idle_tick, on_idle_tick);
+    sk_timer_init(&job->deadline, on_deadline);
+    job->idle_tick.data = job->deadline.data = job;
+    job->last_active = sk_loop_now(loop);
+    getsockopt(job->fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+    job->tcp = domain != AF_UNIX;
+    if (st->stream_timeout_ms > 0)
+        err = sk_timer_start(loop, &job->deadline, st->stream_timeout_ms, 0);
+    if (st->idle_ms == 0 || err < 0)
+        return err;
+    if (!job->tcp && (err = watch_unix(job)) < 0)
+        return err;
+    return sk_timer_start(loop, &job->idle_tick, tick_period(st->idle_ms),
+                          tick_period(st->idle_ms));
+}
+
+/* ---------------------------------------------------------- streams */
 
 static int stream_spawn(struct sk_conn *c, struct stream_job *job)
 {
     char peer[SK_ENDPOINT_STRLEN] = "", local[SK_ENDPOINT_STRLEN] = "";
-    int fd, err;
+    int err;
 
     if (sk_conn_peer(c) != NULL) {
         sk_endpoint_format(sk_conn_peer(c), peer, sizeof(peer));
         sk_endpoint_format(sk_conn_local(c), local, sizeof(local));
     }
-    fd = sk_conn_detach(c);
-    if (fd < 0)
-        return fd;
+    job->fd = sk_conn_detach(c);
+    if (job->fd < 0)
+        return job->fd;
     /* The child gets a blocking socket, as any inetd child expects. */
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    err =
-        spawn(cmd_of(sk_conn_server(c)), fd, fd, peer, local, &job->child.pid);
-    job->child.group = job->child.pid;
-    close(fd);
+    fcntl(job->fd, F_SETFL, fcntl(job->fd, F_GETFL) & ~O_NONBLOCK);
+    job->child.data = job;
+    err = child_spawn(&job->child, sk_conn_loop(c), cmd_of(sk_conn_server(c)),
+                      job->fd, job->fd, peer, local, stream_reaped);
     if (err < 0)
         return err;
-    return child_watch(&job->child, sk_conn_loop(c), stream_exited, job);
+    /* Limits that cannot be watched end the command at once. */
+    if (watch_limits(job, sk_conn_loop(c)) < 0)
+        stream_kill(job);
+    return 0;
 }
 
 static int stream_open(struct sk_conn *c)
@@ -186,146 +223,33 @@ static int stream_open(struct sk_conn *c)
     if (job == NULL)
         return -1;
     job->c = c;
+    job->fd = job->epfd = -1;
     sk_conn_set_data(c, job);
     return stream_spawn(c, job) < 0 ? -1 : 0;
 }
 
+/* After stream_reaped(), or when the server ends the connection itself:
+ * that happens to a detached connection only when the worker's loop is
+ * ending, so a child still running is killed and waited for here. */
 static void stream_close(struct sk_conn *c, int status)
 {
     struct stream_job *job = sk_conn_data(c);
 
     if (job == NULL)
         return;
-    child_end(&job->child, status != 0);
+    if (child_running(&job->child))
+        child_end_now(&job->child);
+    close_socket(job);
     free(job);
 }
 
-/* -------------------------------------------------------- datagrams */
-
-static void dgram_free(struct dgram_job *job)
+/* Fails only where pidfd_open(2) does not work (seccomp, old kernels,
+ * valgrind): children could neither be watched nor reaped in time. */
+static int exec_setup(struct service_opts *opts)
 {
-    child_end(&job->child, !(job->exited && job->out_done));
-    if (sk_io_is_active(&job->out_io)) {
-        sk_io_stop(&job->out_io);
-        close(job->out_io.fd);
-    }
-    sk_timer_stop(&job->timer);
-    sk_hold_release(&job->hold);
-    dgram_jobs--;
-    free(job);
-}
-
-static void dgram_maybe_reply(struct dgram_job *job)
-{
-    if (!job->exited || !job->out_done)
-        return;
-    if (job->len > 0)
-        sendto(job->sock_fd, job->reply, job->len, MSG_DONTWAIT | MSG_NOSIGNAL,
-               &job->peer.u.sa, job->peer.len);
-    dgram_free(job);
-}
-
-static void dgram_output(struct sk_io *io, unsigned events)
-{
-    struct dgram_job *job = io->data;
-    char scratch[4096];
-    ssize_t n;
-
-    /* Output beyond the largest datagram is read and dropped. */
-    if (job->len < sizeof(job->reply))
-        n = read(io->fd, job->reply + job->len, sizeof(job->reply) - job->len);
-    else
-        n = read(io->fd, scratch, sizeof(scratch));
-    if (n > 0 && job->len < sizeof(job->reply))
-        job->len += (size_t)n;
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
-        return;
-    sk_io_stop(io);
-    close(io->fd);
-    job->out_done = true;
-    dgram_maybe_reply(job);
-}
-
-static void dgram_exited(struct sk_io *io, unsigned events)
-{
-    struct dgram_job *job = io->data;
-
-    child_end(&job->child, false);
-    job->exited = true;
-    dgram_maybe_reply(job);
-}
-
-static void dgram_timeout(struct sk_timer *t)
-{
-    dgram_free(t->data);
-}
-
-static void dgram_cancel(struct sk_hold *hold)
-{
-    dgram_free(hold->data);
-}
-
-/* Feeds the payload (at most a pipe's 64 KiB) and starts the child. */
-static int dgram_spawn(struct sk_dgram *d, struct dgram_job *job,
-                       const char *data, size_t len)
-{
-    char peer[SK_ENDPOINT_STRLEN] = "", local[SK_ENDPOINT_STRLEN];
-    struct sk_endpoint ep;
-    int in[2], out[2], err;
-
-    if (pipe2(in, O_CLOEXEC) < 0)
-        return -errno;
-    if (pipe2(out, O_CLOEXEC) < 0) {
-        err = -errno;
-        close(in[0]);
-        close(in[1]);
-        return err;
-    }
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
-    fcntl(out[0], F_SETFL, O_NONBLOCK);
-    if (len > 0 && write(in[1], data, len) < 0)
-        len = 0;
-    close(in[1]);
-    if (sk_endpoint_from_addr(&ep, sk_dgram_local(d)->scheme, &job->peer) == 0)
-        sk_endpoint_format(&ep, peer, sizeof(peer));
-    sk_endpoint_format(sk_dgram_local(d), local, sizeof(local));
-    err = spawn(cmd_of(sk_dgram_server(d)), in[0], out[1], peer, local,
-                &job->child.pid);
-    job->child.group = job->child.pid;
-    close(in[0]);
-    close(out[1]);
-    if (err == 0) {
-        job->out_io.data = job;
-        err = sk_io_start(sk_dgram_loop(d), &job->out_io, out[0], SK_READ,
-                          false, dgram_output);
-    }
-    if (err < 0)
-        close(out[0]);
-    return err;
-}
-
-static void exec_datagram(struct sk_dgram *d, const char *data, size_t len)
-{
-    struct service_opts *opts = service_opts_of(sk_dgram_server(d));
-    struct dgram_job *job;
-
-    if (dgram_jobs >= EXEC_DGRAM_MAX)
-        return;
-    job = calloc(1, sizeof(*job));
-    if (job == NULL)
-        return;
-    dgram_jobs++;
-    job->peer = *sk_dgram_peer(d);
-    job->sock_fd = sk_dgram_fd(d);
-    job->hold.data = job;
-    sk_dgram_hold(d, &job->hold, dgram_cancel);
-    sk_timer_init(&job->timer, dgram_timeout);
-    job->timer.data = job;
-    if (dgram_spawn(d, job, data, len) < 0 ||
-        child_watch(&job->child, sk_dgram_loop(d), dgram_exited, job) < 0 ||
-        sk_timer_start(sk_dgram_loop(d), &job->timer, opts->exec_timeout_ms,
-                       0) < 0)
-        dgram_free(job);
+    if (opts->state == NULL)
+        return -EINVAL;
+    return child_probe();
 }
 
 static const struct sk_handler handler = {
@@ -338,4 +262,5 @@ const struct service service_exec = {
     .name = "exec",
     .summary = "run a shell command per connection or datagram (--exec)",
     .handler = &handler,
+    .setup = exec_setup,
 };
