@@ -2,12 +2,15 @@
  * other client as "[NAME] TEXT\n". The room is shared state, so the
  * service runs on a single worker.
  *
- * Flow control: a member whose queue passes half its output limit is
- * congested; senders are held (not read from) until it drains, so a reader
- * slower than a flood is not dropped. A congested member that does not
- * drain within CHAT_STALL_MS is not reading and is dropped, as is one whose
- * queue would pass the limit: a client that does not read never holds the
- * others for long. */
+ * Flow control, line by line: a member whose queue passes half its output
+ * limit is congested. After each line, a sender finding any member
+ * congested is paused (its unread input kept by its line splitter) and
+ * held (not read from) until the room drains; held senders then go on in
+ * the order they were paused, from a timer, never from inside another
+ * member's callback. So a reader slower than a flood is not dropped. A
+ * congested member that does not drain within CHAT_STALL_MS is not reading
+ * and is dropped, as is one whose queue would pass the limit: a client
+ * that does not read never holds the others for long. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,35 +18,99 @@
 
 #include "services.h"
 
-/* Longest name a client may take with /nick. */
-#define NICK_MAX 64
 /* How long a congested member may take to drain its queue. */
 #define CHAT_STALL_MS 1000
+/* The most of a refused name or command echoed back (before escaping). */
+#define ECHO_MAX 64
 
 struct member {
     struct sk_conn *c;
     struct room *room;
-    struct member *prev, *next;
+    struct member *prev, *next;           /* the room's members */
+    struct member *held_prev, *held_next; /* the room's held senders */
     struct sk_lines lines;
     struct sk_timer stall;
     bool congested; /* queue over half the limit */
-    bool held;      /* input held until the room drains */
+    bool held;      /* paused and held until the room drains */
+    bool eof;       /* the peer sent its EOF */
     char name[SK_ENDPOINT_STRLEN];
 };
 
 struct room {
     struct member *members;
-    unsigned long unnamed; /* numbers the unnamed UNIX peers */
-    unsigned congested;    /* members congested now */
+    struct member *held_head, *held_tail; /* oldest pause first */
+    struct sk_timer wake;                 /* lets held senders go on */
+    unsigned long unnamed;                /* numbers the unnamed UNIX peers */
+    unsigned congested;                   /* members congested now */
 };
 
-static void release_senders(struct room *room)
+static int on_line(void *ctx, const char *line, size_t len);
+
+/* ------------------------------------------------------- flow control */
+
+/* Pauses m's input until the room drains; it goes on after those paused
+ * before it. */
+static void hold(struct member *m)
 {
-    for (struct member *m = room->members; m != NULL; m = m->next) {
-        if (m->held) {
-            m->held = false;
-            sk_conn_hold_input(m->c, false);
-        }
+    struct room *room = m->room;
+
+    if (m->held)
+        return;
+    m->held = true;
+    sk_conn_hold_input(m->c, true);
+    m->held_next = NULL;
+    m->held_prev = room->held_tail;
+    if (room->held_tail != NULL)
+        room->held_tail->held_next = m;
+    else
+        room->held_head = m;
+    room->held_tail = m;
+}
+
+static void unlink_held(struct member *m)
+{
+    struct room *room = m->room;
+
+    if (!m->held)
+        return;
+    m->held = false;
+    if (m->held_prev != NULL)
+        m->held_prev->held_next = m->held_next;
+    else
+        room->held_head = m->held_next;
+    if (m->held_next != NULL)
+        m->held_next->held_prev = m->held_prev;
+    else
+        room->held_tail = m->held_prev;
+    m->held_prev = m->held_next = NULL;
+}
+
+/* Passes on m's kept lines (after its EOF, the last piece too); reading
+ * from it goes on once they are all passed and the room is clear. */
+static void go_on(struct member *m)
+{
+    int ret = m->eof ? sk_lines_finish(&m->lines, on_line, m)
+                     : sk_lines_resume(&m->lines, on_line, m);
+
+    if (ret == SK_LINES_PAUSE)
+        hold(m);
+    else if (ret != 0 || m->eof)
+        sk_conn_close(m->c);
+    else
+        sk_conn_hold_input(m->c, false);
+}
+
+/* The room drained: held senders go on, oldest first, until one of them
+ * congests it again. */
+static void on_wake(struct sk_timer *t)
+{
+    struct room *room = t->data;
+
+    while (room->congested == 0 && room->held_head != NULL) {
+        struct member *m = room->held_head;
+        unlink_held(m);
+        if (!sk_conn_is_closing(m->c))
+            go_on(m);
     }
 }
 
@@ -51,17 +118,21 @@ static void congest(struct member *m)
 {
     m->congested = true;
     m->room->congested++;
-    sk_timer_start(sk_conn_loop(m->c), &m->stall, CHAT_STALL_MS, 0);
+    if (sk_timer_start(sk_conn_loop(m->c), &m->stall, CHAT_STALL_MS, 0) < 0)
+        sk_conn_abort(m->c); /* no timer: a stall could hold the room */
 }
 
 static void uncongest(struct member *m)
 {
+    struct room *room = m->room;
+
     if (!m->congested)
         return;
     m->congested = false;
     sk_timer_stop(&m->stall);
-    if (--m->room->congested == 0)
-        release_senders(m->room);
+    if (--room->congested == 0 && room->held_head != NULL &&
+        sk_timer_start(sk_conn_loop(m->c), &room->wake, 0, 0) < 0)
+        on_wake(&room->wake); /* no timer: go on now rather than never */
 }
 
 static void on_stall(struct sk_timer *t)
@@ -71,6 +142,9 @@ static void on_stall(struct sk_timer *t)
     sk_conn_abort(m->c); /* not reading: drop it */
 }
 
+/* ------------------------------------------------------------ sending */
+
+/* Queues a + b + c for m, or drops m if that would pass its limit. */
 static void send_to(struct member *m, const char *a, size_t alen, const char *b,
                     size_t blen, const char *c, size_t clen)
 {
@@ -89,6 +163,11 @@ static void send_to(struct member *m, const char *a, size_t alen, const char *b,
         congest(m);
 }
 
+static void reply(struct member *m, const char *text)
+{
+    send_to(m, text, strlen(text), "", 0, "", 0);
+}
+
 /* Sends a + b + c to everyone in the room but from. */
 static void broadcast(struct room *room, const struct member *from,
                       const char *a, const char *b, size_t blen, const char *c)
@@ -103,14 +182,25 @@ static void announce(struct member *who, const char *what)
     broadcast(who->room, who, "* ", who->name, strlen(who->name), what);
 }
 
-static bool valid_nick(const char *name, size_t len)
+/* ----------------------------------------------------------- commands */
+
+static bool name_taken(const struct member *m, const char *name, size_t len)
 {
-    if (len == 0 || len > NICK_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
-            return false;
-    return true;
+    for (const struct member *o = m->room->members; o != NULL; o = o->next)
+        if (o != m && strlen(o->name) == len && memcmp(o->name, name, len) == 0)
+            return true;
+    return false;
+}
+
+/* "* nick NAME: WHY" to m alone; an invalid NAME is escaped and cut. */
+static void refuse_nick(struct member *m, const char *name, size_t len,
+                        const char *why)
+{
+    char shown[4 * ECHO_MAX + 1], note[sizeof(shown) + 32];
+
+    chat_escape(shown, sizeof(shown), name, len < ECHO_MAX ? len : ECHO_MAX);
+    snprintf(note, sizeof(note), "* nick %s: %s\n", shown, why);
+    reply(m, note);
 }
 
 static void rename_member(struct member *m, const char *name, size_t len)
@@ -118,8 +208,12 @@ static void rename_member(struct member *m, const char *name, size_t len)
     char note[2 * sizeof(m->name) + 16];
     int n;
 
-    if (!valid_nick(name, len)) {
-        sk_conn_write(m->c, "* bad name\n", 11);
+    if (!chat_valid_nick(name, len)) {
+        refuse_nick(m, name, len, "invalid");
+        return;
+    }
+    if (name_taken(m, name, len)) {
+        refuse_nick(m, name, len, "taken");
         return;
     }
     n = snprintf(note, sizeof(note), "* %s is now %.*s\n", m->name, (int)len,
@@ -129,30 +223,64 @@ static void rename_member(struct member *m, const char *name, size_t len)
     broadcast(m->room, m, "", note, (size_t)n, "");
 }
 
+static void who(struct member *m)
+{
+    for (struct member *o = m->room->members; o != NULL; o = o->next)
+        send_to(m, "* ", 2, o->name, strlen(o->name), "\n", 1);
+}
+
+static void unknown(struct member *m, const char *word, size_t len)
+{
+    char shown[4 * ECHO_MAX + 1], note[sizeof(shown) + 32];
+
+    chat_escape(shown, sizeof(shown), word, len < ECHO_MAX ? len : ECHO_MAX);
+    snprintf(note, sizeof(note), "* unknown command %s\n", shown);
+    reply(m, note);
+}
+
+/* One line from m. Returns SK_LINES_PAUSE when the room is congested
+ * after it, so that m sends no more until the room drains. */
 static int on_line(void *ctx, const char *line, size_t len)
 {
     struct member *m = ctx;
     char head[sizeof(m->name) + 3];
+    struct chat_arg arg;
 
     if (len > 0 && line[len - 1] == '\r')
         len--;
-    if (len >= 6 && memcmp(line, "/nick ", 6) == 0) {
-        rename_member(m, line + 6, len - 6);
-        return 0;
+    switch (chat_parse(line, len, &arg)) {
+    case CHAT_TEXT:
+        snprintf(head, sizeof(head), "[%s] ", m->name);
+        broadcast(m->room, m, head, line, len, "\n");
+        break;
+    case CHAT_NICK:
+        rename_member(m, arg.text, arg.len);
+        break;
+    case CHAT_WHO:
+        who(m);
+        break;
+    case CHAT_ME:
+        snprintf(head, sizeof(head), "* %s ", m->name);
+        broadcast(m->room, m, head, arg.text, arg.len, "\n");
+        break;
+    case CHAT_QUIT:
+        return -ECONNRESET; /* stops the feed; the caller closes */
+    case CHAT_UNKNOWN:
+        unknown(m, arg.text, arg.len);
+        break;
     }
-    snprintf(head, sizeof(head), "[%s] ", m->name);
-    broadcast(m->room, m, head, line, len, "\n");
-    return 0;
+    return m->room->congested > 0 ? SK_LINES_PAUSE : 0;
 }
+
+/* ------------------------------------------------------------ members */
 
 static void name_member(struct member *m)
 {
     const struct sk_endpoint *peer = sk_conn_peer(m->c);
 
-    if (peer == NULL || (sk_endpoint_is_unix(peer) && peer->path[0] == '\0'))
+    if (peer == NULL || (sk_endpoint_is_unix(peer) && peer->path[0] == '\0') ||
+        sk_endpoint_format(peer, m->name, sizeof(m->name)) < 0)
         snprintf(m->name, sizeof(m->name), "unix#%lu", ++m->room->unnamed);
-    else
-        sk_endpoint_format(peer, m->name, sizeof(m->name));
 }
 
 static int chat_open(struct sk_conn *c)
@@ -180,15 +308,12 @@ static int chat_open(struct sk_conn *c)
 static void chat_read(struct sk_conn *c, const char *data, size_t len)
 {
     struct member *m = sk_conn_data(c);
+    int ret = sk_lines_feed(&m->lines, data, len, on_line, m);
 
-    if (sk_lines_feed(&m->lines, data, len, on_line, m) != 0) {
-        sk_conn_close(c);
-        return;
-    }
-    if (m->room->congested > 0 && !m->held) {
-        m->held = true;
-        sk_conn_hold_input(c, true);
-    }
+    if (ret == SK_LINES_PAUSE)
+        hold(m);
+    else if (ret != 0)
+        sk_conn_close(c); /* a line over --max-line, /quit, no memory */
 }
 
 static void chat_drain(struct sk_conn *c)
@@ -196,42 +321,58 @@ static void chat_drain(struct sk_conn *c)
     uncongest(sk_conn_data(c));
 }
 
+/* An EOF while held is finished when the member goes on. */
 static void chat_eof(struct sk_conn *c)
 {
     struct member *m = sk_conn_data(c);
 
-    sk_lines_finish(&m->lines, on_line, m);
-    sk_conn_close(c);
+    m->eof = true;
+    if (!m->held)
+        go_on(m);
 }
 
 static void chat_close(struct sk_conn *c, int status)
 {
     struct member *m = sk_conn_data(c);
+    struct room *room;
 
     if (m == NULL)
         return;
+    room = m->room;
     if (m->prev != NULL)
         m->prev->next = m->next;
     else
-        m->room->members = m->next;
+        room->members = m->next;
     if (m->next != NULL)
         m->next->prev = m->prev;
-    m->held = false;
+    unlink_held(m);
     uncongest(m);
     announce(m, " left\n");
+    if (room->members == NULL)
+        sk_timer_stop(&room->wake);
     sk_lines_release(&m->lines);
     free(m);
 }
 
 static int chat_setup(struct service_opts *opts)
 {
-    opts->state = calloc(1, sizeof(struct room));
-    return opts->state != NULL ? 0 : -ENOMEM;
+    struct room *room = calloc(1, sizeof(*room));
+
+    if (room == NULL)
+        return -ENOMEM;
+    sk_timer_init(&room->wake, on_wake);
+    room->wake.data = room;
+    opts->state = room;
+    return 0;
 }
 
 static void chat_teardown(struct service_opts *opts)
 {
-    free(opts->state);
+    struct room *room = opts->state;
+
+    if (room != NULL)
+        sk_timer_stop(&room->wake);
+    free(room);
     opts->state = NULL;
 }
 

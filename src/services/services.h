@@ -63,4 +63,25 @@ void clock_rfc868_bytes(time_t unix_seconds, unsigned char out[4]);
 /* Copies len bytes of the stream from offset pos (mod the cycle). */
 void chargen_fill(char *out, size_t len, size_t pos);
 
+/* chat_cmd.c: what a chat line asks for (the CR already dropped). */
+#define CHAT_NICK_MAX 64 /* longest name /nick takes */
+enum chat_cmd {
+    CHAT_TEXT,    /* arg: the whole line */
+    CHAT_NICK,    /* /nick NAME; arg: NAME, maybe empty */
+    CHAT_WHO,     /* /who; arg: the rest, ignored */
+    CHAT_ME,      /* /me ACTION; arg: ACTION */
+    CHAT_QUIT,    /* /quit; arg: the rest, ignored */
+    CHAT_UNKNOWN, /* any other /word; arg: "/word" */
+};
+struct chat_arg {
+    const char *text; /* inside the line */
+    size_t len;
+};
+enum chat_cmd chat_parse(const char *line, size_t len, struct chat_arg *arg);
+/* 1..CHAT_NICK_MAX bytes, none a control, space or DEL. */
+bool chat_valid_nick(const char *name, size_t len);
+/* Copies in to out (NUL-terminated, cut to fit size) with control bytes,
+ * DEL and backslash written as \xNN. Returns the length written. */
+size_t chat_escape(char *out, size_t size, const char *in, size_t len);
+
 #endif

@@ -6,48 +6,92 @@
 
 #include "services.h"
 
+/* A connection's line splitter, and whether the peer has sent its EOF. */
+struct stamp {
+    struct sk_lines lines;
+    bool eof;
+};
+
+/* Answers one line; pauses the splitter once the queued output reaches
+ * its limit, so a client that does not read costs at most the limit and
+ * one read of kept input. */
 static int reply_line(void *ctx, const char *line, size_t len)
 {
     struct sk_conn *c = ctx;
     const char *now = clock_ctime_now();
+    int err;
 
-    if (sk_conn_write(c, "[", 1) < 0 || sk_conn_write(c, now, CTIME_LEN) < 0 ||
-        sk_conn_write(c, "] ", 2) < 0 || sk_conn_write(c, line, len) < 0 ||
-        sk_conn_write(c, "\n", 1) < 0)
-        return -ENOMEM;
-    return 0;
+    if ((err = sk_conn_write(c, "[", 1)) < 0 ||
+        (err = sk_conn_write(c, now, CTIME_LEN)) < 0 ||
+        (err = sk_conn_write(c, "] ", 2)) < 0 ||
+        (err = sk_conn_write(c, line, len)) < 0 ||
+        (err = sk_conn_write(c, "\n", 1)) < 0)
+        return err;
+    return sk_conn_pending(c) >= sk_conn_output_max(c) ? SK_LINES_PAUSE : 0;
 }
 
 static int timestamp_open(struct sk_conn *c)
 {
-    struct sk_lines *lines = malloc(sizeof(*lines));
+    struct stamp *s = calloc(1, sizeof(*s));
 
-    if (lines == NULL)
+    if (s == NULL)
         return -1;
-    sk_lines_init(lines, service_opts_of(sk_conn_server(c))->max_line);
-    sk_conn_set_data(c, lines);
+    sk_lines_init(&s->lines, service_opts_of(sk_conn_server(c))->max_line);
+    sk_conn_set_data(c, s);
     return 0;
+}
+
+/* Passes on the lines kept at a pause (and, after the EOF, the last
+ * piece); reading goes on once every kept byte is answered. */
+static void go_on(struct sk_conn *c, struct stamp *s)
+{
+    int ret = s->eof ? sk_lines_finish(&s->lines, reply_line, c)
+                     : sk_lines_resume(&s->lines, reply_line, c);
+
+    if (ret == SK_LINES_PAUSE)
+        return;
+    if (ret != 0 || s->eof)
+        sk_conn_close(c);
+    else
+        sk_conn_hold_input(c, false);
 }
 
 static void timestamp_read(struct sk_conn *c, const char *data, size_t len)
 {
-    if (sk_lines_feed(sk_conn_data(c), data, len, reply_line, c) != 0)
+    struct stamp *s = sk_conn_data(c);
+    int ret = sk_lines_feed(&s->lines, data, len, reply_line, c);
+
+    if (ret == SK_LINES_PAUSE)
+        sk_conn_hold_input(c, true); /* until on_drain */
+    else if (ret != 0)
         sk_conn_close(c); /* a line over --max-line, or no memory */
 }
 
+static void timestamp_drain(struct sk_conn *c)
+{
+    struct stamp *s = sk_conn_data(c);
+
+    if (sk_lines_paused(&s->lines))
+        go_on(c, s);
+}
+
+/* An EOF while paused is finished by on_drain, after the kept lines. */
 static void timestamp_eof(struct sk_conn *c)
 {
-    sk_lines_finish(sk_conn_data(c), reply_line, c);
-    sk_conn_close(c);
+    struct stamp *s = sk_conn_data(c);
+
+    s->eof = true;
+    if (!sk_lines_paused(&s->lines))
+        go_on(c, s);
 }
 
 static void timestamp_close(struct sk_conn *c, int status)
 {
-    struct sk_lines *lines = sk_conn_data(c);
+    struct stamp *s = sk_conn_data(c);
 
-    if (lines != NULL)
-        sk_lines_release(lines);
-    free(lines);
+    if (s != NULL)
+        sk_lines_release(&s->lines);
+    free(s);
 }
 
 static void timestamp_datagram(struct sk_dgram *d, const char *data, size_t len)
@@ -68,6 +112,7 @@ static const struct sk_handler handler = {
     .on_open = timestamp_open,
     .on_read = timestamp_read,
     .on_eof = timestamp_eof,
+    .on_drain = timestamp_drain,
     .on_close = timestamp_close,
     .on_datagram = timestamp_datagram,
 };
