@@ -1,13 +1,20 @@
 # sockit -- build the library, the command, the tests.
 #
 #   make            library (static and shared) and the sockit command
-#   make check      everything the CI runs: unit and integration tests, the
-#                   same again under ASan+UBSan, the README example, a short
-#                   fuzz run of the endpoint parser
-#   make test       the tests of one build (BUILD=..., SAN=1 for sanitizers)
-#   make fuzz       run the endpoint fuzzer (FUZZ_SECONDS, default 20)
+#   make check      everything the CI runs, in order: clang-format; the unit
+#                   tests, integration tests, README example and symbol
+#                   check (build/); the same under ASan+UBSan (build/asan);
+#                   the unit and integration tests under ThreadSanitizer
+#                   (build/tsan); each libFuzzer target for FUZZ_SECONDS
+#   make test       the tests of one build (BUILD=..., SAN=1 for ASan+UBSan,
+#                   TSAN=1 for ThreadSanitizer)
+#   make fuzz       build every fuzz/NAME.c as $(BUILD)/fuzz-NAME and run
+#                   each FUZZ_SECONDS (default 10) on fuzz/corpus/NAME/
 #   make bench      the benchmark suite (bench/install-deps first)
 #   make format     rewrite the sources with clang-format (format-check: CI)
+#
+# A test failure, a sanitizer report (a race under TSan included) or a
+# fuzzer crash fails `make check`.
 
 BUILD ?= build
 CC ?= cc
@@ -21,6 +28,28 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE
 ifeq ($(SAN),1)
 SANFLAGS = -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
            -fno-sanitize-recover=undefined
+endif
+# Under TSAN=1 the tests run through $(RUN): a race stops the process,
+# whose report goes to $(BUILD)/tsan.PID. ThreadSanitizer (gcc 12, clang
+# 14) aborts with "unexpected memory mapping" where the kernel gives mmap
+# more ASLR entropy than it knows (vm.mmap_rnd_bits above 28): setarch -R
+# turns ASLR off for the tests' process tree, where the kernel lets it.
+ifeq ($(TSAN),1)
+SANFLAGS = -O1 -fsanitize=thread -fno-omit-frame-pointer
+TSAN_LOG = $(abspath $(BUILD))/tsan
+NO_ASLR = $$(setarch "$$(uname -m)" -R true 2>/dev/null && \
+            echo setarch "$$(uname -m)" -R)
+RUN = TSAN_OPTIONS="halt_on_error=1 exitcode=66 log_path=$(TSAN_LOG) \
+      $(TSAN_OPTIONS)" $(NO_ASLR)
+# Fails the run on any report: prints the first and a summary of all.
+TSAN_VERDICT = if ls $(TSAN_LOG).* >/dev/null 2>&1; then \
+                   set -- $(TSAN_LOG).*; cat "$$1"; \
+                   echo "ThreadSanitizer: $$\# processes reported races:"; \
+                   grep -h SUMMARY "$$@" | sort | uniq -c; exit 1; fi
+TSAN_CLEAR = rm -f $(TSAN_LOG).*
+else
+TSAN_VERDICT = true
+TSAN_CLEAR = true
 endif
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
@@ -36,7 +65,7 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 SVC_OBJ = $(SVC_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ = $(CLI_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit-%)
-HEADERS = include/sockit.h src/internal.h src/services/services.h
+HEADERS = include/sockit.h $(wildcard src/*.h src/*/*.h)
 
 all: $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(BUILD)/sockit
 
@@ -55,7 +84,8 @@ $(BUILD)/libsockit.so: $(LIB_OBJ) src/libsockit.map
 $(BUILD)/sockit: $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a $(LDLIBS)
 
-$(BUILD)/tests/unit-%: tests/unit/%.c $(BUILD)/libsockit.a $(SVC_OBJ) $(HEADERS)
+$(BUILD)/tests/unit-%: tests/unit/%.c $(BUILD)/libsockit.a $(SVC_OBJ) $(HEADERS) \
+                       $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(SVC_OBJ) \
 	    $(BUILD)/libsockit.a $(LDLIBS) -lcmocka
@@ -67,30 +97,53 @@ $(BUILD)/readme-example: README.md $(BUILD)/libsockit.a tests/readme-example.sh
 	    $(BUILD)/readme-example.c $(BUILD)/libsockit.a $(LDLIBS)
 
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@$(TSAN_CLEAR); st=0; for t in $(UNIT_BIN); do echo "== $$t"; \
+	    $(RUN) $$t || st=1; done; $(TSAN_VERDICT); exit $$st
 
 integration: $(BUILD)/sockit
-	SOCKIT=$(BUILD)/sockit python3 -m unittest discover -s tests/integration
+	@echo "== integration: $(BUILD)/sockit"; $(TSAN_CLEAR); st=0; \
+	SOCKIT=$(BUILD)/sockit $(RUN) python3 -m unittest discover \
+	    -s tests/integration || st=1; $(TSAN_VERDICT); exit $$st
 
 example: $(BUILD)/readme-example
-	sh tests/readme-example.sh run $(BUILD)/readme-example
+	$(RUN) sh tests/readme-example.sh run $(BUILD)/readme-example
 
 symbols: $(BUILD)/libsockit.so
 	sh tests/check-symbols.sh $(BUILD)/libsockit.so
 
 test: all unit integration example symbols
 
-FUZZ_SECONDS ?= 20
+# Every fuzz/NAME.c is a libFuzzer target, $(BUILD)/fuzz-NAME, linked with
+# the library and the services compiled for it (not the objects of the
+# build). Its committed corpus is fuzz/corpus/NAME/; what a run finds goes
+# to $(BUILD)/fuzz/corpus/NAME/, a crashing input to $(BUILD)/fuzz/crash/.
+FUZZ_SECONDS ?= 10
 FUZZ_CC ?= clang
-$(BUILD)/fuzz-endpoint: fuzz/endpoint.c src/endpoint.c src/error.c $(HEADERS)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -o $@ fuzz/endpoint.c src/endpoint.c src/error.c
+FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+             -fno-sanitize-recover=undefined -pthread
+FUZZ_SRC = $(sort $(wildcard fuzz/*.c))
+FUZZ_BIN = $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-%)
+FUZZ_OBJ = $(LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o) \
+           $(SVC_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
 
-fuzz: $(BUILD)/fuzz-endpoint
-	@mkdir -p $(BUILD)/fuzz-corpus
-	$(BUILD)/fuzz-endpoint -max_total_time=$(FUZZ_SECONDS) \
-	    -print_final_stats=0 $(BUILD)/fuzz-corpus fuzz/seeds
+$(BUILD)/fuzz/obj/%.o: %.c $(HEADERS) src/loop_epoll.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BIN): $(BUILD)/fuzz-%: fuzz/%.c $(FUZZ_OBJ) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -Isrc $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< \
+	    $(FUZZ_OBJ)
+
+fuzz: $(FUZZ_BIN)
+	@st=0; for t in $(FUZZ_SRC:fuzz/%.c=%); do \
+	    echo "== fuzz-$$t ($(FUZZ_SECONDS) s)"; \
+	    mkdir -p $(BUILD)/fuzz/corpus/$$t $(BUILD)/fuzz/crash; \
+	    seeds=; [ ! -d fuzz/corpus/$$t ] || seeds=fuzz/corpus/$$t; \
+	    $(BUILD)/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -print_final_stats=0 -artifact_prefix=$(BUILD)/fuzz/crash/$$t- \
+	        $(BUILD)/fuzz/corpus/$$t $$seeds || st=1; \
+	done; exit $$st
 
 bench: all
 	python3 bench/run.py
@@ -98,10 +151,11 @@ bench: all
 check: format-check
 	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-g -Werror" test
+	$(MAKE) BUILD=build/tsan TSAN=1 CFLAGS="-g -Werror" all unit integration
 	$(MAKE) BUILD=build fuzz
 
-FORMATTED = include/*.h src/*.[ch] src/*/*.[ch] tests/unit/*.c fuzz/*.c \
-            bench/peers/*.[ch]
+FORMATTED = include/*.h src/*.[ch] src/*/*.[ch] tests/unit/*.[ch] \
+            tests/tools/*.c fuzz/*.c bench/peers/*.[ch]
 
 format:
 	clang-format -i $(FORMATTED)

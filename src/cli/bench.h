@@ -57,7 +57,9 @@ struct client {
     bool connecting, finished;
 };
 
-/* One generator thread and its share of the clients. */
+/* One generator thread and its share of the clients. While it runs, the
+ * supervising thread reads only the atomics (`ended` and the counters);
+ * the rest is the generator's own, read by the supervisor after the join. */
 struct gen {
     struct bench *b;
     pthread_t thread;
@@ -70,8 +72,8 @@ struct gen {
     struct sk_timer tick;
     struct histogram hist;
     int first_error;
-    atomic_bool ended;
-    uint64_t end_ns; /* when its last client ended */
+    atomic_bool ended; /* released after end_ns is set */
+    uint64_t end_ns;   /* when its last client ended */
     atomic_uint_fast64_t done, errors, bytes;
 };
 

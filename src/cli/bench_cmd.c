@@ -309,10 +309,12 @@ static uint64_t sum_done(struct gen *gens, unsigned n)
     return total;
 }
 
+/* The run is over when every generator thread is: a thread ends with its
+ * last client. The count of clients left is the thread's own. */
 static bool all_idle(struct gen *gens, unsigned n)
 {
     for (unsigned i = 0; i < n; i++)
-        if (gens[i].active > 0 && !gens[i].ended)
+        if (!atomic_load_explicit(&gens[i].ended, memory_order_acquire))
             return false;
     return true;
 }
@@ -359,7 +361,7 @@ static void *gen_thread(void *arg)
 
     gen_main(g);
     g->end_ns = bench_now_ns();
-    g->ended = true;
+    atomic_store_explicit(&g->ended, true, memory_order_release);
     return NULL;
 }
 
