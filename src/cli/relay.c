@@ -1,32 +1,25 @@
 /* relay.c -- `sockit relay LISTEN TARGET`: each connection accepted on
  * LISTEN is joined to a new connection to TARGET (sk_pair: splice both
- * ways); each datagram client of LISTEN gets a flow of its own to TARGET,
- * dropped after an idle timeout. */
+ * ways); each datagram client of LISTEN gets a flow of its own to TARGET
+ * (relay_flow.c). The defaults keep the relay inside its descriptor
+ * limit. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "relay.h"
 
 #define CONNECT_TIMEOUT_DEFAULT_MS 10000
 #define FLOW_IDLE_DEFAULT_MS 60000
-/* Hash buckets of a worker's datagram flows. */
-#define FLOW_BUCKETS 1024
-/* Flows per worker: each holds a descriptor. */
-#define FLOW_MAX 16384
-/* Replies read per readiness of a flow. */
-#define FLOW_BATCH 32
-
-struct relay {
-    struct sk_endpoint listen, target;
-    struct sk_addr addrs[SK_CONNECT_ADDRS];
-    size_t naddrs;
-    unsigned connect_timeout_ms;
-    unsigned idle_ms; /* per connection or flow; 0: none */
-};
+/* Descriptors a relayed stream connection holds: the client's and
+ * TARGET's sockets, and a pipe each way. */
+#define STREAM_FDS 6
+/* Reads of a client's unread input before its socket is closed. */
+#define GENTLE_READS 4
 
 /* ------------------------------------------------------------ streams */
 
@@ -100,14 +93,16 @@ static int stream_open(struct sk_conn *c)
 }
 
 /* Closes a client socket without a reset: the kernel resets a connection
- * closed with unread input, so the input is read away first. */
+ * closed with unread input, so the input is read away first, a few reads
+ * at most (a client that keeps sending gets its reset). */
 static void close_gently(int fd)
 {
-    char scratch[4096];
+    char scratch[16384];
 
     shutdown(fd, SHUT_WR);
-    while (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
-        ;
+    for (int i = 0; i < GENTLE_READS; i++)
+        if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+            break;
     close(fd);
 }
 
@@ -126,196 +121,10 @@ static void stream_close(struct sk_conn *c, int status)
     free(rc);
 }
 
-/* ---------------------------------------------------------- datagrams */
-
-struct flow {
-    struct sk_io io; /* the socket connected to TARGET */
-    struct sk_addr client;
-    int listen_fd;
-    uint64_t last_active;
-    struct sk_hold hold;
-    struct flow *next;
-    struct flow_table *table;
-};
-
-/* A worker's flows, found by client address. */
-struct flow_table {
-    struct flow *buckets[FLOW_BUCKETS];
-    size_t count;
-    struct sk_timer sweep;
-    const struct relay *relay;
-};
-
-static __thread struct flow_table *flows;
-
-static size_t addr_hash(const struct sk_addr *a)
-{
-    const unsigned char *p = (const unsigned char *)&a->u;
-    size_t h = 2166136261u;
-
-    for (socklen_t i = 0; i < a->len; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h % FLOW_BUCKETS;
-}
-
-static bool addr_equal(const struct sk_addr *a, const struct sk_addr *b)
-{
-    return a->len == b->len && memcmp(&a->u, &b->u, a->len) == 0;
-}
-
-static void flow_free(struct flow *f)
-{
-    struct flow_table *t = f->table;
-    struct flow **p = &t->buckets[addr_hash(&f->client)];
-
-    while (*p != f)
-        p = &(*p)->next;
-    *p = f->next;
-    sk_io_stop(&f->io);
-    close(f->io.fd);
-    sk_hold_release(&f->hold);
-    free(f);
-    t->count--;
-}
-
-/* A worker without flows keeps no table and no sweep timer. */
-static void table_drop_if_empty(struct flow_table *t)
-{
-    if (t->count > 0)
-        return;
-    sk_timer_stop(&t->sweep);
-    free(t);
-    flows = NULL;
-}
-
-static void on_sweep(struct sk_timer *timer)
-{
-    struct flow_table *t = timer->data;
-    uint64_t now = sk_loop_now(timer->loop);
-    size_t count = t->count;
-
-    for (size_t i = 0; i < FLOW_BUCKETS && count > 0; i++) {
-        struct flow *f = t->buckets[i];
-        while (f != NULL) {
-            struct flow *next = f->next;
-            count--;
-            if (now - f->last_active >= t->relay->idle_ms)
-                flow_free(f);
-            f = next;
-        }
-    }
-    table_drop_if_empty(t);
-}
-
-static void on_flow_cancel(struct sk_hold *hold)
-{
-    struct flow *f = hold->data;
-    struct flow_table *t = f->table;
-
-    flow_free(f);
-    table_drop_if_empty(t);
-}
-
-/* Replies from TARGET go back to the client through the listening socket.
- * A refusal from TARGET (no one there) is dropped like a lost datagram. */
-static void on_reply(struct sk_io *io, unsigned events)
-{
-    static __thread char buf[SK_DGRAM_MAX];
-    struct flow *f = io->data;
-    ssize_t n;
-
-    for (int i = 0; i < FLOW_BATCH; i++) {
-        n = recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (n < 0)
-            continue; /* an ICMP error, now consumed */
-        f->last_active = sk_loop_now(io->loop);
-        sendto(f->listen_fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL,
-               &f->client.u.sa, f->client.len);
-    }
-}
-
-static struct flow_table *table_get(struct sk_loop *loop, const struct relay *r)
-{
-    uint64_t tick = r->idle_ms / 4;
-
-    if (flows != NULL)
-        return flows;
-    flows = calloc(1, sizeof(*flows));
-    if (flows == NULL)
-        return NULL;
-    flows->relay = r;
-    sk_timer_init(&flows->sweep, on_sweep);
-    flows->sweep.data = flows;
-    tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
-    sk_timer_start(loop, &flows->sweep, tick, tick);
-    return flows;
-}
-
-static void on_flow_socket(struct sk_connector *cn, int fd)
-{
-    *(int *)cn->data = fd;
-}
-
-/* A new flow for the sender of d, or NULL (the datagram is dropped). */
-static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
-{
-    const struct relay *r = t->relay;
-    struct sk_connector cn = {.data = NULL};
-    struct flow *f;
-    int fd = -ECONNREFUSED;
-
-    if (t->count >= FLOW_MAX || sk_dgram_peer(d)->len <= sizeof(sa_family_t))
-        return NULL;
-    /* Datagram sockets connect at once: the callback runs right away. */
-    cn.data = &fd;
-    if (sk_connector_start(sk_dgram_loop(d), &cn, r->addrs, r->naddrs,
-                           SOCK_DGRAM, 0, on_flow_socket) < 0 ||
-        fd < 0)
-        return NULL;
-    f = calloc(1, sizeof(*f));
-    if (f == NULL || sk_io_start(sk_dgram_loop(d), &f->io, fd, SK_READ, false,
-                                 on_reply) < 0) {
-        free(f);
-        close(fd);
-        return NULL;
-    }
-    f->io.data = f;
-    f->client = *sk_dgram_peer(d);
-    f->listen_fd = sk_dgram_fd(d);
-    f->table = t;
-    f->hold.data = f;
-    sk_dgram_hold(d, &f->hold, on_flow_cancel);
-    f->next = t->buckets[addr_hash(&f->client)];
-    t->buckets[addr_hash(&f->client)] = f;
-    t->count++;
-    return f;
-}
-
-static void relay_datagram(struct sk_dgram *d, const char *data, size_t len)
-{
-    const struct relay *r = sk_server_data(sk_dgram_server(d));
-    struct flow_table *t = table_get(sk_dgram_loop(d), r);
-    struct flow *f;
-
-    if (t == NULL)
-        return;
-    f = t->buckets[addr_hash(sk_dgram_peer(d))];
-    while (f != NULL && !addr_equal(&f->client, sk_dgram_peer(d)))
-        f = f->next;
-    if (f == NULL && (f = flow_new(d, t)) == NULL) {
-        table_drop_if_empty(t);
-        return;
-    }
-    f->last_active = sk_loop_now(sk_dgram_loop(d));
-    send(f->io.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-}
-
 static const struct sk_handler relay_handler = {
     .on_open = stream_open,
     .on_close = stream_close,
-    .on_datagram = relay_datagram,
+    .on_datagram = relay_flow_datagram,
 };
 
 /* ---------------------------------------------------------- command */
@@ -333,8 +142,31 @@ static void usage(FILE *out)
             "      --connect-timeout S  give up on TARGET after S seconds "
             "(default 10)\n"
             "%s\n"
-            "--idle-timeout also ends datagram flows (default 60 s for "
-            "them).\n\n"
+            "Defaults and limits:\n"
+            "  --idle-timeout   stream connections: 300 s; datagram flows: "
+            "60 s (0: none)\n"
+            "  --max-conns      10000, or budget / 6 when lower, as each "
+            "relayed connection\n"
+            "                   holds 6 descriptors; the budget is the "
+            "descriptor limit\n"
+            "                   (raised to the hard limit at start) less 64, "
+            "and 4 per\n"
+            "                   worker\n"
+            "  datagram flows   each holds a descriptor: at most budget / "
+            "workers, and\n"
+            "                   16384, per worker; one source (an IPv4 "
+            "address, an IPv6\n"
+            "                   /64, a UNIX path) holds at most 1/8 of them. A "
+            "new client\n"
+            "                   makes room by ending the least recently used "
+            "flow (first\n"
+            "                   those TARGET never answered), or its source's "
+            "own when\n"
+            "                   that is at its share. A flow TARGET never "
+            "answered ends\n"
+            "                   after 5 s (or the idle timeout if shorter). "
+            "Replies over\n"
+            "                   65536 bytes are dropped whole (-v says so).\n\n"
             "Exit status: 0 after a signal, 1 when LISTEN cannot be bound or "
             "TARGET\nresolved, 2 on a usage error.\n",
             cli_server_options_help);
@@ -403,14 +235,58 @@ static int resolve_target(struct relay *r)
     return 0;
 }
 
+/* The descriptors the relay may fill: the soft limit (main() raised it to
+ * the hard one), less a reserve. */
+static unsigned long fd_budget(unsigned workers)
+{
+    unsigned long reserve = RELAY_FD_RESERVE + RELAY_FD_PER_WORKER * workers;
+    unsigned long limit;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    limit = rl.rlim_cur > 1ul << 30 ? 1ul << 30 : (unsigned long)rl.rlim_cur;
+    return limit > reserve ? limit - reserve : 0;
+}
+
+static unsigned worker_count(const struct sk_server_config *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (cfg->threads > 0)
+        return cfg->threads;
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+/* The relay's defaults where options were not given; returns 0 or -1. */
+static int set_defaults(struct relay *r, struct sk_server_config *cfg)
+{
+    bool stream = sk_endpoint_is_stream(&r->listen);
+    unsigned workers = worker_count(cfg);
+    unsigned long budget = fd_budget(workers), conns = budget / STREAM_FDS;
+
+    if (cli_idle_given)
+        r->idle_ms = cfg->idle_timeout_ms;
+    else
+        r->idle_ms = stream ? CLI_STREAM_IDLE_DEFAULT_MS : FLOW_IDLE_DEFAULT_MS;
+    if (!cli_max_conns_given) {
+        if (conns > CLI_MAX_CONNS_DEFAULT)
+            conns = CLI_MAX_CONNS_DEFAULT;
+        cfg->max_conns = conns > 0 ? (unsigned)conns : 1;
+    }
+    if (stream)
+        return 0;
+    return relay_flow_setup(r, workers, budget);
+}
+
 static int run(struct relay *r, struct sk_server_config *cfg)
 {
+    if (set_defaults(r, cfg) < 0)
+        return EXIT_RUNTIME;
     /* The server's own idle expiry does not see relayed traffic: the
-     * pairs and flows keep time themselves. */
-    r->idle_ms = cfg->idle_timeout_ms;
-    if (r->idle_ms == 0 && !sk_endpoint_is_stream(&r->listen))
-        r->idle_ms = FLOW_IDLE_DEFAULT_MS;
+     * pairs and flows keep time themselves, and the server keeps none. */
     cfg->idle_timeout_ms = 0;
+    cli_idle_given = true;
     cfg->handler = &relay_handler;
     cfg->data = r;
     return cli_run_server("relay", cfg, &r->listen, 1, false);

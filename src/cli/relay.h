@@ -1,0 +1,36 @@
+/* relay.h -- what the two halves of `sockit relay` share: the relay's
+ * settings (relay.c) and the datagram flows (relay_flow.c). */
+#ifndef SOCKIT_RELAY_H
+#define SOCKIT_RELAY_H
+
+#include <stdint.h>
+
+#include "cli.h"
+
+/* Descriptors kept out of the relay's budget: standard streams and
+ * listening sockets, and per worker its loop's descriptors and its own
+ * listening sockets. */
+#define RELAY_FD_RESERVE 64
+#define RELAY_FD_PER_WORKER 4
+
+struct relay {
+    struct sk_endpoint listen, target;
+    struct sk_addr addrs[SK_CONNECT_ADDRS];
+    size_t naddrs;
+    unsigned connect_timeout_ms;
+    unsigned idle_ms;       /* stream pairs and answered flows; 0: none */
+    unsigned unanswered_ms; /* flows TARGET never answered */
+    size_t flow_max;        /* flows per worker */
+    size_t flow_source_max; /* flows per worker from one source address */
+    uint64_t seed[2];       /* key of the flow tables' hash */
+};
+
+/* Sets the flow limits of r for this many workers sharing budget
+ * descriptors, and draws the hash key. Returns 0, or -1 after an error
+ * (printed). */
+int relay_flow_setup(struct relay *r, unsigned workers, unsigned long budget);
+/* on_datagram of the relay: passes the datagram on through its sender's
+ * flow, made (or found) on the calling worker. */
+void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len);
+
+#endif
