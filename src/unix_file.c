@@ -217,8 +217,12 @@ void sk__unix_remove_file(const char *path, dev_t dev, ino_t ino)
     /* Nothing of ours there: not even a private directory to make. */
     if (lstat(path, &st) < 0 || st.st_dev != dev || st.st_ino != ino)
         return;
-    if (private_open(&p, path) < 0)
+    /* Without room for a private directory, the file is removed as it
+     * was found: the same check, with a window between it and the unlink. */
+    if (private_open(&p, path) < 0) {
+        unlink(path);
         return;
+    }
     remove_same(&p, path, dev, ino, 0);
     private_close(&p);
 }
