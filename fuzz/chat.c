@@ -54,11 +54,13 @@ static void check_parse(const char *line, size_t len)
 
 static void check_nick(const char *name, size_t len)
 {
-    bool printable = len > 0 && len <= CHAT_NICK_MAX;
+    bool valid = len > 0 && len <= CHAT_NICK_MAX &&
+                 !(len >= 5 && memcmp(name, "unix#", 5) == 0);
 
-    for (size_t i = 0; i < len && printable; i++)
-        printable = (unsigned char)name[i] > ' ' && name[i] != 0x7f;
-    require(chat_valid_nick(name, len) == printable);
+    for (size_t i = 0; i < len && valid; i++)
+        valid =
+            (unsigned char)name[i] > ' ' && name[i] != 0x7f && name[i] != ':';
+    require(chat_valid_nick(name, len) == valid);
 }
 
 static int hex_value(char c)

@@ -116,6 +116,10 @@ int sk_lines_feed(struct sk_lines *lines, const char *data, size_t len,
 /* Passes on the bytes kept at a pause, as sk_lines_feed() would. Returns as
  * sk_lines_feed(); 0 also when nothing was kept. */
 int sk_lines_resume(struct sk_lines *lines, sk_line_fn fn, void *ctx);
+/* Keeps len bytes without splitting them, as a pause would, and pauses the
+ * feed: for a caller that must not act on any line now (a chat room still
+ * full). Returns 0 or -ENOMEM. */
+int sk_lines_keep(struct sk_lines *lines, const char *data, size_t len);
 /* True between a pause and the resume that passed every kept byte on. */
 bool sk_lines_paused(const struct sk_lines *lines);
 /* Passes a last unterminated piece, if any, as a line (at end of input).

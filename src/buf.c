@@ -94,12 +94,19 @@ bool sk_lines_paused(const struct sk_lines *lines)
     return lines->paused;
 }
 
-/* Keeps the n bytes at data, not yet split, until sk_lines_resume(). The
- * held partial line is empty here: a pause comes right after a line. */
+/* Keeps the n bytes at data, not yet split, until sk_lines_resume(), after
+ * the partial line held (if any). */
 static int keep(struct sk_lines *lines, const char *data, size_t n)
 {
     lines->paused = true;
     return sk_buf_append(&lines->partial, data, n);
+}
+
+int sk_lines_keep(struct sk_lines *lines, const char *data, size_t len)
+{
+    /* Any partial line held is the start of what is kept: resume splits
+     * from the first byte held. */
+    return keep(lines, data, len);
 }
 
 /* Completes the held partial line with the bytes before the LF at eol. */

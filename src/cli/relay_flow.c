@@ -278,14 +278,24 @@ static struct lru *flow_list(struct flow *f)
     return f->answered ? &f->table->answered : &f->table->unanswered;
 }
 
-/* Marks f as the most recently used flow of its lists. */
+/* Marks f as its source's most recently used flow. */
+static void source_touch(struct flow *f)
+{
+    lru_unlink(&f->source->flows, &f->mine);
+    lru_push(&f->source->flows, &f->mine);
+}
+
+/* Marks f as the most recently used flow of its lists. A flow TARGET never
+ * answered keeps its place (and its age) whatever its client sends, so
+ * that its short life counts from its creation. */
 static void flow_touch(struct flow *f, uint64_t now)
 {
+    source_touch(f);
+    if (!f->answered)
+        return;
     f->last_active = now;
     lru_unlink(flow_list(f), &f->all);
     lru_push(flow_list(f), &f->all);
-    lru_unlink(&f->source->flows, &f->mine);
-    lru_push(&f->source->flows, &f->mine);
 }
 
 static void flow_free(struct flow *f)
@@ -527,6 +537,7 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
     }
     f->io.data = f;
     f->client = *peer;
+    f->last_active = sk_loop_now(sk_dgram_loop(d));
     f->listen_fd = sk_dgram_fd(d);
     f->table = t;
     f->hold.data = f;
@@ -538,6 +549,15 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
     f->source->count++;
     t->count++;
     return f;
+}
+
+/* Sends to TARGET; false when the flow's socket has no TARGET any more
+ * (a datagram lost to a full queue is lost, as the network may lose it). */
+static bool flow_send(struct flow *f, const char *data, size_t len)
+{
+    if (send(f->io.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+        return true;
+    return errno != ECONNREFUSED && errno != ECONNRESET && errno != ENOTCONN;
 }
 
 void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len)
@@ -553,7 +573,14 @@ void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len)
         return;
     }
     flow_touch(f, sk_loop_now(sk_dgram_loop(d)));
-    send(f->io.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (!flow_send(f, data, len)) {
+        /* TARGET went away (a unixgram server restarted, say): the flow's
+         * socket is connected to nothing now. A new one, once. */
+        flow_free(f);
+        if ((f = flow_new(d, flows)) != NULL && !flow_send(f, data, len))
+            flow_free(f);
+        table_drop_if_empty(flows);
+    }
 }
 
 /* ------------------------------------------------------------ setup */

@@ -5,12 +5,16 @@
  * Flow control, line by line: a member whose queue passes half its output
  * limit is congested. After each line, a sender finding any member
  * congested is paused (its unread input kept by its line splitter) and
- * held (not read from) until the room drains; held senders then go on in
- * the order they were paused, from a timer, never from inside another
- * member's callback. So a reader slower than a flood is not dropped. A
+ * held (not read from) until the room drains; a read that arrives while
+ * the room is congested is kept whole, not a line of it sent. Held senders
+ * go on in the order they were paused, from a timer, never from inside
+ * another member's callback. So a member's queue stays under half its
+ * limit plus one line, however many send at once, and a reader slower than
+ * a flood is not dropped. Notices (joins, leaves, renames), which anyone
+ * can cause, are skipped for a member they would take past its limit. A
  * congested member that does not drain within CHAT_STALL_MS is not reading
- * and is dropped, as is one whose queue would pass the limit: a client
- * that does not read never holds the others for long. */
+ * and is dropped, as is one whose queue a line would take past the limit:
+ * a client that does not read never holds the others for long. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,42 +148,52 @@ static void on_stall(struct sk_timer *t)
 
 /* ------------------------------------------------------------ sending */
 
-/* Queues a + b + c for m, or drops m if that would pass its limit. */
-static void send_to(struct member *m, const char *a, size_t alen, const char *b,
-                    size_t blen, const char *c, size_t clen)
+/* What send_to() does with what would take a member past its limit. */
+enum overflow {
+    DROP_MEMBER, /* a line: the member is not reading, drop it */
+    SKIP,        /* a notice: the member misses it */
+};
+
+/* Queues a + b + c for m. Returns whether it was queued. */
+static bool send_to(struct member *m, enum overflow of, const char *a,
+                    size_t alen, const char *b, size_t blen, const char *c,
+                    size_t clen)
 {
     if (sk_conn_is_closing(m->c))
-        return;
+        return false;
     if (sk_conn_pending(m->c) + alen + blen + clen > sk_conn_output_max(m->c)) {
-        sk_conn_abort(m->c); /* a slow reader: drop it */
-        return;
+        if (of == DROP_MEMBER)
+            sk_conn_abort(m->c); /* a slow reader: drop it */
+        return false;
     }
     if (sk_conn_write(m->c, a, alen) < 0 || sk_conn_write(m->c, b, blen) < 0 ||
         sk_conn_write(m->c, c, clen) < 0) {
         sk_conn_abort(m->c);
-        return;
+        return false;
     }
     if (!m->congested && sk_conn_pending(m->c) > sk_conn_output_max(m->c) / 2)
         congest(m);
+    return true;
 }
 
 static void reply(struct member *m, const char *text)
 {
-    send_to(m, text, strlen(text), "", 0, "", 0);
+    send_to(m, SKIP, text, strlen(text), "", 0, "", 0);
 }
 
 /* Sends a + b + c to everyone in the room but from. */
 static void broadcast(struct room *room, const struct member *from,
-                      const char *a, const char *b, size_t blen, const char *c)
+                      enum overflow of, const char *a, const char *b,
+                      size_t blen, const char *c)
 {
     for (struct member *m = room->members; m != NULL; m = m->next)
         if (m != from)
-            send_to(m, a, strlen(a), b, blen, c, strlen(c));
+            send_to(m, of, a, strlen(a), b, blen, c, strlen(c));
 }
 
 static void announce(struct member *who, const char *what)
 {
-    broadcast(who->room, who, "* ", who->name, strlen(who->name), what);
+    broadcast(who->room, who, SKIP, "* ", who->name, strlen(who->name), what);
 }
 
 /* ----------------------------------------------------------- commands */
@@ -220,13 +234,15 @@ static void rename_member(struct member *m, const char *name, size_t len)
                  name);
     memcpy(m->name, name, len);
     m->name[len] = '\0';
-    broadcast(m->room, m, "", note, (size_t)n, "");
+    broadcast(m->room, m, SKIP, "", note, (size_t)n, "");
 }
 
+/* The list stops where it would take m past its limit. */
 static void who(struct member *m)
 {
     for (struct member *o = m->room->members; o != NULL; o = o->next)
-        send_to(m, "* ", 2, o->name, strlen(o->name), "\n", 1);
+        if (!send_to(m, SKIP, "* ", 2, o->name, strlen(o->name), "\n", 1))
+            break;
 }
 
 static void unknown(struct member *m, const char *word, size_t len)
@@ -251,7 +267,7 @@ static int on_line(void *ctx, const char *line, size_t len)
     switch (chat_parse(line, len, &arg)) {
     case CHAT_TEXT:
         snprintf(head, sizeof(head), "[%s] ", m->name);
-        broadcast(m->room, m, head, line, len, "\n");
+        broadcast(m->room, m, DROP_MEMBER, head, line, len, "\n");
         break;
     case CHAT_NICK:
         rename_member(m, arg.text, arg.len);
@@ -261,7 +277,7 @@ static int on_line(void *ctx, const char *line, size_t len)
         break;
     case CHAT_ME:
         snprintf(head, sizeof(head), "* %s ", m->name);
-        broadcast(m->room, m, head, arg.text, arg.len, "\n");
+        broadcast(m->room, m, DROP_MEMBER, head, arg.text, arg.len, "\n");
         break;
     case CHAT_QUIT:
         return -ECONNRESET; /* stops the feed; the caller closes */
@@ -308,7 +324,15 @@ static int chat_open(struct sk_conn *c)
 static void chat_read(struct sk_conn *c, const char *data, size_t len)
 {
     struct member *m = sk_conn_data(c);
-    int ret = sk_lines_feed(&m->lines, data, len, on_line, m);
+    int ret;
+
+    /* Read in the same round as a line that filled the room: not a line of
+     * it goes out before the room drains. */
+    if (m->room->congested > 0)
+        ret =
+            sk_lines_keep(&m->lines, data, len) < 0 ? -ENOMEM : SK_LINES_PAUSE;
+    else
+        ret = sk_lines_feed(&m->lines, data, len, on_line, m);
 
     if (ret == SK_LINES_PAUSE)
         hold(m);

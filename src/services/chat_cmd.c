@@ -44,8 +44,12 @@ bool chat_valid_nick(const char *name, size_t len)
 {
     if (len == 0 || len > CHAT_NICK_MAX)
         return false;
+    /* The names members get on joining: taking one would let a nick pass
+     * for the next client with that address. */
+    if (len >= 5 && memcmp(name, "unix#", 5) == 0)
+        return false;
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f)
+        if ((unsigned char)name[i] <= ' ' || name[i] == 0x7f || name[i] == ':')
             return false;
     return true;
 }

@@ -114,11 +114,21 @@ static void stop_watching(struct child *ch)
     sk_timer_stop(&ch->poll);
 }
 
-/* Reaps the child if it is gone; then reaped() may free ch. */
+/* Reaps the child if it is gone; then reaped() may free ch. What it left
+ * running in its process group (`cmd &`) is killed first, while the
+ * unreaped shell still pins the group's number: it would otherwise hold
+ * the client's socket past every limit. */
 static void try_reap(struct child *ch)
 {
-    pid_t r = waitpid(ch->pid, NULL, WNOHANG);
+    siginfo_t info = {0};
+    pid_t r;
 
+    if (waitid(P_PID, (id_t)ch->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == 0)
+        return; /* still running */
+    if (ch->group > 0 && info.si_pid == ch->pid)
+        kill(-ch->group, SIGKILL);
+    r = waitpid(ch->pid, NULL, WNOHANG);
     if (r == 0 || (r < 0 && errno == EINTR))
         return;
     stop_watching(ch);

@@ -78,7 +78,8 @@ struct chat_arg {
     size_t len;
 };
 enum chat_cmd chat_parse(const char *line, size_t len, struct chat_arg *arg);
-/* 1..CHAT_NICK_MAX bytes, none a control, space or DEL. */
+/* 1..CHAT_NICK_MAX bytes, none a control, space, DEL or ':', and not
+ * "unix#...": never a name a member gets on joining (an endpoint). */
 bool chat_valid_nick(const char *name, size_t len);
 /* Copies in to out (NUL-terminated, cut to fit size) with control bytes,
  * DEL and backslash written as \xNN. Returns the length written. */

@@ -271,6 +271,25 @@ class TimeoutTest(ExecTest):
                 self.assertGone(pid)
                 server.stop()
 
+    def test_what_the_command_leaves_running_goes_with_it(self):
+        """A shell that exits leaving `cmd &` behind: the background work would hold the client's
+        socket past every limit (--max-children, --idle-timeout); it is killed with the group."""
+        for kind in ('tcp', 'unix'):
+            with self.subTest(kind=kind):
+                server = self.serve_exec('sleep 100 & echo $!; echo hi', self.endpoint(kind),
+                                         opts=['--max-children', '1'])
+                c = server.connect()
+                reader = LineReader(c)
+                background = int(reader.line())
+                self.assertEqual(reader.line(), b'hi\n')
+                data, how = read_to_close(c, timeout=TIMEOUT)
+                self.assertEqual((data, how), (b'', 'eof'))
+                self.assertGone(background)
+                # The one child allowed is free again: the next client is served at once.
+                c2 = server.connect()
+                self.assertGone(self.read_pid(c2))
+                server.stop()
+
     def test_traffic_either_way_keeps_a_command_alive(self):
         # 1.6 s of traffic one way with --idle-timeout 0.5: lines the client sends (the
         # command answers only at the end), then lines the command writes on its own; each

@@ -164,6 +164,33 @@ class ChatFloodTest(ChatTestBase):
         self.flood(readers, sender[0], b'\n' * count, [(b'[%s] \n' % sender[2], count)])
         self.check_alive([*readers, sender])
 
+    def test_many_senders_at_once_drop_no_reader(self):
+        """Eight members each send one long line in the same moment: their lines reach the loop in
+        one round, and together they are more than a member's whole output limit."""
+        server = self.chat_server()
+        members = self.room(server, 11)
+        senders = members[3:]
+        body = b'x' * 60000
+        for sock, _, _ in senders:
+            sock.sendall(body + b'\n')
+        want = {sock: sorted(b'[%s] %s' % (name, body) for other, _, name in senders
+                             if other is not sock)
+                for sock, _, _ in members}
+        got = {sock: bytearray() for sock, _, _ in members}
+        need = {sock: sum(len(line) + 1 for line in lines) for sock, lines in want.items()}
+        deadline = time.monotonic() + FLOOD_TIMEOUT
+        while any(len(got[s]) < need[s] for s in got):
+            self.assertLess(time.monotonic(), deadline, 'lines not through in time')
+            readable, _, _ = select.select([s for s in got if len(got[s]) < need[s]], [], [], 1.0)
+            for sock in readable:
+                chunk = sock.recv(MIB)
+                self.assertNotEqual(chunk, b'', f'a member was dropped after {len(got[sock])} of '
+                                                f'{need[sock]} bytes')
+                got[sock] += chunk
+        for sock, lines in want.items():
+            self.assertEqual(sorted(bytes(got[sock]).split(b'\n')[:-1]), lines)
+        self.check_alive(members)
+
     def test_flood_of_long_renames_drops_no_reader(self):
         server = self.chat_server()
         readers = self.room(server, 4)
@@ -273,8 +300,11 @@ class Drainer(threading.Thread):
 class TwoResetsTest(ChatTestBase):
     """Defect 1: two members reset in one loop iteration while a third, D, is just under its
     output limit. The first one's "left" line is queued for D; the second one's would pass the
-    limit, so D is dropped in the same pass. v0.1 freed D while it was still on the list of
-    connections to flush, and flushed it (a use-after-free that the ASan build reports)."""
+    limit. v0.1 dropped D in the same pass, freed it while it was still on the list of
+    connections to flush, and flushed it (a use-after-free that the ASan build reports). Now the
+    notice is skipped for D (notices never cost a member its place) and D, which does not read,
+    goes at its stall deadline; the library's side of the defect has unit tests of its own
+    (tests/unit/hardening.c). The server must live through it either way."""
 
     LINE = 60000
 
@@ -311,7 +341,6 @@ class TwoResetsTest(ChatTestBase):
         def pending_of_d():
             return sent_to_d - unread(d[0])
 
-        started = time.monotonic()
         for n, (sock, _, name) in enumerate(helpers):
             pending = pending_of_d()
             if OUTPUT_MAX - 2 * left < pending <= OUTPUT_MAX - left:
@@ -327,7 +356,6 @@ class TwoResetsTest(ChatTestBase):
             drainer.wait_for(sw, lambda data: data.endswith(line))
         else:
             self.fail(f'D not brought into the window; pending {pending_of_d()}')
-        self.assertLess(time.monotonic() - started, 0.8, 'too slow: D may be dropped as stalled')
 
         drainer.release([x[0], y[0]])
         os.kill(server.pid, signal.SIGSTOP)     # both resets reach it in one iteration

@@ -203,6 +203,27 @@ class ReplyTest(FlowTest):
                         f'no drop line under -v: {relay.stderr[-600:]!r}')
 
 
+class RestartTest(FlowTest):
+
+    def test_flows_follow_a_unixgram_target_that_restarts(self):
+        """A flow's socket stays connected to the target it first reached: when that one goes and
+        a new server binds the path, the relay must not go on sending into nothing."""
+        path = self.path('target.sock')
+
+        def handler(srv, payload, address):
+            srv.sock.sendto(b're:' + payload, address)
+
+        first = PyDgramServer(self, handler, family=socket.AF_UNIX, path=path)
+        relay = self.start_relay('udp://127.0.0.1:0', f'unixgram:{path}')
+        c = self.client(relay, '127.0.0.1')
+        self.assertEqual(dgram_request(c, b'one'), b're:one')
+        first.close()
+        os.unlink(path)
+        PyDgramServer(self, handler, family=socket.AF_UNIX, path=path)
+        self.assertEqual(dgram_request(c, b'two'), b're:two')
+        self.assertEqual(dgram_request(c, b'three'), b're:three')
+
+
 class StreamBudgetTest(FlowTest):
 
     def test_max_conns_defaults_to_the_descriptor_budget(self):
