@@ -29,6 +29,7 @@ struct dgram_job {
     char *rest;                 /* payload the pipe did not take at once */
     size_t rest_len, rest_off;
     size_t len;
+    bool overflow; /* more output than a datagram holds */
     char reply[SK_DGRAM_MAX];
 };
 
@@ -107,14 +108,32 @@ static void dgram_kill(struct dgram_job *job)
         dgram_free(job);
 }
 
+/* A reply that does not fit a datagram is not sent cut: said under -v. */
+static void note_oversized(struct dgram_job *job)
+{
+    char msg[128];
+
+    if (job->st->log == NULL)
+        return;
+    snprintf(msg, sizeof(msg),
+             "exec: reply of %s%zu bytes does not fit a datagram, not sent",
+             job->overflow ? "more than " : "", job->len);
+    job->st->log(NULL, msg);
+}
+
 /* Replies once the child has exited and its output is complete. */
 static void maybe_reply(struct dgram_job *job)
 {
     if (child_running(&job->child) || job->out_fd >= 0)
         return;
-    if (job->len > 0 && !job->child.killed)
-        sendto(job->sock_fd, job->reply, job->len, MSG_DONTWAIT | MSG_NOSIGNAL,
-               &job->peer.u.sa, job->peer.len);
+    if (job->len > 0 && !job->child.killed) {
+        if (job->overflow ||
+            (sendto(job->sock_fd, job->reply, job->len,
+                    MSG_DONTWAIT | MSG_NOSIGNAL, &job->peer.u.sa,
+                    job->peer.len) < 0 &&
+             errno == EMSGSIZE))
+            note_oversized(job);
+    }
     dgram_free(job);
 }
 
@@ -148,13 +167,16 @@ static void on_output(struct sk_io *io, unsigned events)
     char scratch[4096];
     ssize_t n;
 
-    /* Output beyond the largest datagram is read and dropped. */
+    /* Output beyond the largest datagram is read, and the reply dropped
+     * whole: a cut reply would pass for a whole one. */
     if (job->len < sizeof(job->reply))
         n = read(io->fd, job->reply + job->len, sizeof(job->reply) - job->len);
     else
         n = read(io->fd, scratch, sizeof(scratch));
     if (n > 0 && job->len < sizeof(job->reply))
         job->len += (size_t)n;
+    else if (n > 0)
+        job->overflow = true;
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
         return;
     close_watched(io, &job->out_fd);

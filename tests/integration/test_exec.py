@@ -347,6 +347,17 @@ class PayloadTest(ExecTest):
                 u = server.dgram(idx[kind], bufsize=256 * 1024)
                 self.assertEqual(dgram_request(u, b'x' * 60000), b'60000\n')
 
+    def test_reply_larger_than_a_datagram_is_not_sent_cut(self):
+        server = self.serve('unixgram:' + self.path('big.sock'),
+                            opts=['-v', '--exec', 'if [ "$(cat)" = big ]; then head -c 70000 '
+                                                  '/dev/zero; else echo small; fi'])
+        u = server.dgram(0, bufsize=256 * 1024)
+        u.send(b'big')
+        self.assertEqual(dgram_request(u, b'x'), b'small\n')
+        assert_silent(u, 0.2)
+        line = b'sockit: exec: reply of more than 65536 bytes does not fit a datagram, not sent\n'
+        self.assertTrue(server.wait_stderr(lambda err: line in err), server.stderr[-400:])
+
     def test_command_that_stops_reading_gets_what_it_read(self):
         server = self.serve_exec('head -c 5', 'udp://127.0.0.1:0')
         u = server.dgram(0)
