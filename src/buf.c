@@ -188,6 +188,9 @@ int sk_lines_resume(struct sk_lines *lines, sk_line_fn fn, void *ctx)
     }
     if (p->len > lines->max)
         return -EMSGSIZE;
+    /* What a pause kept is passed on: its memory goes back. */
+    if (p->len == 0)
+        sk_buf_release(p);
     return 0;
 }
 
