@@ -156,6 +156,8 @@ struct sk_endpoint {
                                "" means any address (listening only) */
     uint16_t port;
     char path[SK_PATH_MAX]; /* UNIX: a path, or "@name" for abstract */
+    uint8_t path_len;       /* bytes of path when an abstract name holds
+                               NUL bytes; 0: path is a C string */
 };
 
 /* A socket address of any family sockit speaks. */
@@ -172,9 +174,10 @@ struct sk_addr {
 
 /* Parses "tcp://host:port", "udp6://[::1]:53", "unix:/path", "unix:@name"...
  * In a UNIX path, "\\\\", "\\," and "\\xNN" stand for a backslash, a comma
- * and any byte but NUL. No DNS, no allocation. Returns 0, or -EINVAL / -ERANGE
- * / -ENAMETOOLONG with *why (if not NULL) set to a static phrase naming the
- * wrong part, e.g. "port out of range 0..65535". *ep is untouched on failure.
+ * and any byte (NUL, "\\x00", in an abstract name only). No DNS, no allocation.
+ * Returns 0, or -EINVAL / -ERANGE / -ENAMETOOLONG with *why (if not NULL) set
+ * to a static phrase naming the wrong part, e.g. "port out of range 0..65535".
+ * *ep is untouched on failure.
  */
 int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
                       const char **why);

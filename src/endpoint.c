@@ -103,15 +103,17 @@ static int unescape(const char *p, size_t *used)
     *used = 2;
     if (p[1] == '\\' || p[1] == ',')
         return (unsigned char)p[1];
-    if (p[1] != 'x' || (hi = hex_digit(p[2])) < 0 ||
-        (lo = hex_digit(p[3])) < 0 || (hi == 0 && lo == 0))
+    if (p[1] != 'x' || (hi = hex_digit(p[2])) < 0 || (lo = hex_digit(p[3])) < 0)
         return -1;
     *used = 4;
     return hi * 16 + lo;
 }
 
+#define WHY_BAD_ESCAPE "bad escape in path (write \\\\ \\, or \\xNN)"
+
 /* Copies a UNIX path, decoding escapes; returns its length, -1 when it
- * does not fit in out[size] (with the NUL), -2 for a bad escape. */
+ * does not fit in out[size] (with the NUL), -2 for a bad escape. A NUL
+ * byte may only be part of an abstract name. */
 static ssize_t copy_path(char *out, size_t size, const char *in,
                          const char **why)
 {
@@ -122,7 +124,11 @@ static ssize_t copy_path(char *out, size_t size, const char *in,
         used = 1;
         byte = (unsigned char)*p;
         if (*p == '\\' && (byte = unescape(p, &used)) < 0) {
-            *why = "bad escape in path (write \\\\ \\, or \\xNN, not \\x00)";
+            *why = WHY_BAD_ESCAPE;
+            return -2;
+        }
+        if (byte == 0 && (n == 0 || out[0] != '@')) {
+            *why = "a NUL byte in a path (only an abstract name may hold one)";
             return -2;
         }
         if (n + 1 >= size)
@@ -153,7 +159,14 @@ static int parse_unix(struct sk_endpoint *ep, const char *rest,
         return fail(why, "path too long for a UNIX socket (max 107 bytes)",
                     -ENAMETOOLONG);
     memcpy(ep->path, path, (size_t)len + 1);
+    ep->path_len = memchr(path, '\0', (size_t)len) != NULL ? (uint8_t)len : 0;
     return 0;
+}
+
+/* The bytes of a UNIX endpoint's path. */
+static size_t path_length(const struct sk_endpoint *ep)
+{
+    return ep->path_len > 0 ? ep->path_len : strnlen(ep->path, SK_PATH_MAX);
 }
 
 static int parse_port(const char *text, uint16_t *port, const char **why)
@@ -287,12 +300,13 @@ int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
 /* Writes path with its non-printable bytes as \xNN and a backslash or
  * comma escaped, so that a peer's chosen name cannot pass for anything
  * else in a log line or a chat room. Returns the length. */
-static size_t escape_path(char *out, const char *path)
+static size_t escape_path(char *out, const char *path, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *end = (const unsigned char *)path + len;
     char *o = out;
 
-    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)path; p < end; p++) {
         if (*p < 0x20 || *p >= 0x7f) {
             *o++ = '\\';
             *o++ = 'x';
@@ -316,8 +330,8 @@ int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size)
 
     if (s == NULL)
         return -EINVAL;
-    if (s->family == AF_UNIX && strnlen(ep->path, SK_PATH_MAX) < SK_PATH_MAX) {
-        escape_path(path, ep->path);
+    if (s->family == AF_UNIX && path_length(ep) < SK_PATH_MAX) {
+        escape_path(path, ep->path, path_length(ep));
         /* A path starting with "//" needs the long form to survive parse. */
         n = snprintf(out, size, "%s:%s%s", s->name,
                      strncmp(path, "//", 2) == 0 ? "//" : "", path);
@@ -336,7 +350,7 @@ int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size)
 
 static int unix_addr(const struct sk_endpoint *ep, struct sk_addr *addr)
 {
-    size_t len = strlen(ep->path);
+    size_t len = path_length(ep);
     struct sockaddr_un *un = &addr->u.un;
 
     *addr = (struct sk_addr){0};
@@ -448,13 +462,23 @@ static void unix_from_addr(struct sk_endpoint *ep, const struct sk_addr *addr)
     if (n == 0) {
         ep->path[0] = '\0';
     } else if (p[0] == '\0') {
+        /* Every byte of the name counts, NUL bytes too: "\0a\0b" must not
+         * pass for the name "a". */
         ep->path[0] = '@';
         memcpy(ep->path + 1, p + 1, n - 1);
         ep->path[n] = '\0';
+        if (memchr(p + 1, '\0', n - 1) != NULL)
+            ep->path_len = (uint8_t)n;
     } else {
+        /* A file whose name starts with '@' is not an abstract name. */
+        bool at = p[0] == '@';
         n = strnlen(p, n);
-        memcpy(ep->path, p, n);
-        ep->path[n] = '\0';
+        if (at && n + 2 <= UNIX_NAME_MAX)
+            memcpy(ep->path, "./", 2);
+        else
+            at = false;
+        memcpy(ep->path + (at ? 2 : 0), p, n);
+        ep->path[n + (at ? 2 : 0)] = '\0';
     }
 }
 

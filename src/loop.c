@@ -45,7 +45,6 @@ struct sk_loop {
     struct sk_io signal_io;
     struct sk_signal *signals;
     sigset_t signal_mask;
-    sigset_t signal_unblock; /* blocked by the loop, to unblock at free */
     pthread_mutex_t post_lock;
     struct post *posts, **posts_tail; /* FIFO, under post_lock */
 };
@@ -115,7 +114,6 @@ int sk_loop_new(struct sk_loop **loopp)
         return -ENOMEM;
     loop->signal_io.fd = -1;
     sigemptyset(&loop->signal_mask);
-    sigemptyset(&loop->signal_unblock);
     pthread_mutex_init(&loop->post_lock, NULL);
     loop->posts_tail = &loop->posts;
     err = backend_init(loop);
@@ -372,18 +370,50 @@ static void on_signalfd(struct sk_io *io, unsigned events)
     }
 }
 
-/* Discards the signals still pending, then unblocks those the loop
- * blocked, so that the thread is left as it was found. */
+/* Per thread: how many loops route each signal, and those the first of
+ * them found unblocked (to unblock again when the last one goes). */
+static __thread unsigned signal_users[NSIG];
+static __thread sigset_t signal_found_unblocked;
+
+static void signal_use(int signo)
+{
+    sigset_t now;
+
+    if (signal_users[signo]++ == 0 &&
+        pthread_sigmask(SIG_BLOCK, NULL, &now) == 0 &&
+        sigismember(&now, signo) == 0)
+        sigaddset(&signal_found_unblocked, signo);
+}
+
+/* Leaves the thread as it was found once no loop routes a signal: the
+ * pending ones dropped, then unblocked if they were. */
 static void signals_release(struct sk_loop *loop)
 {
     struct signalfd_siginfo si;
+    sigset_t last, unblock;
 
+    sigemptyset(&last);
+    sigemptyset(&unblock);
+    for (int signo = 1; signo < NSIG; signo++) {
+        if (sigismember(&loop->signal_mask, signo) != 1 ||
+            --signal_users[signo] > 0)
+            continue;
+        sigaddset(&last, signo);
+        if (sigismember(&signal_found_unblocked, signo) == 1) {
+            sigaddset(&unblock, signo);
+            sigdelset(&signal_found_unblocked, signo);
+        }
+    }
     sk_io_stop(&loop->signal_io);
-    while (read(loop->signal_io.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-        ;
     close(loop->signal_io.fd);
+    loop->signal_io.fd = signalfd(-1, &last, SFD_NONBLOCK | SFD_CLOEXEC);
+    while (loop->signal_io.fd >= 0 &&
+           read(loop->signal_io.fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        ;
+    if (loop->signal_io.fd >= 0)
+        close(loop->signal_io.fd);
     loop->signal_io.fd = -1;
-    pthread_sigmask(SIG_UNBLOCK, &loop->signal_unblock, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
 }
 
 static int update_signalfd(struct sk_loop *loop)
@@ -412,18 +442,24 @@ int sk_signal_start(struct sk_loop *loop, struct sk_signal *sig, int signo,
 {
     int err;
 
-    sigset_t now;
-
+    if (signo <= 0 || signo >= NSIG)
+        return -EINVAL;
     sig->loop = loop;
     sig->signo = signo;
     sig->cb = cb;
-    if (pthread_sigmask(SIG_BLOCK, NULL, &now) == 0 &&
-        sigismember(&now, signo) == 0)
-        sigaddset(&loop->signal_unblock, signo);
+    bool fresh = sigismember(&loop->signal_mask, signo) != 1;
+
+    if (fresh)
+        signal_use(signo);
     sigaddset(&loop->signal_mask, signo);
     err = update_signalfd(loop);
-    if (err < 0)
+    if (err < 0) {
+        if (fresh) {
+            sigdelset(&loop->signal_mask, signo);
+            signal_users[signo]--;
+        }
         return err;
+    }
     sig->next = loop->signals;
     loop->signals = sig;
     return 0;

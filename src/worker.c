@@ -17,13 +17,15 @@
 static void on_acceptable(struct sk_io *io, unsigned events);
 
 /* Stops accepting for retry_ms. Without a timer to resume it (no memory),
- * accepting goes on: spinning on a full table beats never accepting. */
+ * a pause at max_active waits for a close on this worker, and a pause for
+ * descriptors does not happen: spinning beats never accepting. */
 static void pause_accepting(struct sk_worker *w, uint64_t retry_ms)
 {
     if (sk_timer_start(w->loop, &w->retry_timer, retry_ms, 0) < 0) {
         sk__server_log(w->srv, "accept: cannot pause: %s",
                        sk_strerror(-ENOMEM));
-        return;
+        if (!w->accept_full)
+            return;
     }
     for (size_t i = 0; i < w->nacceptors; i++) {
         sk_io_stop(&w->acceptors[i].io);
@@ -84,22 +86,29 @@ void sk__worker_conn_freed(struct sk_worker *w)
         resume_accepting(w);
 }
 
-/* Counts a new connection; false when max_conns is reached. */
-static bool admit(struct sk_server *srv)
+/* Counts the connection about to be accepted, before the accept, so that
+ * workers accepting at once never pass max_active together. Returns the
+ * count with it, or 0 at max_active. */
+static unsigned reserve(struct sk_server *srv)
 {
-    unsigned n = atomic_fetch_add(&srv->nconns, 1);
+    unsigned max = srv->cfg.max_active, n = atomic_load(&srv->nconns);
 
-    if (srv->cfg.max_conns == 0 || n < srv->cfg.max_conns)
-        return true;
-    atomic_fetch_sub(&srv->nconns, 1);
-    return false;
+    do {
+        if (max > 0 && n >= max)
+            return 0;
+    } while (!atomic_compare_exchange_weak(&srv->nconns, &n, n + 1));
+    return n + 1;
 }
 
-static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer)
+/* Serves the connection counted as the count-th, or closes it at once
+ * past max_conns. */
+static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
+                 unsigned count)
 {
     struct sk_server *srv = a->w->srv;
 
-    if (!admit(srv)) {
+    if (srv->cfg.max_conns > 0 && count > srv->cfg.max_conns) {
+        atomic_fetch_sub(&srv->nconns, 1);
         char text[SK_ENDPOINT_STRLEN] = "?";
         sk_endpoint_format(&a->l->ep, text, sizeof(text));
         sk__server_log(srv, "%s: connection limit reached, closing", text);
@@ -121,7 +130,8 @@ static void on_acceptable(struct sk_io *io, unsigned events)
 
     (void)events;
     for (int i = 0; i < SK_ACCEPT_BATCH; i++) {
-        if (at_active_limit(a->w->srv)) {
+        unsigned count = reserve(a->w->srv);
+        if (count == 0) {
             a->w->accept_full = true;
             pause_accepting(a->w, ACTIVE_RETRY_MS);
             return;
@@ -130,9 +140,10 @@ static void on_acceptable(struct sk_io *io, unsigned events)
         fd = accept4(io->fd, &peer.u.sa, &peer.len,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            take(a, fd, &peer);
+            take(a, fd, &peer, count);
             continue;
         }
+        atomic_fetch_sub(&a->w->srv->nconns, 1); /* nothing was accepted */
         if (errno == EAGAIN || errno == EINTR)
             return;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -203,6 +214,9 @@ static void before_wait(void *arg)
             break;
     }
     sk__conn_watch_pending(w);
+    /* A watch that failed closed its connection: its on_close now, not
+     * whenever the worker wakes next. */
+    sk__conn_free_closed(w);
     if (w->draining && w->nconns == 0 && w->holds == NULL)
         sk_loop_stop(w->loop);
 }
@@ -337,8 +351,10 @@ int sk_server_run(struct sk_server *srv)
     if (!atomic_compare_exchange_strong(&srv->run_state, &state, 1))
         return state == 1 ? -EBUSY : -EALREADY;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
-    if (srv->workers == NULL)
+    if (srv->workers == NULL) {
+        atomic_store(&srv->run_state, 2);
         return -ENOMEM;
+    }
     for (unsigned i = 0; i < srv->nworkers && err == 0; i++)
         err = worker_init(srv, &srv->workers[i], i);
     while (err == 0 && started < srv->nworkers) {

@@ -127,11 +127,10 @@ static void maybe_reply(struct dgram_job *job)
     if (child_running(&job->child) || job->out_fd >= 0)
         return;
     if (job->len > 0 && !job->child.killed) {
-        if (job->overflow ||
-            (sendto(job->sock_fd, job->reply, job->len,
-                    MSG_DONTWAIT | MSG_NOSIGNAL, &job->peer.u.sa,
-                    job->peer.len) < 0 &&
-             errno == EMSGSIZE))
+        if (job->overflow || (sendto(job->sock_fd, job->reply, job->len,
+                                     MSG_DONTWAIT | MSG_NOSIGNAL,
+                                     &job->peer.u.sa, job->peer.len) < 0 &&
+                              errno == EMSGSIZE))
             note_oversized(job);
     }
     dgram_free(job);

@@ -9,7 +9,9 @@ import shutil
 import signal
 import socket
 import stat
+import tempfile
 import threading
+import time
 import unittest
 
 from helpers import (SETPRIV, START_TIMEOUT, TIMEOUT, Server, ServeTest, children, run_sockit,
@@ -133,8 +135,9 @@ class ModeTest(ServeTest):
                 by_path = [line for line in calls.splitlines()
                            if 'chmod' in line and path in line]
                 self.assertEqual(by_path, [], calls)
-                # The socket had mode 0 when it was bound: nobody could use it before its mode.
-                self.assertRegex(calls, r'fchmod\((\d+), 0+\)\s+= 0(.|\n)*bind\(\1, \{sa_family=AF_UNIX, '
+                # The socket had its owner's mode when it was bound: no one else could use it
+                # before it had its own.
+                self.assertRegex(calls, r'fchmod\((\d+), 0?600\)\s+= 0(.|\n)*bind\(\1, \{sa_family=AF_UNIX, '
                                         r'sun_path="' + re.escape(path) + '"')
 
     def test_exact_mode_whatever_the_umask(self):
@@ -148,7 +151,7 @@ class ModeTest(ServeTest):
 
     def test_mode_watched_while_starting_is_never_wider(self):
         """A watcher looks at the path as fast as it can while servers start: the file exists only
-        with mode 0 or the mode asked for."""
+        with its owner's mode or the mode asked for, never the umask's."""
         path = self.path('watched.sock')
         seen, stop = set(), threading.Event()
 
@@ -163,13 +166,73 @@ class ModeTest(ServeTest):
         t.start()
         try:
             for _ in range(5):
-                server = self.serve(f'unixgram:{path}', opts=['--unix-mode', '600'],
+                server = self.serve(f'unixgram:{path}', opts=['--unix-mode', '640'],
                                     preexec=lambda: os.umask(0))
                 self.assertEqual(server.stop(), 0)
         finally:
             stop.set()
             t.join(TIMEOUT)
-        self.assertTrue(seen <= {0, 0o600}, sorted(oct(m) for m in seen))
+        self.assertTrue(seen <= {0o600, 0o640}, sorted(oct(m) for m in seen))
+
+
+@unittest.skipUnless(STRACE, 'needs strace')
+class SlowStartTest(ServeTest):
+
+    def test_server_that_loses_its_path_while_starting_says_so(self):
+        """A is held between its bind and its listen (strace delays its bind's return) longer than
+        the grace a refusing socket gets; B takes the path as stale. A must then see the file is
+        not its own: exit 1, address in use, and B's file left alone."""
+        path = self.path('slow.sock')
+        env = dict(server_env(), ASAN_OPTIONS='detect_leaks=0')
+        a = Server([f'unix:{path}'], ['-s', 'echo'], env=env,
+                   prefix=[STRACE, '-f', '-qq', '-o', '/dev/null',
+                           '-e', 'inject=bind:delay_exit=600000'])
+        self.addCleanup(a.stop)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.lexists(path):            # A has bound: its window is open
+            self.assertLess(time.monotonic(), deadline, 'A never bound')
+            time.sleep(0.005)
+        b = self.serve(f'unix:{path}', opts=['-s', 'echo'])
+        self.assertEqual(a.proc.wait(START_TIMEOUT), 1, a.stderr)
+        a.stop()
+        self.assertEqual(a.stderr, f'sockit: bind unix:{path}: address in use\n'.encode())
+        c = b.connect()
+        c.sendall(b'B answers')
+        self.assertEqual(c.recv(64), b'B answers')
+        self.assertEqual(b.stop(), 0)
+        self.assertFalse(os.path.lexists(path))
+
+
+class PrivateDirectoryTest(ServeTest):
+
+    def test_private_directory_swapped_for_a_link_redirects_nothing(self):
+        """While a stale file sits in the private directory (the grace of its check), the directory
+        is renamed away and a link to another directory put in its place: nothing there may be
+        removed, and nothing may be left behind."""
+        os.chmod(self.tmp, 0o777)
+        victim = tempfile.mkdtemp(prefix='sockit-victim-')
+        self.addCleanup(shutil.rmtree, victim, True)
+        with open(os.path.join(victim, 'old'), 'w') as f:
+            f.write('precious\n')
+        path = self.path('s.sock')
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(path)                            # stale
+        server = Server([f'unix:{path}'], ['-s', 'echo'])
+        self.addCleanup(server.stop)
+        deadline = time.monotonic() + START_TIMEOUT
+        private = None
+        while private is None:
+            self.assertLess(time.monotonic(), deadline, 'no private directory seen')
+            names = [n for n in os.listdir(self.tmp) if n.startswith('.sockit-')]
+            private = names[0] if names else None
+        os.rename(self.path(private), self.path('moved-away'))
+        os.symlink(victim, self.path(private))
+        server.wait_listening(1)
+        with open(os.path.join(victim, 'old')) as f:
+            self.assertEqual(f.read(), 'precious\n')
+        self.assertEqual(server.stop(), 0)
+        os.unlink(self.path(private))
+        self.assertEqual(os.listdir(self.path('moved-away')), [])
 
 
 class AbstractModeTest(ServeTest):

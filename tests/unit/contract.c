@@ -58,13 +58,14 @@ static void expect_bad(const char *text, int err, const char *want_why)
 
 static void test_parse_refuses_bad_escapes(void **state)
 {
-    const char *bad = "bad escape in path (write \\\\ \\, or \\xNN, not \\x00)";
+    const char *bad = "bad escape in path (write \\\\ \\, or \\xNN)";
     char longest[160];
 
     expect_bad("unix:/tmp/a\\q", -EINVAL, bad);
     expect_bad("unix:/tmp/a\\x0", -EINVAL, bad);
-    expect_bad("unix:/tmp/a\\x00", -EINVAL, bad);
     expect_bad("unix:/tmp/a\\", -EINVAL, bad);
+    expect_bad("unix:/tmp/a\\x00", -EINVAL,
+               "a NUL byte in a path (only an abstract name may hold one)");
     /* The limit is on the bytes the path holds, not its escaped text. */
     snprintf(longest, sizeof(longest), "unix:/%0106d\\x41", 0);
     expect_bad(longest, -ENAMETOOLONG,
@@ -75,6 +76,23 @@ static void test_parse_refuses_bad_escapes(void **state)
         assert_int_equal(sk_endpoint_parse(&ep, longest, NULL), 0);
         assert_int_equal(strlen(ep.path), 107);
     }
+}
+
+/* An abstract name may hold NUL bytes: all of them count. */
+static void test_abstract_name_with_nul_bytes_round_trips(void **state)
+{
+    struct sk_endpoint ep;
+    struct sk_addr addr;
+    char text[SK_ENDPOINT_STRLEN];
+
+    assert_int_equal(sk_endpoint_parse(&ep, "unix:@a\\x00b", NULL), 0);
+    assert_int_equal(ep.path_len, 4);
+    assert_memory_equal(ep.path, "@a\0b", 4);
+    assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
+    assert_string_equal(text, "unix:@a\\x00b");
+    assert_int_equal(sk_endpoint_resolve(&ep, true, &addr, 1), 1);
+    assert_int_equal(addr.len, offsetof(struct sockaddr_un, sun_path) + 4);
+    assert_memory_equal(addr.u.un.sun_path, "\0a\0b", 4);
 }
 
 /* A name the peer bound, holding a LF, comes out as one printable word. */
@@ -92,6 +110,39 @@ static void test_name_from_address_is_escaped(void **state)
     assert_int_equal(sk_endpoint_from_addr(&ep, SK_UNIX, &addr), 0);
     assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
     assert_string_equal(text, "unix:@evil\\x0a[tcp://1.2.3.4:5] hi");
+}
+
+/* Past a NUL byte, an abstract name goes on: "\0legit\0evil" is not
+ * "@legit". */
+static void test_abstract_name_with_nul_cannot_pass_for_another(void **state)
+{
+    struct sk_addr addr = {0};
+    struct sk_endpoint ep;
+    char text[SK_ENDPOINT_STRLEN];
+    const char name[] = "\0legit\0evil";
+
+    addr.u.un.sun_family = AF_UNIX;
+    memcpy(addr.u.un.sun_path, name, sizeof(name) - 1);
+    addr.len =
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof(name) - 1);
+    assert_int_equal(sk_endpoint_from_addr(&ep, SK_UNIX, &addr), 0);
+    assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
+    assert_string_equal(text, "unix:@legit\\x00evil");
+}
+
+/* A file named "@fake" (relative) is not the abstract name "@fake". */
+static void test_file_named_like_an_abstract_name_is_told_apart(void **state)
+{
+    struct sk_addr addr = {0};
+    struct sk_endpoint ep;
+    char text[SK_ENDPOINT_STRLEN];
+
+    addr.u.un.sun_family = AF_UNIX;
+    strcpy(addr.u.un.sun_path, "@fake");
+    addr.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 6);
+    assert_int_equal(sk_endpoint_from_addr(&ep, SK_UNIX, &addr), 0);
+    assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
+    assert_string_equal(text, "unix:./@fake");
 }
 
 /* ---------------------------------------------------------- credentials */
@@ -260,6 +311,9 @@ int main(void)
         ONE(test_parse_decodes_escapes),
         ONE(test_parse_refuses_bad_escapes),
         ONE(test_name_from_address_is_escaped),
+        ONE(test_abstract_name_with_nul_bytes_round_trips),
+        ONE(test_abstract_name_with_nul_cannot_pass_for_another),
+        ONE(test_file_named_like_an_abstract_name_is_told_apart),
         ONE(test_unix_peer_credentials_are_the_kernels),
         ONE(test_network_peer_has_no_credentials),
         ONE(test_unnamed_unixgram_sender_is_unix_and_unnamed),

@@ -7,6 +7,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 /* ------------------------------------------- callbacks closing others */
 
@@ -228,6 +229,68 @@ static void test_max_active_makes_further_clients_wait(void **state)
     stop_and_free(f);
 }
 
+/* Workers accepting at once must not pass max_active together: the count
+ * is taken before the accept, not after. */
+static atomic_int open_now, open_peak;
+
+static int on_open_count(struct sk_conn *c)
+{
+    int n = atomic_fetch_add(&open_now, 1) + 1, peak = atomic_load(&open_peak);
+
+    while (n > peak && !atomic_compare_exchange_weak(&open_peak, &peak, n))
+        ;
+    return 0;
+}
+
+static void on_close_count(struct sk_conn *c, int status)
+{
+    atomic_fetch_sub(&open_now, 1);
+}
+
+static const struct sk_handler count_handler = {
+    .on_open = on_open_count,
+    .on_read = on_read_echo,
+    .on_close = on_close_count,
+};
+
+#define STORM_THREADS 6
+#define STORM_CONNECTS 60
+
+static void *connect_storm(void *arg)
+{
+    struct sk_endpoint *ep = arg;
+
+    for (int i = 0; i < STORM_CONNECTS; i++) {
+        int fd = client_connect(ep);
+        shutdown(fd, SHUT_WR);
+        char c;
+        (void)!recv(fd, &c, 1, 0); /* until the server closes it */
+        close(fd);
+    }
+    return NULL;
+}
+
+static void test_max_active_holds_across_workers(void **state)
+{
+    struct fixture *f = *state;
+    struct sk_server_config cfg = {.max_active = 2};
+    pthread_t t[STORM_THREADS];
+    struct sk_endpoint ep;
+
+    atomic_store(&open_now, 0);
+    atomic_store(&open_peak, 0);
+    f->threads = 4;
+    serve(f, &count_handler, cfg, "tcp://127.0.0.1:0");
+    ep = listener(f, 0);
+    for (int i = 0; i < STORM_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, connect_storm, &ep), 0);
+    for (int i = 0; i < STORM_THREADS; i++)
+        pthread_join(t[i], NULL);
+    assert_true(atomic_load(&open_peak) >= 1);
+    assert_true(atomic_load(&open_peak) <= 2);
+    stop_and_free(f);
+}
+
 /* ------------------------------------------------------------ draining */
 
 static void *stop_in_thread(void *arg)
@@ -334,6 +397,25 @@ static void test_free_unblocks_the_signals_it_handled(void **state)
     assert_false(signal_blocked(SIGTERM));
 }
 
+/* Two servers routing the same signals on one thread: freeing one leaves
+ * them blocked for the other; freeing both restores the thread. */
+static void test_free_keeps_signals_another_server_routes(void **state)
+{
+    struct sk_server_config cfg = {.handler = &echo_handler,
+                                   .handle_signals = true};
+    struct sk_server *a, *b;
+
+    assert_false(signal_blocked(SIGINT));
+    assert_int_equal(sk_server_new(&a, &cfg), 0);
+    assert_int_equal(sk_server_new(&b, &cfg), 0);
+    sk_server_free(a);
+    assert_true(signal_blocked(SIGINT));
+    assert_true(signal_blocked(SIGTERM));
+    sk_server_free(b);
+    assert_false(signal_blocked(SIGINT));
+    assert_false(signal_blocked(SIGTERM));
+}
+
 /* clang-format off */
 #define ONE(f) {#f, f, setup, teardown, &threads_1}
 #define BOTH(f) ONE(f), {#f " threads=2", f, setup, teardown, &threads_2}
@@ -348,11 +430,13 @@ int main(void)
         BOTH(test_conn_write_past_hard_cap_is_enobufs),
         BOTH(test_conn_write_hard_cap_leaves_room_for_one_read),
         BOTH(test_max_active_makes_further_clients_wait),
+        ONE(test_max_active_holds_across_workers),
         BOTH(test_drain_refuses_new_tcp_clients),
         BOTH(test_drain_refuses_new_unix_clients),
         BOTH(test_second_run_is_refused_not_hung),
         ONE(test_single_worker_after_listen_is_refused),
         ONE(test_free_unblocks_the_signals_it_handled),
+        ONE(test_free_keeps_signals_another_server_routes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
