@@ -257,8 +257,13 @@ void sk_loop_wake(struct sk_loop *loop);
 /* Hands fn(arg) to the loop's thread: calls run there in the order posted,
  * within the next iteration. Safe from any thread (not from a signal
  * handler: it takes a lock and allocates). Returns 0 or -ENOMEM. Calls
- * still queued when the loop is freed are dropped without running. The
- * way to give work to a server's worker: sk_conn_loop(), sk_dgram_loop(). */
+ * still queued when the loop stops for good are dropped without running,
+ * arg with them: whoever posts owns arg until fn runs. The way to give
+ * work to a server's worker: its loop (sk_conn_loop(), sk_dgram_loop())
+ * lives while sk_server_run() runs, not after; and a connection the
+ * caller knew may have closed by the time fn runs, so fn looks it up in
+ * state the worker keeps (cleared in on_close) rather than trust a
+ * pointer taken earlier. */
 int sk_loop_post(struct sk_loop *loop, void (*fn)(void *), void *arg);
 
 /* Starts watching fd for events (SK_READ | SK_WRITE). exclusive: wake only
@@ -421,7 +426,9 @@ struct sk_server_config {
                                  reading pauses; default SK_OUTPUT_MAX */
     unsigned drain_ms;        /* graceful stop deadline; default 2000 */
     unsigned unix_mode;       /* mode of created socket files, with
-                                 unix_mode_set; default: by umask */
+                                 unix_mode_set (set through /proc/self/fd,
+                                 which must be mounted); default: by
+                                 umask */
     bool unix_mode_set;
     /* SIGINT/SIGTERM stop the server: they are blocked in the thread that
      * calls sk_server_new() (and in the threads it starts), and unblocked
@@ -468,8 +475,9 @@ int sk_server_set_single_worker(struct sk_server *srv);
 /* Queues a copy of len bytes for the peer; they are sent when the current
  * loop iteration ends. Reading pauses while output_max is queued; past a
  * hard cap (output_max plus the larger of output_max and one 64 KiB read)
- * nothing more is queued. Returns 0, -EPIPE once closing, -ENOBUFS past
- * the cap, or -ENOMEM. */
+ * nothing more is queued (a single write larger than the cap never
+ * succeeds). Returns 0, -EPIPE once closing, -ENOBUFS past the cap, or
+ * -ENOMEM. */
 int sk_conn_write(struct sk_conn *c, const void *data, size_t len);
 /* Bytes queued and not yet taken by the kernel. */
 size_t sk_conn_pending(const struct sk_conn *c);
