@@ -248,9 +248,10 @@ static void flush_and_watch(struct sk_conn *c)
     }
     if ((c->flags & CONN_PAUSED) && c->out.len <= c->w->srv->cfg.output_max / 2)
         c->flags &= ~CONN_PAUSED;
-    /* A queue that once grew large gives its memory back when it empties:
-     * a connection costs what it holds now, not what it once held. */
-    if (c->out.len == 0 && c->out.cap > 2 * SK_READ_CHUNK)
+    /* A queue that grew past the limit (a peer that stopped reading) gives
+     * its memory back when it empties; one within the limit keeps it, so
+     * steady traffic allocates nothing. */
+    if (c->out.len == 0 && c->out.cap > c->w->srv->cfg.output_max)
         sk_buf_release(&c->out);
     if (c->out.len == 0 && (c->flags & CONN_CLOSING)) {
         finish(c, 0);

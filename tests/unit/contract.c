@@ -95,54 +95,43 @@ static void test_abstract_name_with_nul_bytes_round_trips(void **state)
     assert_memory_equal(addr.u.un.sun_path, "\0a\0b", 4);
 }
 
-/* A name the peer bound, holding a LF, comes out as one printable word. */
-static void test_name_from_address_is_escaped(void **state)
+/* The canonical name of a UNIX peer bound to the len bytes of name. */
+static void expect_peer_name(const char *name, size_t len, const char *want)
 {
     struct sk_addr addr = {0};
     struct sk_endpoint ep;
     char text[SK_ENDPOINT_STRLEN];
-    const char name[] = "\0evil\n[tcp://1.2.3.4:5] hi";
 
     addr.u.un.sun_family = AF_UNIX;
-    memcpy(addr.u.un.sun_path, name, sizeof(name) - 1);
-    addr.len =
-        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof(name) - 1);
+    memcpy(addr.u.un.sun_path, name, len);
+    addr.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
     assert_int_equal(sk_endpoint_from_addr(&ep, SK_UNIX, &addr), 0);
     assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
-    assert_string_equal(text, "unix:@evil\\x0a[tcp://1.2.3.4:5] hi");
+    assert_string_equal(text, want);
+}
+
+/* A name the peer bound, holding a LF, comes out as one printable word. */
+static void test_name_from_address_is_escaped(void **state)
+{
+    static const char name[] = "\0evil\n[tcp://1.2.3.4:5] hi";
+
+    expect_peer_name(name, sizeof(name) - 1,
+                     "unix:@evil\\x0a[tcp://1.2.3.4:5] hi");
 }
 
 /* Past a NUL byte, an abstract name goes on: "\0legit\0evil" is not
  * "@legit". */
 static void test_abstract_name_with_nul_cannot_pass_for_another(void **state)
 {
-    struct sk_addr addr = {0};
-    struct sk_endpoint ep;
-    char text[SK_ENDPOINT_STRLEN];
-    const char name[] = "\0legit\0evil";
+    static const char name[] = "\0legit\0evil";
 
-    addr.u.un.sun_family = AF_UNIX;
-    memcpy(addr.u.un.sun_path, name, sizeof(name) - 1);
-    addr.len =
-        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof(name) - 1);
-    assert_int_equal(sk_endpoint_from_addr(&ep, SK_UNIX, &addr), 0);
-    assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
-    assert_string_equal(text, "unix:@legit\\x00evil");
+    expect_peer_name(name, sizeof(name) - 1, "unix:@legit\\x00evil");
 }
 
 /* A file named "@fake" (relative) is not the abstract name "@fake". */
 static void test_file_named_like_an_abstract_name_is_told_apart(void **state)
 {
-    struct sk_addr addr = {0};
-    struct sk_endpoint ep;
-    char text[SK_ENDPOINT_STRLEN];
-
-    addr.u.un.sun_family = AF_UNIX;
-    strcpy(addr.u.un.sun_path, "@fake");
-    addr.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 6);
-    assert_int_equal(sk_endpoint_from_addr(&ep, SK_UNIX, &addr), 0);
-    assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
-    assert_string_equal(text, "unix:./@fake");
+    expect_peer_name("@fake", 6, "unix:./@fake");
 }
 
 /* ---------------------------------------------------------- credentials */

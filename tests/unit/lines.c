@@ -350,6 +350,40 @@ static void test_other_callback_value_stops_a_resume(void **state)
     sk_lines_release(&l);
 }
 
+/* keep: nothing is split, not even a line the kept bytes complete; the
+ * partial line held before comes first at the resume. */
+static void test_keep_splits_nothing_until_the_resume(void **state)
+{
+    struct sk_lines lines;
+    struct seen s = {0};
+
+    sk_lines_init(&lines, 64);
+    assert_int_equal(sk_lines_feed(&lines, "par", 3, record_line, &s), 0);
+    assert_int_equal(sk_lines_keep(&lines, "tial\nnext\nta", 12), 0);
+    assert_true(sk_lines_paused(&lines));
+    assert_int_equal(s.count, 0);
+    assert_int_equal(sk_lines_feed(&lines, "il\n", 3, record_line, &s),
+                     SK_LINES_PAUSE);
+    assert_int_equal(s.count, 0);
+    assert_int_equal(sk_lines_resume(&lines, record_line, &s), 0);
+    assert_false(sk_lines_paused(&lines));
+    expect_seen(&s, "partial\nnext\ntail\n", 3);
+    sk_lines_release(&lines);
+}
+
+/* A line the kept bytes make too long is refused at the resume. */
+static void test_keep_is_held_to_the_limit_at_the_resume(void **state)
+{
+    struct sk_lines lines;
+    struct seen s = {0};
+
+    sk_lines_init(&lines, 4);
+    assert_int_equal(sk_lines_keep(&lines, "ok\ntoo long\n", 12), 0);
+    assert_int_equal(sk_lines_resume(&lines, record_line, &s), -EMSGSIZE);
+    expect_seen(&s, "ok\n", 1);
+    sk_lines_release(&lines);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -365,6 +399,8 @@ int main(void)
         cmocka_unit_test(test_pause_on_a_completed_partial_line),
         cmocka_unit_test(test_finish_while_paused),
         cmocka_unit_test(test_other_callback_value_stops_a_resume),
+        cmocka_unit_test(test_keep_splits_nothing_until_the_resume),
+        cmocka_unit_test(test_keep_is_held_to_the_limit_at_the_resume),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
