@@ -147,9 +147,20 @@ enum sk_scheme {
 #define SK_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) + 1)
 /* Longest canonical endpoint string, with its NUL (every path byte may
  * be escaped as \xNN). */
-#define SK_ENDPOINT_STRLEN (16 + SK_HOST_MAX + 4 * SK_PATH_MAX)
+#define SK_ENDPOINT_STRLEN (32 + SK_HOST_MAX + 4 * SK_PATH_MAX)
 
-/* A parsed endpoint: plain data, owned by the caller. */
+/* The PROXY protocol header a stream endpoint expects (listening) or
+ * sends (connecting): HAProxy's version 1 (text), 2 (binary), or either. */
+enum sk_proxy {
+    SK_PROXY_NONE = 0,
+    SK_PROXY_V1,
+    SK_PROXY_V2,
+    SK_PROXY_ANY,
+};
+
+/* A parsed endpoint: plain data, owned by the caller. It keeps the options
+ * that change the protocol spoken (tls, proxy=); the others are in a
+ * struct sk_endpoint_options (below). */
 struct sk_endpoint {
     enum sk_scheme scheme;
     char host[SK_HOST_MAX]; /* name or numeric; IPv6 without brackets;
@@ -158,6 +169,33 @@ struct sk_endpoint {
     char path[SK_PATH_MAX]; /* UNIX: a path, or "@name" for abstract */
     uint8_t path_len;       /* bytes of path when an abstract name holds
                                NUL bytes; 0: path is a C string */
+    bool tls;               /* ",tls" or the tls:// schemes */
+    uint8_t proxy;          /* enum sk_proxy */
+};
+
+/* The options of an endpoint string ("ENDPOINT,NAME=VALUE,..."): which were
+ * given (SK_OPT_* bits) and their values, as C strings. tls and proxy= are
+ * kept in the struct sk_endpoint itself, and flagged here too. */
+#define SK_OPT_TLS 0x001u
+#define SK_OPT_CERT 0x002u
+#define SK_OPT_KEY 0x004u
+#define SK_OPT_CA 0x008u
+#define SK_OPT_VERIFY 0x010u /* verify=none */
+#define SK_OPT_SNI 0x020u
+#define SK_OPT_ALPN 0x040u
+#define SK_OPT_PROXY 0x080u
+#define SK_OPT_MODE 0x100u
+/* Longest option value, file names included, without its NUL. */
+#define SK_OPTION_MAX 1023
+
+struct sk_endpoint_options {
+    unsigned given;
+    char cert[SK_OPTION_MAX + 1]; /* PEM chain */
+    char key[SK_OPTION_MAX + 1];  /* PEM key; "": in the cert file */
+    char ca[SK_OPTION_MAX + 1];   /* PEM CA bundle */
+    char sni[SK_HOST_MAX];        /* server name (connecting) */
+    char alpn[256];               /* "h2:http/1.1" */
+    unsigned mode;                /* UNIX socket file mode, octal */
 };
 
 /* A socket address of any family sockit speaks. */
@@ -181,10 +219,29 @@ struct sk_addr {
  */
 int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
                       const char **why);
+/* Parses an endpoint and its options: "tcp://:8443,tls,cert=a.pem",
+ * "tls://host:443,sni=name,alpn=h2:http/1.1", "unix:/run/a\\,b.sock,tls".
+ * tls://, tls4:// and tls6:// are tcp with tls. In a value, "\\," and
+ * "\\\\" stand for a comma and a backslash. Checks each option's value,
+ * not whether it applies (see sk_endpoint_check_options()). Errors as
+ * sk_endpoint_parse(); *why may also point to a per-thread buffer that
+ * names the option ("unknown endpoint option \"crt\""), valid until the
+ * thread's next call. opts may be NULL: then only tls and proxy= are
+ * accepted. *ep and *opts are untouched on failure. */
+int sk_endpoint_parse_options(struct sk_endpoint *ep,
+                              struct sk_endpoint_options *opts,
+                              const char *text, const char **why);
+/* Checks that every option given applies to this kind of endpoint and to
+ * this side (listening or connecting), and that what TLS needs is there
+ * (cert= to listen). Returns 0 or -EINVAL with *why as above. */
+int sk_endpoint_check_options(const struct sk_endpoint *ep,
+                              const struct sk_endpoint_options *opts,
+                              bool listening, const char **why);
 /* Writes the canonical form into out: a UNIX path with its non-printable
  * bytes (and those of 0x7f and above) as \xNN and a backslash or comma
  * escaped, so that a peer's name is always one printable word. Returns its
- * length, -ENOSPC, or -EINVAL. SK_ENDPOINT_STRLEN always suffices. */
+ * length, -ENOSPC, or -EINVAL. SK_ENDPOINT_STRLEN always suffices. The
+ * options kept are tls (tls:// for TCP, ",tls" otherwise) and proxy=. */
 int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size);
 /* SOCK_STREAM or SOCK_DGRAM. */
 int sk_endpoint_socktype(const struct sk_endpoint *ep);
@@ -200,6 +257,40 @@ int sk_endpoint_resolve(const struct sk_endpoint *ep, bool passive,
  * Returns 0 or -EAFNOSUPPORT. An unnamed UNIX address gives path "". */
 int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
                           const struct sk_addr *addr);
+
+/* ------------------------------------------------------------------ TLS */
+
+/* A TLS context (OpenSSL 3, TLS 1.2 and 1.3): the certificates, keys and
+ * settings of one endpoint, shared by all its connections and by every
+ * thread. Reference-counted: a connection keeps the context it started
+ * with, across reloads and after sk_tls_free(). */
+struct sk_tls;
+
+/* Room for a one-line TLS error. */
+#define SK_TLS_ERRLEN 256
+
+/* Makes a context from an endpoint's options and reads every file now.
+ * listening: cert= (and key=, default the cert file) is the server's
+ * certificate; ca= makes clients present one signed by it (mutual TLS);
+ * alpn= lists the protocols accepted. Connecting: the server is verified
+ * (chain and name) against ca= or the system store unless verify=none,
+ * under the name sni= or else the endpoint's host (an IP literal is
+ * verified as an address and sent as no SNI); cert=/key= are a client
+ * certificate; alpn= is offered; sessions are resumed (see below).
+ * Returns 0 or a negative code with one line in err (if errlen > 0), e.g.
+ * "a.pem: no such file or directory" or "key does not match the
+ * certificate". */
+int sk_tls_new(struct sk_tls **tlsp, const struct sk_endpoint *ep,
+               const struct sk_endpoint_options *opts, bool listening,
+               char *err, size_t errlen);
+/* Reads the files again; connections from now on use the new ones. On
+ * failure the old ones stay, and err says why. Any thread. */
+int sk_tls_reload(struct sk_tls *tls, char *err, size_t errlen);
+/* Connecting side: offer the last session for resumption (default on).
+ * Off, every connection makes a full handshake. */
+void sk_tls_set_resume(struct sk_tls *tls, bool resume);
+/* Drops the caller's reference. NULL-safe. */
+void sk_tls_free(struct sk_tls *tls);
 
 /* ------------------------------------------------------------ event loop */
 
@@ -434,11 +525,17 @@ struct sk_server_config {
      * calls sk_server_new() (and in the threads it starts), and unblocked
      * again by sk_server_free() on that thread, the pending ones dropped. */
     bool handle_signals;
+    unsigned handshake_timeout_ms; /* TLS: a client that has not finished
+                                      its handshake by then is closed;
+                                      default 10000 */
     /* Optional log hook for events a user may want to see (-v). It runs on
      * every worker thread and on the control thread, possibly at once: it
      * must be thread-safe. msg (one line, no newline, peer names escaped)
      * is valid during the call only. */
     void (*log)(void *data, const char *msg);
+    /* Optional hook, as log, for what an operator must see even without
+     * -v: a TLS reload that failed (the old certificates stay). */
+    void (*warn)(void *data, const char *msg);
 };
 
 /* Output queued per connection before the server stops reading from it. */
@@ -454,6 +551,15 @@ int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg);
  * holds the canonical endpoint of the address that could not be bound. */
 int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
                      struct sk_endpoint *failed);
+/* As sk_server_listen(), for an endpoint with tls: the server takes a
+ * reference to tls (made listening with sk_tls_new()). Each connection
+ * makes its handshake on the worker, and on_open runs once it is done (a
+ * client that fails it, or takes longer than handshake_timeout_ms, is
+ * closed and the handler never hears of it). With handle_signals, SIGHUP
+ * reloads every context of the server. sk_server_listen() refuses an
+ * endpoint with tls (-EINVAL). */
+int sk_server_listen_tls(struct sk_server *srv, const struct sk_endpoint *ep,
+                         struct sk_tls *tls, struct sk_endpoint *failed);
 /* Bound sockets so far, in the order bound, and each one's canonical
  * endpoint (real address and port). */
 size_t sk_server_listener_count(const struct sk_server *srv);
@@ -472,6 +578,29 @@ void *sk_server_data(const struct sk_server *srv);
  * 0, or -EBUSY once sk_server_listen() has bound anything. */
 int sk_server_set_single_worker(struct sk_server *srv);
 
+/* An outbound connection: connecting, then (with tls) the handshake, then
+ * the same buffered, event-driven connection as an accepted one, served
+ * by handler on loop's thread. on_datagram is unused. */
+struct sk_conn_options {
+    const struct sk_handler *handler;
+    void *data;          /* sk_conn_data() */
+    struct sk_tls *tls;  /* a connecting context, for an endpoint with tls */
+    unsigned timeout_ms; /* to connect and finish the handshake; 0: none */
+    unsigned idle_ms;    /* closed after that long without traffic */
+    size_t output_max;   /* default SK_OUTPUT_MAX */
+};
+
+/* Starts connecting to ep (resolved now: a host name blocks for DNS).
+ * on_open runs once the connection is ready; if it never gets there,
+ * on_close runs with the reason (-ECONNREFUSED, -ETIMEDOUT, a TLS failure:
+ * see sk_conn_error()) and on_open never does. on_close runs exactly once,
+ * on the loop's thread, never before this returns. An outbound connection
+ * made on a server's worker loop (from one of its callbacks) is closed
+ * with the others when the server stops; sk_conn_server() gives NULL.
+ * Returns 0 (and *cp, valid until on_close returns) or a negative code. */
+int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
+                    const struct sk_conn_options *opts, struct sk_conn **cp);
+
 /* Queues a copy of len bytes for the peer; they are sent when the current
  * loop iteration ends. Reading pauses while output_max is queued; past a
  * hard cap (output_max plus the larger of output_max and one 64 KiB read)
@@ -487,12 +616,30 @@ size_t sk_conn_output_max(const struct sk_conn *c);
 void sk_conn_close(struct sk_conn *c);
 /* Immediate close: queued output is dropped. */
 void sk_conn_abort(struct sk_conn *c);
+/* Half-close: once the queued output is sent, tell the peer nothing more
+ * comes (TCP FIN, or the TLS close_notify); reading goes on. Writes after
+ * it fail with -EPIPE. */
+void sk_conn_shutdown(struct sk_conn *c);
+/* One line on why c failed, when the reason is more than an errno (a TLS
+ * handshake: "certificate verify failed (self-signed certificate)"); ""
+ * otherwise. Valid until on_close returns. */
+const char *sk_conn_error(const struct sk_conn *c);
+/* TLS in use: the protocol ("TLSv1.3") and cipher, the ALPN protocol
+ * chosen ("" if none), whether the session was resumed. NULL and false
+ * on a plaintext connection or before the handshake ends. */
+const char *sk_conn_tls_version(const struct sk_conn *c);
+const char *sk_conn_tls_cipher(const struct sk_conn *c);
+const char *sk_conn_tls_alpn(const struct sk_conn *c);
+bool sk_conn_tls_resumed(const struct sk_conn *c);
 bool sk_conn_is_closing(const struct sk_conn *c);
 /* Stops (hold true) or resumes reading from the peer, e.g. while others
  * catch up with what it sent. Output is not affected. */
 void sk_conn_hold_input(struct sk_conn *c, bool hold);
 /* Stops watching the socket for good and hands its descriptor to the
- * caller, who then owns (and closes) it; queued output is dropped. The
+ * caller, who then owns (and closes) it; queued output is dropped. Over
+ * TLS the descriptor is one end of a socket pair that the library keeps
+ * relaying through TLS (plaintext in and out), until the caller closes
+ * it and the connection is closed. The
  * connection stays counted, and alive for its accessors, until closed with
  * sk_conn_close() or sk_conn_abort(); idle expiry does not see it. */
 int sk_conn_detach(struct sk_conn *c);

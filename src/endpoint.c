@@ -96,7 +96,7 @@ static int hex_digit(char c)
 
 /* Decodes the escape at p ("\\", "\,", "\xNN"): the byte, or -1. Sets
  * *used to the characters it took. */
-static int unescape(const char *p, size_t *used)
+int sk__endpoint_unescape(const char *p, size_t *used)
 {
     int hi, lo;
 
@@ -123,7 +123,7 @@ static ssize_t copy_path(char *out, size_t size, const char *in,
     for (const char *p = in; *p != '\0'; p += used) {
         used = 1;
         byte = (unsigned char)*p;
-        if (*p == '\\' && (byte = unescape(p, &used)) < 0) {
+        if (*p == '\\' && (byte = sk__endpoint_unescape(p, &used)) < 0) {
             *why = WHY_BAD_ESCAPE;
             return -2;
         }
@@ -272,29 +272,103 @@ static int parse_inet(struct sk_endpoint *ep, const char *rest, int family,
     return parse_port(colon + 1, &ep->port, why);
 }
 
-int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
-                      const char **why)
+/* Where the options begin: the first comma, not counting an escaped one
+ * in a UNIX path. */
+static size_t base_length(const char *rest, bool is_unix)
+{
+    size_t n = 0;
+
+    while (rest[n] != '\0' && rest[n] != ',') {
+        if (is_unix && rest[n] == '\\' && rest[n + 1] != '\0')
+            n++;
+        n++;
+    }
+    return n;
+}
+
+/* "tls://H:P" is "tcp://H:P,tls". */
+static const struct scheme_info *tls_scheme(const char *text, const char **rest)
+{
+    static const char *const names[] = {"tls://", "tls4://", "tls6://"};
+
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(names[i]) - 2;
+        if (strncmp(text, names[i], n + 2) == 0) {
+            *rest = text + n;
+            return &schemes[i];
+        }
+    }
+    return NULL;
+}
+
+static int parse_base(struct sk_endpoint *ep, const char *text,
+                      const char **rest, const char **why)
+{
+    char base[SK_ENDPOINT_STRLEN + 8];
+    const struct scheme_info *s;
+    const char *after;
+    size_t n;
+    int err;
+
+    s = tls_scheme(text, &after);
+    ep->tls = s != NULL;
+    if (s == NULL)
+        s = scheme_parse(text, &after);
+    if (s == NULL)
+        return fail(why,
+                    "unknown scheme (tcp, tcp4, tcp6, tls, tls4, tls6, udp, "
+                    "udp4, udp6, unix, unixgram)",
+                    -EINVAL);
+    ep->scheme = s->scheme;
+    n = base_length(after, s->family == AF_UNIX);
+    if (n >= sizeof(base))
+        return fail(why,
+                    s->family == AF_UNIX
+                        ? "path too long for a UNIX socket (max 107 bytes)"
+                        : "host name too long",
+                    -ENAMETOOLONG);
+    memcpy(base, after, n);
+    base[n] = '\0';
+    *rest = after + n;
+    if (s->family == AF_UNIX)
+        err = parse_unix(ep, base, why);
+    else
+        err = parse_inet(ep, base, s->family, why);
+    return err;
+}
+
+int sk_endpoint_parse_options(struct sk_endpoint *ep,
+                              struct sk_endpoint_options *opts,
+                              const char *text, const char **why)
 {
     struct sk_endpoint tmp = {0};
-    const struct scheme_info *s;
+    struct sk_endpoint_options o = {0};
     const char *rest;
     int err;
 
-    s = scheme_parse(text, &rest);
-    if (s == NULL)
-        return fail(why,
-                    "unknown scheme (tcp, tcp4, tcp6, udp, udp4, udp6, "
-                    "unix, unixgram)",
-                    -EINVAL);
-    tmp.scheme = s->scheme;
-    if (s->family == AF_UNIX)
-        err = parse_unix(&tmp, rest, why);
-    else
-        err = parse_inet(&tmp, rest, s->family, why);
+    err = parse_base(&tmp, text, &rest, why);
     if (err < 0)
         return err;
+    if (tmp.tls)
+        o.given |= SK_OPT_TLS;
+    err = sk__endpoint_parse_options(&tmp, &o, rest, why);
+    if (err < 0)
+        return err;
+    if (opts == NULL && (o.given & ~(SK_OPT_TLS | SK_OPT_PROXY)))
+        return fail(why,
+                    "endpoint options other than tls and proxy= need "
+                    "sk_endpoint_parse_options()",
+                    -EINVAL);
     *ep = tmp;
+    if (opts != NULL)
+        *opts = o;
     return 0;
+}
+
+int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
+                      const char **why)
+{
+    return sk_endpoint_parse_options(ep, NULL, text, why);
 }
 
 /* Writes path with its non-printable bytes as \xNN and a backslash or
@@ -324,28 +398,36 @@ static size_t escape_path(char *out, const char *path, size_t len)
 
 int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size)
 {
+    static const char *const tls_names[] = {"tls", "tls4", "tls6"};
     const struct scheme_info *s = scheme_find(ep->scheme);
+    const char *name = s != NULL ? s->name : NULL;
     char path[4 * SK_PATH_MAX];
-    int n;
+    int n, m;
 
     if (s == NULL)
         return -EINVAL;
+    if (ep->tls && ep->scheme >= SK_TCP && ep->scheme <= SK_TCP6)
+        name = tls_names[ep->scheme - SK_TCP];
     if (s->family == AF_UNIX && path_length(ep) < SK_PATH_MAX) {
         escape_path(path, ep->path, path_length(ep));
         /* A path starting with "//" needs the long form to survive parse. */
-        n = snprintf(out, size, "%s:%s%s", s->name,
+        n = snprintf(out, size, "%s:%s%s", name,
                      strncmp(path, "//", 2) == 0 ? "//" : "", path);
     } else if (s->family == AF_UNIX)
         return -EINVAL;
     else if (strchr(ep->host, ':') != NULL)
-        n = snprintf(out, size, "%s://[%s]:%u", s->name, ep->host,
+        n = snprintf(out, size, "%s://[%s]:%u", name, ep->host,
                      (unsigned)ep->port);
     else
-        n = snprintf(out, size, "%s://%s:%u", s->name, ep->host,
+        n = snprintf(out, size, "%s://%s:%u", name, ep->host,
                      (unsigned)ep->port);
     if (n < 0 || (size_t)n >= size)
         return -ENOSPC;
-    return n;
+    m = sk__endpoint_format_options(ep, name != s->name, out + n,
+                                    size - (size_t)n);
+    if (m < 0 || (size_t)m >= size - (size_t)n)
+        return -ENOSPC;
+    return n + m;
 }
 
 static int unix_addr(const struct sk_endpoint *ep, struct sk_addr *addr)

@@ -66,6 +66,14 @@ static inline void sk__link_splice(struct sk_link *to, struct sk_link *from)
     sk__link_init(from);
 }
 
+/* endpoint.c, endpoint_options.c */
+int sk__endpoint_unescape(const char *p, size_t *used);
+int sk__endpoint_parse_options(struct sk_endpoint *ep,
+                               struct sk_endpoint_options *opts,
+                               const char *text, const char **why);
+int sk__endpoint_format_options(const struct sk_endpoint *ep, bool tls_shown,
+                                char *out, size_t size);
+
 /* sock.c */
 int sk__sock_bind(const struct sk_addr *addr, int socktype, bool dual_stack,
                   bool reuseport);
