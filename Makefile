@@ -53,7 +53,7 @@ TSAN_CLEAR = true
 endif
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
-LDLIBS += -pthread
+LDLIBS += -lssl -lcrypto -pthread
 
 # loop_epoll.c is included by loop.c: one file per poller backend.
 LIB_SRC = $(filter-out src/loop_epoll.c,$(sort $(wildcard src/*.c)))

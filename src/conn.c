@@ -7,37 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-#define CONN_CLOSING 1u   /* no more reading; close once output is sent */
-#define CONN_CLOSED 2u    /* socket closed; freed after this iteration */
-#define CONN_QUEUED 4u    /* on the worker's pending list */
-#define CONN_PAUSED 8u    /* reading paused for backpressure */
-#define CONN_EOF 16u      /* the peer sent FIN */
-#define CONN_DETACHED 32u /* the descriptor belongs to the service */
-#define CONN_HELD 64u     /* reading paused by the service */
-
-struct sk_conn {
-    struct sk_io io;
-    struct sk_worker *w;
-    struct sk_listener *l;
-    struct sk_buf out;
-    unsigned flags;
-    int status;
-    uint64_t last_active;
-    struct sk_conn *prev, *next; /* worker's activity list */
-    struct sk_link pending;      /* on a pending list while CONN_QUEUED */
-    struct sk_conn *next_closed;
-    void *data;
-    struct sk_addr peer_addr;
-    struct sk_endpoint *names; /* [0] peer, [1] local; made on demand */
-    struct sk_peer_cred cred;  /* UNIX stream peers, read at accept */
-    bool has_cred;
-};
+#include "conn.h"
 
 static const struct sk_handler *handler_of(const struct sk_conn *c)
 {
-    return c->w->srv->cfg.handler;
+    return c->h;
 }
 
 /* ------------------------------------------------------ activity list */
@@ -109,7 +83,8 @@ static void unqueue(struct sk_conn *c)
 
 /* Closes the socket now; the struct is freed, and on_close called, when
  * the current loop iteration ends. A closed connection is on the closed
- * list and on no pending list: the two exclude each other. */
+ * list and on no pending list: the two exclude each other. A clean close
+ * of a TLS connection says so with close_notify first. */
 static void finish(struct sk_conn *c, int status)
 {
     if (c->flags & CONN_CLOSED)
@@ -118,19 +93,36 @@ static void finish(struct sk_conn *c, int status)
     c->flags |= CONN_CLOSED | CONN_CLOSING;
     if (c->status == 0)
         c->status = status;
-    if (!(c->flags & CONN_DETACHED)) {
+    if (c->ssl != NULL && status == 0 && !(c->flags & CONN_SHUT_DONE))
+        sk__tls_conn_shutdown(c);
+    sk__tls_conn_free(c);
+    if (c->ob != NULL)
+        sk__outbound_free(c);
+    if (!(c->flags & CONN_DETACHED) && c->io.fd >= 0) {
         sk_io_stop(&c->io);
         close(c->io.fd);
     }
+    if (c->flags & CONN_STARTING)
+        sk__link_remove(&c->starting);
     list_unlink(c);
     c->next_closed = c->w->closed;
     c->w->closed = c;
+}
+
+void sk__conn_finish(struct sk_conn *c, int status)
+{
+    finish(c, status);
 }
 
 void sk_conn_abort(struct sk_conn *c)
 {
     sk_buf_consume(&c->out, c->out.len);
     finish(c, -ECONNABORTED);
+}
+
+static bool reading(const struct sk_conn *c)
+{
+    return !(c->flags & (CONN_CLOSING | CONN_PAUSED | CONN_EOF | CONN_HELD));
 }
 
 static void watch(struct sk_conn *c)
@@ -140,13 +132,23 @@ static void watch(struct sk_conn *c)
 
     if (c->flags & (CONN_CLOSED | CONN_DETACHED))
         return;
-    if (!(c->flags & (CONN_CLOSING | CONN_PAUSED | CONN_EOF | CONN_HELD)))
-        ev |= SK_READ;
-    if (c->out.len > 0)
-        ev |= SK_WRITE;
+    if (c->flags & CONN_STARTING) {
+        ev = c->start_wants;
+    } else {
+        if (reading(c) || (c->flags & CONN_WR_WANTS_R))
+            ev |= SK_READ;
+        if (c->out.len > 0 || (c->flags & CONN_RD_WANTS_W) ||
+            (c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) == CONN_SHUT_WR)
+            ev |= SK_WRITE;
+    }
     err = sk_io_set(&c->io, ev);
     if (err < 0)
         finish(c, err);
+}
+
+void sk__conn_watch(struct sk_conn *c)
+{
+    watch(c);
 }
 
 void sk_conn_close(struct sk_conn *c)
@@ -168,6 +170,38 @@ void sk_conn_hold_input(struct sk_conn *c, bool hold)
     watch(c);
 }
 
+/* Sends the FIN or close_notify once the output is out. */
+static int shut_write(struct sk_conn *c)
+{
+    int err = 0;
+
+    if ((c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) != CONN_SHUT_WR ||
+        c->out.len > 0)
+        return 0;
+    if (c->ssl != NULL)
+        err = sk__tls_conn_shutdown(c);
+    else if (shutdown(c->io.fd, SHUT_WR) < 0)
+        err = -errno;
+    if (err == -EAGAIN)
+        return 0;
+    c->flags |= CONN_SHUT_DONE;
+    return err == -ENOTCONN ? 0 : err;
+}
+
+void sk_conn_shutdown(struct sk_conn *c)
+{
+    if (c->flags & (CONN_CLOSING | CONN_DETACHED | CONN_SHUT_WR))
+        return;
+    c->flags |= CONN_SHUT_WR;
+    if (c->flags & CONN_STARTING)
+        return;
+    if (shut_write(c) < 0) {
+        finish(c, -EPIPE);
+        return;
+    }
+    watch(c);
+}
+
 bool sk_conn_is_closing(const struct sk_conn *c)
 {
     return (c->flags & CONN_CLOSING) != 0;
@@ -180,7 +214,7 @@ bool sk_conn_is_closing(const struct sk_conn *c)
  * never meets it. */
 static size_t hard_cap(const struct sk_conn *c)
 {
-    size_t max = c->w->srv->cfg.output_max;
+    size_t max = c->output_max;
 
     return max + (max > SK_READ_CHUNK ? max : SK_READ_CHUNK);
 }
@@ -189,7 +223,7 @@ int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
 {
     int err;
 
-    if (c->flags & (CONN_CLOSING | CONN_DETACHED))
+    if (c->flags & (CONN_CLOSING | CONN_DETACHED | CONN_SHUT_WR))
         return -EPIPE;
     if (len > hard_cap(c) - c->out.len)
         return -ENOBUFS;
@@ -197,7 +231,7 @@ int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
     if (err < 0)
         return err;
     queue(c);
-    if (c->out.len >= c->w->srv->cfg.output_max && !(c->flags & CONN_PAUSED)) {
+    if (c->out.len >= c->output_max && !(c->flags & CONN_PAUSED)) {
         c->flags |= CONN_PAUSED;
         watch(c);
     }
@@ -211,7 +245,7 @@ size_t sk_conn_pending(const struct sk_conn *c)
 
 size_t sk_conn_output_max(const struct sk_conn *c)
 {
-    return c->w->srv->cfg.output_max;
+    return c->output_max;
 }
 
 /* Sends what is queued. Returns 0 (all sent or the kernel is full) or a
@@ -220,18 +254,22 @@ static int flush(struct sk_conn *c)
 {
     ssize_t n;
 
+    if (c->flags & CONN_STARTING)
+        return 0;
     while (c->out.len > 0) {
-        n = send(c->io.fd, sk_buf_head(&c->out), c->out.len,
-                 MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                break;
-            return -errno;
-        }
+        if (c->ssl != NULL)
+            n = sk__tls_conn_write(c, sk_buf_head(&c->out), c->out.len);
+        else if ((n = send(c->io.fd, sk_buf_head(&c->out), c->out.len,
+                           MSG_NOSIGNAL | MSG_DONTWAIT)) < 0)
+            n = errno == EINTR ? -EAGAIN : -errno;
+        if (n == -EAGAIN)
+            break;
+        if (n < 0)
+            return (int)n;
         sk_buf_consume(&c->out, (size_t)n);
         touch(c);
     }
-    return 0;
+    return shut_write(c);
 }
 
 /* Flushes c and updates what it waits for. When the queue empties, the
@@ -246,12 +284,12 @@ static void flush_and_watch(struct sk_conn *c)
         finish(c, err);
         return;
     }
-    if ((c->flags & CONN_PAUSED) && c->out.len <= c->w->srv->cfg.output_max / 2)
+    if ((c->flags & CONN_PAUSED) && c->out.len <= c->output_max / 2)
         c->flags &= ~CONN_PAUSED;
     /* A queue that grew past the limit (a peer that stopped reading) gives
      * its memory back when it empties; one within the limit keeps it, so
      * steady traffic allocates nothing. */
-    if (c->out.len == 0 && c->out.cap > c->w->srv->cfg.output_max)
+    if (c->out.len == 0 && c->out.cap > c->output_max)
         sk_buf_release(&c->out);
     if (c->out.len == 0 && (c->flags & CONN_CLOSING)) {
         finish(c, 0);
@@ -303,13 +341,24 @@ static void on_peer_eof(struct sk_conn *c)
         sk_conn_close(c);
 }
 
+/* Reads what the socket (or TLS) has, up to one chunk: a count, 0 at the
+ * end of the stream, -EAGAIN, or a negative errno. */
+static ssize_t receive(struct sk_conn *c, char *buf)
+{
+    ssize_t n;
+
+    if (c->ssl != NULL)
+        return sk__tls_conn_read(c, buf, SK_READ_CHUNK);
+    n = recv(c->io.fd, buf, SK_READ_CHUNK, 0);
+    return n >= 0 ? n : errno == EINTR ? -EAGAIN : -errno;
+}
+
 static void read_input(struct sk_conn *c)
 {
     const struct sk_handler *h = handler_of(c);
     char *buf = c->w->rbuf;
-    ssize_t n;
+    ssize_t n = receive(c, buf);
 
-    n = recv(c->io.fd, buf, SK_READ_CHUNK, 0);
     if (n > 0) {
         touch(c);
         if (h->on_read != NULL)
@@ -318,11 +367,16 @@ static void read_input(struct sk_conn *c)
          * other connections: the peer need not wait for the whole batch. */
         if (c->out.len > 0 && !(c->flags & CONN_CLOSED))
             flush_and_watch(c);
+        if ((c->flags & (CONN_PEER_DONE | CONN_CLOSED | CONN_EOF)) ==
+            CONN_PEER_DONE)
+            on_peer_eof(c);
     } else if (n == 0) {
         on_peer_eof(c);
-    } else if (errno != EAGAIN && errno != EINTR) {
+    } else if (n != -EAGAIN) {
         sk_buf_consume(&c->out, c->out.len);
-        finish(c, -errno);
+        finish(c, (int)n);
+    } else {
+        watch(c); /* TLS may wait for writability */
     }
 }
 
@@ -343,7 +397,21 @@ static void on_io(struct sk_io *io, unsigned events)
     struct sk_conn *c = io->data;
     unsigned wanted = io->events;
 
-    if ((events & SK_READ) && (wanted & SK_READ))
+    if (c->flags & CONN_STARTING) {
+        if (!(events & wanted))
+            check_error(c);
+        else if (c->ssl != NULL)
+            sk__tls_conn_step(c);
+        else
+            sk__conn_opened(c);
+        return;
+    }
+    if ((events & SK_READ) && (c->flags & CONN_WR_WANTS_R))
+        flush_and_watch(c);
+    if ((events & SK_READ) && reading(c) && !(c->flags & CONN_CLOSED))
+        read_input(c);
+    if ((events & SK_WRITE) && (c->flags & CONN_RD_WANTS_W) &&
+        !(c->flags & CONN_CLOSED))
         read_input(c);
     if (c->flags & CONN_CLOSED)
         return;
@@ -358,80 +426,161 @@ static void on_io(struct sk_io *io, unsigned events)
 /* ------------------------------------------------------ life and death */
 
 /* For -v: "open PEER" and "close PEER: reason". */
-static void log_conn(const struct sk_conn *c, const char *what, int status)
+void sk__conn_log(const struct sk_conn *c, const char *what, int status)
 {
+    struct sk_server *srv = c->w->srv;
     char peer[SK_ENDPOINT_STRLEN] = "?";
 
-    if (c->w->srv->cfg.log == NULL)
+    if (srv == NULL || srv->cfg.log == NULL)
         return;
     if (sk_conn_peer(c) != NULL)
         sk_endpoint_format(sk_conn_peer(c), peer, sizeof(peer));
     if (peer[strlen(peer) - 1] == ':')
         strcat(peer, "(unnamed)");
-    if (status < 0)
-        sk__server_log(c->w->srv, "%s %s: %s", what, peer, sk_strerror(status));
+    if (c->error != NULL)
+        sk__server_log(srv, "%s %s: %s", what, peer, c->error);
+    else if (status < 0)
+        sk__server_log(srv, "%s %s: %s", what, peer, sk_strerror(status));
     else
-        sk__server_log(c->w->srv, "%s %s", what, peer);
+        sk__server_log(srv, "%s %s", what, peer);
+}
+
+void sk__conn_set_error(struct sk_conn *c, const char *msg)
+{
+    if (c->error == NULL)
+        c->error = strdup(msg);
 }
 
 static void conn_free(struct sk_conn *c)
 {
     sk_buf_release(&c->out);
     free(c->names);
+    free(c->error);
     free(c);
+}
+
+void sk__conn_opened(struct sk_conn *c)
+{
+    const struct sk_handler *h = handler_of(c);
+
+    c->flags &= ~(CONN_STARTING | CONN_UNOPENED);
+    if (c->ob != NULL)
+        sk__outbound_opened(c);
+    sk__conn_log(c, "open", 0);
+    if (h->on_open != NULL && h->on_open(c) != 0) {
+        sk_conn_abort(c);
+        return;
+    }
+    if (c->flags & CONN_CLOSED)
+        return;
+    if (c->flags & CONN_SHUT_WR)
+        shut_write(c);
+    if (c->out.len > 0)
+        queue(c);
+    watch(c);
+}
+
+static void read_cred(struct sk_conn *c, int fd)
+{
+    struct ucred uc;
+    socklen_t len = sizeof(uc);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
+        c->cred = (struct sk_peer_cred){uc.pid, uc.uid, uc.gid};
+        c->has_cred = true;
+    }
+}
+
+/* A connection of w on fd, counted, on the activity list, not started. */
+struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
+                             const struct sk_handler *h, size_t output_max)
+{
+    struct sk_conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        return NULL;
+    c->w = w;
+    c->h = h;
+    c->output_max = output_max > 0 ? output_max : SK_OUTPUT_MAX;
+    c->io.data = c;
+    c->io.fd = fd;
+    c->flags = CONN_UNOPENED;
+    sk__link_init(&c->pending);
+    sk__link_init(&c->starting);
+    w->nconns++;
+    c->last_active = sk_loop_now(w->loop);
+    list_append(c);
+    return c;
+}
+
+int sk__conn_start_io(struct sk_conn *c, int fd)
+{
+    c->io.data = c;
+    return sk_io_start(c->w->loop, &c->io, fd, 0, false, on_io);
+}
+
+/* Takes c back before it ever started: the caller closes fd. */
+static void conn_unmake(struct sk_conn *c)
+{
+    sk_io_stop(&c->io);
+    sk__tls_conn_free(c);
+    list_unlink(c);
+    c->w->nconns--;
+    conn_free(c);
 }
 
 int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
                     const struct sk_addr *peer)
 {
-    const struct sk_handler *h = w->srv->cfg.handler;
-    struct sk_conn *c;
+    const struct sk_server_config *cfg = &w->srv->cfg;
+    struct sk_conn *c = sk__conn_new(w, fd, cfg->handler, cfg->output_max);
     int err;
 
-    c = calloc(1, sizeof(*c));
     if (c == NULL)
         return -ENOMEM;
-    c->w = w;
     c->l = l;
+    c->scheme = l->ep.scheme;
     c->peer_addr = *peer;
-    c->io.data = c;
-    if (l->family == AF_UNIX) {
-        struct ucred uc;
-        socklen_t len = sizeof(uc);
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
-            c->cred = (struct sk_peer_cred){uc.pid, uc.uid, uc.gid};
-            c->has_cred = true;
-        }
-    }
-    sk__link_init(&c->pending);
-    err = sk_io_start(w->loop, &c->io, fd, SK_READ, false, on_io);
+    if (l->family == AF_UNIX)
+        read_cred(c, fd);
+    err = l->tls != NULL ? sk__tls_conn_start(c, l->tls) : 0;
+    if (err == 0)
+        err = sk__conn_start_io(c, fd);
     if (err < 0) {
-        free(c);
+        conn_unmake(c);
         return err;
     }
-    w->nconns++;
-    c->last_active = sk_loop_now(w->loop);
-    list_append(c);
-    log_conn(c, "open", 0);
-    if (h->on_open != NULL && h->on_open(c) != 0)
-        sk_conn_abort(c);
+    if (c->ssl != NULL)
+        sk__tls_conn_step(c);
+    else
+        sk__conn_opened(c);
     return 0;
 }
 
 void sk__conn_free_closed(struct sk_worker *w)
 {
-    const struct sk_handler *h = w->srv->cfg.handler;
-
     while (w->closed != NULL) {
         struct sk_conn *c = w->closed;
+        const struct sk_handler *h = handler_of(c);
         w->closed = c->next_closed;
-        log_conn(c, "close", c->status);
-        if (h->on_close != NULL)
-            h->on_close(c, c->status);
+        /* An accepted connection that never opened (a failed handshake)
+         * is the library's alone; an outbound one always hears why. */
+        if (c->flags & CONN_QUIET) {
+            /* nobody to tell */
+        } else if (!(c->flags & CONN_UNOPENED) || (c->flags & CONN_OUTBOUND)) {
+            if (!(c->flags & CONN_UNOPENED))
+                sk__conn_log(c, "close", c->status);
+            if (h->on_close != NULL)
+                h->on_close(c, c->status);
+        } else if (c->status != 0) {
+            sk__conn_log(c, "tls handshake", c->status);
+        }
         w->nconns--;
-        atomic_fetch_sub(&w->srv->nconns, 1);
+        if (!(c->flags & CONN_OUTBOUND) && w->srv != NULL)
+            atomic_fetch_sub(&w->srv->nconns, 1);
         conn_free(c);
-        sk__worker_conn_freed(w);
+        if (w->srv != NULL)
+            sk__worker_conn_freed(w);
     }
 }
 
@@ -441,10 +590,11 @@ void sk__conn_expire_idle(struct sk_worker *w)
     uint64_t idle = w->srv->cfg.idle_timeout_ms;
     struct sk_conn *c = w->oldest;
 
-    /* Oldest first; a detached connection's activity is not ours to see. */
+    /* Oldest first; a detached connection's activity is not ours to see,
+     * an outbound one has its own timeout. */
     while (c != NULL) {
         struct sk_conn *next = c->next;
-        if (!(c->flags & CONN_DETACHED)) {
+        if (!(c->flags & (CONN_DETACHED | CONN_OUTBOUND))) {
             if (now - c->last_active < idle)
                 break;
             sk_buf_consume(&c->out, c->out.len);
@@ -452,6 +602,50 @@ void sk__conn_expire_idle(struct sk_worker *w)
         }
         c = next;
     }
+}
+
+/* Before the loop waits: send what callbacks queued, free what they
+ * closed (on_close may queue output for others, on_drain more for
+ * itself): a few rounds, then what is left waits for writability. */
+void sk__conn_flush_all(struct sk_worker *w)
+{
+    for (int round = 0;; round++) {
+        if (round < SK_FLUSH_ROUNDS)
+            sk__conn_flush_pending(w);
+        sk__conn_free_closed(w);
+        if (w->closed == NULL &&
+            (sk__link_empty(&w->pending) || round >= SK_FLUSH_ROUNDS - 1))
+            break;
+    }
+    sk__conn_watch_pending(w);
+    /* A watch that failed closed its connection: its on_close now, not
+     * whenever the loop wakes next. */
+    sk__conn_free_closed(w);
+}
+
+/* The home of the outbound connections of a loop that is no worker's. */
+struct sk_worker *sk__conn_home_new(struct sk_loop *loop)
+{
+    struct sk_worker *w = calloc(1, sizeof(*w));
+
+    if (w == NULL || (w->rbuf = malloc(SK_READ_CHUNK)) == NULL) {
+        free(w);
+        return NULL;
+    }
+    w->loop = loop;
+    sk__link_init(&w->pending);
+    sk__link_init(&w->starting);
+    return w;
+}
+
+void sk__conn_home_free(struct sk_worker *w)
+{
+    if (w == NULL)
+        return;
+    sk__conn_abort_all(w);
+    sk__conn_free_closed(w);
+    free(w->rbuf);
+    free(w);
 }
 
 void sk__conn_drain_all(struct sk_worker *w)
@@ -500,7 +694,12 @@ void *sk_conn_data(const struct sk_conn *c)
 
 struct sk_server *sk_conn_server(const struct sk_conn *c)
 {
-    return c->w->srv;
+    return c->flags & CONN_OUTBOUND ? NULL : c->w->srv;
+}
+
+const char *sk_conn_error(const struct sk_conn *c)
+{
+    return c->error != NULL ? c->error : "";
 }
 
 struct sk_loop *sk_conn_loop(const struct sk_conn *c)
@@ -513,20 +712,22 @@ static const struct sk_endpoint *names(const struct sk_conn *c)
 {
     struct sk_conn *m = (struct sk_conn *)c;
     struct sk_addr local;
-    int fd = c->l->fds[0];
+    int fd = c->l != NULL ? c->l->fds[0] : -1;
 
     if (m->names != NULL)
         return m->names;
     m->names = calloc(2, sizeof(*m->names));
     if (m->names == NULL)
         return NULL;
-    sk_endpoint_from_addr(&m->names[0], c->l->ep.scheme, &c->peer_addr);
+    sk_endpoint_from_addr(&m->names[0], c->scheme, &c->peer_addr);
     if (!(c->flags & CONN_DETACHED) && !(c->flags & CONN_CLOSED))
         fd = c->io.fd;
-    if (sk__sock_local(fd, &local) == 0)
-        sk_endpoint_from_addr(&m->names[1], c->l->ep.scheme, &local);
-    else
+    if (fd >= 0 && sk__sock_local(fd, &local) == 0)
+        sk_endpoint_from_addr(&m->names[1], c->scheme, &local);
+    else if (c->l != NULL)
         m->names[1] = c->l->ep;
+    else
+        m->names[1].scheme = c->scheme;
     return m->names;
 }
 
@@ -539,7 +740,7 @@ const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c)
 int sk_conn_peer_cred(const struct sk_conn *c, struct sk_peer_cred *cred)
 {
     if (!c->has_cred)
-        return c->l->family == AF_UNIX ? -ENODATA : -EAFNOSUPPORT;
+        return c->scheme == SK_UNIX ? -ENODATA : -EAFNOSUPPORT;
     *cred = c->cred;
     return 0;
 }

@@ -106,6 +106,7 @@ struct sk_listener {
     int family;
     int *fds;
     size_t nfds;
+    struct sk_tls *tls; /* a reference, for an endpoint with tls */
     char *created_path; /* the UNIX socket file this server made */
     dev_t created_dev;  /* and its identity, so that a file put there */
     ino_t created_ino;  /* by someone else later is left alone */
@@ -143,7 +144,9 @@ struct sk_worker {
     size_t ndsocks;
     struct sk_conn *oldest, *newest; /* by last activity, for idle */
     struct sk_link pending;          /* connections with output to flush */
-    struct sk_conn *closed;          /* to free after this iteration */
+    struct sk_link starting;         /* TLS handshakes, oldest first */
+    struct sk_timer start_timer;
+    struct sk_conn *closed; /* to free after this iteration */
     size_t nconns;
     struct sk_hold *holds;
     char *rbuf;
@@ -163,7 +166,7 @@ struct sk_server {
     struct sk_worker *workers;
     struct sk_loop *control;
     struct sk_timer drain_timer;
-    struct sk_signal sigint, sigterm;
+    struct sk_signal sigint, sigterm, sighup;
     atomic_uint nconns;
     atomic_int stop_level; /* 0 running, 1 draining, 2 aborting */
     atomic_uint nfinished;
@@ -172,6 +175,11 @@ struct sk_server {
 };
 
 /* conn.c */
+/* Rounds of flushing before a loop waits. */
+#define SK_FLUSH_ROUNDS 4
+void sk__conn_flush_all(struct sk_worker *w);
+struct sk_worker *sk__conn_home_new(struct sk_loop *loop);
+void sk__conn_home_free(struct sk_worker *w);
 int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
                     const struct sk_addr *peer);
 void sk__conn_flush_pending(struct sk_worker *w);
@@ -180,6 +188,17 @@ void sk__conn_free_closed(struct sk_worker *w);
 void sk__conn_expire_idle(struct sk_worker *w);
 void sk__conn_drain_all(struct sk_worker *w);
 void sk__conn_abort_all(struct sk_worker *w);
+
+/* loop.c: the worker whose conns live on loop; for a loop that is no
+ * worker's, one made on first use and flushed before each wait. */
+struct sk_worker *sk__loop_home(struct sk_loop *loop);
+void sk__loop_set_home(struct sk_loop *loop, struct sk_worker *w);
+
+/* conn_tls.c */
+void sk__tls_expire_starting(struct sk_worker *w);
+/* tls.c: a reference more; whether made for listening. */
+struct sk_tls *sk__tls_ref(struct sk_tls *tls);
+bool sk__tls_listening(const struct sk_tls *tls);
 
 /* worker.c: a connection of w was freed (accepting may resume). */
 void sk__worker_conn_freed(struct sk_worker *w);

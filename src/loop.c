@@ -47,6 +47,8 @@ struct sk_loop {
     sigset_t signal_mask;
     pthread_mutex_t post_lock;
     struct post *posts, **posts_tail; /* FIFO, under post_lock */
+    struct sk_worker *home;           /* where its connections live */
+    bool home_owned;                  /* made here for outbound connections */
 };
 
 #include "loop_epoll.c"
@@ -148,6 +150,8 @@ void sk_loop_free(struct sk_loop *loop)
 {
     if (loop == NULL)
         return;
+    if (loop->home_owned)
+        sk__conn_home_free(loop->home);
     sk_io_stop(&loop->wake_io);
     close(loop->wake_io.fd);
     if (loop->signal_io.fd >= 0)
@@ -170,6 +174,19 @@ uint64_t sk_loop_now(const struct sk_loop *loop)
 void sk_loop_stop(struct sk_loop *loop)
 {
     loop->stopped = true;
+}
+
+struct sk_worker *sk__loop_home(struct sk_loop *loop)
+{
+    if (loop->home == NULL && (loop->home = sk__conn_home_new(loop)) != NULL)
+        loop->home_owned = true;
+    return loop->home;
+}
+
+void sk__loop_set_home(struct sk_loop *loop, struct sk_worker *w)
+{
+    loop->home = w;
+    loop->home_owned = false;
 }
 
 void sk_loop_set_prepare(struct sk_loop *loop, void (*fn)(void *), void *arg)
@@ -496,6 +513,8 @@ int sk_loop_run(struct sk_loop *loop)
     loop->stopped = false;
     loop->now = clock_ms();
     while (!loop->stopped) {
+        if (loop->home_owned)
+            sk__conn_flush_all(loop->home);
         if (loop->prepare != NULL)
             loop->prepare(loop->prepare_arg);
         if (loop->stopped)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 /* Addresses one endpoint name may resolve to. */
 #define RESOLVE_MAX 16
@@ -85,15 +86,43 @@ void sk_server_stop(struct sk_server *srv)
     sk_loop_wake(srv->control);
 }
 
+/* SIGHUP: every TLS context reads its files again; one that fails keeps
+ * the old ones and says so. */
+static void on_hangup(struct sk_signal *sig)
+{
+    struct sk_server *srv = sig->data;
+    char err[SK_TLS_ERRLEN];
+
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        struct sk_tls *tls = srv->listeners[i].tls;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = srv->listeners[j].tls == tls;
+        if (tls == NULL || seen || sk_tls_reload(tls, err, sizeof(err)) == 0)
+            continue;
+        if (srv->cfg.warn != NULL) {
+            char msg[SK_TLS_ERRLEN + SK_ENDPOINT_STRLEN + 64],
+                ep[SK_ENDPOINT_STRLEN];
+            sk_endpoint_format(&srv->listeners[i].ep, ep, sizeof(ep));
+            snprintf(msg, sizeof(msg),
+                     "%s: reload failed, old certificate kept: %s", ep, err);
+            srv->cfg.warn(srv->cfg.data, msg);
+        }
+    }
+}
+
 static int start_signals(struct sk_server *srv)
 {
     int err;
 
     srv->sigint.data = srv;
     srv->sigterm.data = srv;
+    srv->sighup.data = srv;
     err = sk_signal_start(srv->control, &srv->sigint, SIGINT, on_signal);
     if (err == 0)
         err = sk_signal_start(srv->control, &srv->sigterm, SIGTERM, on_signal);
+    if (err == 0)
+        err = sk_signal_start(srv->control, &srv->sighup, SIGHUP, on_hangup);
     return err;
 }
 
@@ -156,6 +185,7 @@ static void listener_release(struct sk_listener *l)
     for (size_t i = 0; i < l->nfds; i++)
         close(l->fds[i]);
     free(l->fds);
+    sk_tls_free(l->tls);
     if (l->created_path != NULL)
         sk__unix_remove_file(l->created_path, l->created_dev, l->created_ino);
     free(l->created_path);
@@ -263,9 +293,11 @@ static int listen_addr(struct sk_server *srv, struct sk_listener *l,
     if (err < 0)
         return err;
     err = sk__sock_local(l->fds[0], &local);
-    if (err < 0)
-        return err;
-    return sk_endpoint_from_addr(&l->ep, ep->scheme, &local);
+    if (err == 0)
+        err = sk_endpoint_from_addr(&l->ep, ep->scheme, &local);
+    l->ep.tls = ep->tls;
+    l->ep.proxy = ep->proxy;
+    return err;
 }
 
 static int grow_listeners(struct sk_server *srv, size_t more)
@@ -286,8 +318,28 @@ static void rollback(struct sk_server *srv, size_t first)
         listener_release(&srv->listeners[--srv->nlisteners]);
 }
 
+static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
+                           struct sk_tls *tls, struct sk_endpoint *failed);
+
 int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
                      struct sk_endpoint *failed)
+{
+    if (ep->tls)
+        return -EINVAL;
+    return listen_endpoint(srv, ep, NULL, failed);
+}
+
+int sk_server_listen_tls(struct sk_server *srv, const struct sk_endpoint *ep,
+                         struct sk_tls *tls, struct sk_endpoint *failed)
+{
+    if (!ep->tls || tls == NULL || !sk__tls_listening(tls) ||
+        !sk_endpoint_is_stream(ep))
+        return -EINVAL;
+    return listen_endpoint(srv, ep, tls, failed);
+}
+
+static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
+                           struct sk_tls *tls, struct sk_endpoint *failed)
 {
     struct sk_addr addrs[RESOLVE_MAX];
     size_t first = srv->nlisteners;
@@ -319,6 +371,7 @@ int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
             return err;
         }
         port = l->ep.port;
+        l->tls = tls != NULL ? sk__tls_ref(tls) : NULL;
     }
     return 0;
 }

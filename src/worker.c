@@ -10,7 +10,6 @@
 #include "internal.h"
 
 /* Rounds of flushing before each wait; see before_wait(). */
-#define FLUSH_ROUNDS 4
 
 /* ----------------------------------------------------------- accepting */
 
@@ -203,20 +202,7 @@ static void before_wait(void *arg)
         sk__conn_abort_all(w);
         sk__hold_cancel_all(w);
     }
-    /* on_close may queue output for others, on_drain more output for
-     * itself: a few rounds, then what is left waits for writability. */
-    for (int round = 0;; round++) {
-        if (round < FLUSH_ROUNDS)
-            sk__conn_flush_pending(w);
-        sk__conn_free_closed(w);
-        if (w->closed == NULL &&
-            (sk__link_empty(&w->pending) || round >= FLUSH_ROUNDS - 1))
-            break;
-    }
-    sk__conn_watch_pending(w);
-    /* A watch that failed closed its connection: its on_close now, not
-     * whenever the worker wakes next. */
-    sk__conn_free_closed(w);
+    sk__conn_flush_all(w);
     if (w->draining && w->nconns == 0 && w->holds == NULL)
         sk_loop_stop(w->loop);
 }
@@ -229,6 +215,11 @@ static void on_worker_wake(void *arg)
 static void on_idle_tick(struct sk_timer *t)
 {
     sk__conn_expire_idle(t->data);
+}
+
+static void on_start_tick(struct sk_timer *t)
+{
+    sk__tls_expire_starting(t->data);
 }
 
 /* Ticks often enough that a connection lives at most 25% past its idle
@@ -262,18 +253,30 @@ static int add_listener(struct sk_worker *w, size_t index,
     return acceptor_start(a, fd);
 }
 
+static bool server_has_tls(const struct sk_server *srv)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        if (srv->listeners[i].tls != NULL)
+            return true;
+    return false;
+}
+
 static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
 {
     int err;
 
     w->srv = srv;
     sk__link_init(&w->pending);
+    sk__link_init(&w->starting);
     if ((err = sk_loop_new(&w->loop)) < 0)
         return err;
+    sk__loop_set_home(w->loop, w);
     sk_loop_set_prepare(w->loop, before_wait, w);
     sk_loop_set_wake(w->loop, on_worker_wake, w);
     sk_timer_init(&w->idle_timer, on_idle_tick);
     sk_timer_init(&w->retry_timer, on_retry);
+    sk_timer_init(&w->start_timer, on_start_tick);
+    w->start_timer.data = w;
     w->idle_timer.data = w;
     w->retry_timer.data = w;
     w->rbuf = malloc(SK_READ_CHUNK);
@@ -284,6 +287,12 @@ static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
     for (size_t i = 0; i < srv->nlisteners; i++)
         if ((err = add_listener(w, index, &srv->listeners[i])) < 0)
             return err;
+    if (server_has_tls(srv)) {
+        unsigned hs = srv->cfg.handshake_timeout_ms;
+        uint64_t p = idle_period(hs > 0 ? hs : 10000);
+        if ((err = sk_timer_start(w->loop, &w->start_timer, p, p)) < 0)
+            return err;
+    }
     if (srv->cfg.idle_timeout_ms > 0) {
         uint64_t p = idle_period(srv->cfg.idle_timeout_ms);
         return sk_timer_start(w->loop, &w->idle_timer, p, p);
@@ -303,6 +312,7 @@ static void worker_release(struct sk_worker *w)
             sk_io_stop(&w->dsocks[i].io);
         sk_timer_stop(&w->idle_timer);
         sk_timer_stop(&w->retry_timer);
+        sk_timer_stop(&w->start_timer);
         sk_loop_free(w->loop);
     }
     sk__dgram_free_batch(w);

@@ -43,6 +43,11 @@ int cli_parse_seconds(const char *opt, const char *text, unsigned *ms);
 int cli_parse_mode(const char *opt, const char *text, unsigned *mode);
 /* Parses an endpoint, printing "sockit: TEXT: WHY" on failure. */
 int cli_parse_endpoint(const char *text, struct sk_endpoint *ep);
+/* Parses an endpoint with its options for one side and makes its TLS
+ * context (*tls NULL without tls). Returns 0, -1 after a usage error, -2
+ * when a TLS file cannot be used (each printed as one line). */
+int cli_parse_endpoint_tls(const char *text, bool listening,
+                           struct sk_endpoint *ep, struct sk_tls **tls);
 /* Reports an unknown option ('?') or a missing value (':') as getopt_long
  * returned it, with opterr off and ':' leading the short options. */
 void cli_bad_option(const char *cmd, char **argv, int code);
@@ -55,6 +60,7 @@ enum {
     OPT_IDLE,
     OPT_UNIX_MODE,
     OPT_DRAIN,
+    OPT_HANDSHAKE,
     OPT_COMMAND_FIRST, /* a command's own long options start here */
 };
 
@@ -65,6 +71,7 @@ enum {
         {"idle-timeout", required_argument, NULL, OPT_IDLE},                   \
         {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},                 \
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},                 \
+        {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},         \
         {"quiet", no_argument, NULL, 'q'},                                     \
         {"verbose", no_argument, NULL, 'v'},                                   \
     {                                                                          \
@@ -88,10 +95,12 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg);
  * endpoint or none, prints the "listening on" lines, serves until a
  * signal. Returns the exit status; errors are printed as "sockit: CMD:". */
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
-                   const struct sk_endpoint *eps, size_t n, bool single_worker);
-/* Binds every endpoint, or none: the first failure is printed. */
+                   const struct sk_endpoint *eps, struct sk_tls *const *tls,
+                   size_t n, bool single_worker);
+/* Binds every endpoint, or none: the first failure is printed. tls: NULL,
+ * or each endpoint's context (NULL without tls). */
 int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
-                 size_t n);
+                 struct sk_tls *const *tls, size_t n);
 /* Prints "listening on ENDPOINT" for each bound socket, unless quiet. */
 void cli_print_listening(const struct sk_server *srv);
 /* A struct sk_server_config log hook printing "sockit: MSG". */

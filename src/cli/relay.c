@@ -289,7 +289,7 @@ static int run(struct relay *r, struct sk_server_config *cfg)
     cli_idle_given = true;
     cfg->handler = &relay_handler;
     cfg->data = r;
-    return cli_run_server("relay", cfg, &r->listen, 1, false);
+    return cli_run_server("relay", cfg, &r->listen, NULL, 1, false);
 }
 
 int cmd_relay(int argc, char **argv)

@@ -22,6 +22,7 @@ struct serve_args {
     bool exec_timeout_given, max_children_given;
     struct sk_server_config cfg;
     struct sk_endpoint *eps;
+    struct sk_tls **tls; /* each endpoint's, NULL without tls */
     size_t neps;
 };
 
@@ -166,13 +167,18 @@ static int parse_endpoints(struct serve_args *a, int argc, char **argv)
     size_t n = (size_t)(argc - optind);
 
     a->eps = calloc(n > 0 ? n : 2, sizeof(*a->eps));
-    if (a->eps == NULL) {
+    a->tls = calloc(n > 0 ? n : 2, sizeof(*a->tls));
+    if (a->eps == NULL || a->tls == NULL) {
         cli_error("serve: out of memory");
         return -1;
     }
-    for (int i = optind; i < argc; i++)
-        if (cli_parse_endpoint(argv[i], &a->eps[a->neps++]) < 0)
-            return -1;
+    for (int i = optind; i < argc; i++) {
+        int err = cli_parse_endpoint_tls(argv[i], true, &a->eps[a->neps],
+                                         &a->tls[a->neps]);
+        a->neps++;
+        if (err < 0)
+            return err == -2 ? -3 : -1;
+    }
     if (n > 0)
         return check_endpoints(a);
     /* No endpoint: the default port, on each socket type served. */
@@ -243,7 +249,7 @@ static int serve(struct serve_args *a)
                   sk_strerror(err));
         return EXIT_RUNTIME;
     }
-    status = cli_run_server("serve", &a->cfg, a->eps, a->neps,
+    status = cli_run_server("serve", &a->cfg, a->eps, a->tls, a->neps,
                             a->svc->single_worker);
     if (a->svc->teardown != NULL)
         a->svc->teardown(&a->opts);
@@ -261,10 +267,13 @@ int cmd_serve(int argc, char **argv)
     if (ret != 0) {
         if (ret > 0)
             usage(stdout);
-        free(a.eps);
-        return ret > 0 ? EXIT_OK : EXIT_USAGE;
+        status = ret > 0 ? EXIT_OK : ret == -3 ? EXIT_RUNTIME : EXIT_USAGE;
+    } else {
+        status = serve(&a);
     }
-    status = serve(&a);
+    for (size_t i = 0; a.tls != NULL && i < a.neps; i++)
+        sk_tls_free(a.tls[i]);
+    free(a.tls);
     free(a.eps);
     return status;
 }

@@ -113,6 +113,32 @@ int cli_parse_endpoint(const char *text, struct sk_endpoint *ep)
     return 0;
 }
 
+int cli_parse_endpoint_tls(const char *text, bool listening,
+                           struct sk_endpoint *ep, struct sk_tls **tls)
+{
+    static struct sk_endpoint_options opts; /* large; one parse at a time */
+    char err[SK_TLS_ERRLEN];
+    const char *why = NULL;
+
+    *tls = NULL;
+    if (sk_endpoint_parse_options(ep, &opts, text, &why) < 0 ||
+        sk_endpoint_check_options(ep, &opts, listening, &why) < 0) {
+        cli_error("%s: %s", text, why);
+        return -1;
+    }
+    if (ep->proxy != SK_PROXY_NONE || (opts.given & SK_OPT_MODE)) {
+        cli_error("%s: endpoint option \"%s\" is not available yet", text,
+                  ep->proxy != SK_PROXY_NONE ? "proxy" : "mode");
+        return -1;
+    }
+    if (ep->tls &&
+        sk_tls_new(tls, ep, &opts, listening, err, sizeof(err)) < 0) {
+        cli_error("%s: %s", text, err);
+        return -2;
+    }
+    return 0;
+}
+
 void cli_bad_option(const char *cmd, char **argv, int code)
 {
     const char *arg = argv[optind - 1];
@@ -138,6 +164,8 @@ const char cli_server_options_help[] =
     "      --unix-mode MODE   octal mode of created UNIX socket files\n"
     "      --drain-timeout S  on SIGINT/SIGTERM, finish within S (default "
     "2)\n"
+    "      --handshake-timeout S  close TLS clients that have not finished\n"
+    "                         the handshake in S seconds (default 10)\n"
     "  -q, --quiet            no 'listening on' lines\n"
     "  -v, --verbose          log connections and server events\n"
     "  -h, --help             this help\n";
@@ -164,6 +192,13 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
     case OPT_UNIX_MODE:
         cfg->unix_mode_set = true;
         return cli_parse_mode("--unix-mode", arg, &cfg->unix_mode);
+    case OPT_HANDSHAKE:
+        if (cli_parse_seconds("--handshake-timeout", arg,
+                              &cfg->handshake_timeout_ms) < 0)
+            return -1;
+        if (cfg->handshake_timeout_ms == 0)
+            cfg->handshake_timeout_ms = UINT32_MAX; /* 0: the default */
+        return 0;
     case OPT_DRAIN:
         if (cli_parse_seconds("--drain-timeout", arg, &cfg->drain_ms) < 0)
             return -1;
@@ -183,13 +218,17 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
     }
 }
 
-int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps, size_t n)
+int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
+                 struct sk_tls *const *tls, size_t n)
 {
     struct sk_endpoint failed;
     int err;
 
     for (size_t i = 0; i < n; i++) {
-        err = sk_server_listen(srv, &eps[i], &failed);
+        if (tls != NULL && tls[i] != NULL)
+            err = sk_server_listen_tls(srv, &eps[i], tls[i], &failed);
+        else
+            err = sk_server_listen(srv, &eps[i], &failed);
         if (err < 0) {
             bool resolve = err <= SK_EAI_NONAME && err >= SK_EAI_OTHER;
             cli_error_ep(resolve ? "resolve" : "bind", &failed, err);
@@ -217,7 +256,8 @@ static int check_unix_mode(const struct sk_server_config *cfg,
 }
 
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
-                   const struct sk_endpoint *eps, size_t n, bool single_worker)
+                   const struct sk_endpoint *eps, struct sk_tls *const *tls,
+                   size_t n, bool single_worker)
 {
     struct sk_server *srv;
     int err, status = EXIT_RUNTIME;
@@ -226,6 +266,7 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
         return EXIT_USAGE;
     cfg->handle_signals = true;
     cfg->log = cli_verbose ? cli_log_line : NULL;
+    cfg->warn = cli_log_line;
     if (!cli_max_conns_given && cfg->max_conns == 0)
         cfg->max_conns = CLI_MAX_CONNS_DEFAULT;
     if (!cli_idle_given && cfg->idle_timeout_ms == 0)
@@ -236,7 +277,7 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     }
     if (single_worker)
         sk_server_set_single_worker(srv);
-    if (cli_bind_all(srv, eps, n) == 0) {
+    if (cli_bind_all(srv, eps, tls, n) == 0) {
         cli_print_listening(srv);
         err = sk_server_run(srv);
         if (err < 0)

@@ -110,7 +110,8 @@ struct bad_case {
 };
 
 #define WHY_SCHEME                                                             \
-    "unknown scheme (tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram)"
+    "unknown scheme (tcp, tcp4, tcp6, tls, tls4, tls6, udp, udp4, udp6, "      \
+    "unix, unixgram)"
 #define WHY_RANGE "port out of range 0..65535"
 #define WHY_PORT_NAN "port is not a number"
 #define WHY_NO_PORT "missing port"

@@ -1,0 +1,85 @@
+/* conn.h -- a stream connection, shared by the files of the connection
+ * layer: conn.c (buffers, reading, writing, closing), conn_tls.c (TLS
+ * under it), conn_connect.c (outbound ones); never installed. */
+#ifndef SOCKIT_CONN_H
+#define SOCKIT_CONN_H
+
+#include "internal.h"
+
+#define CONN_CLOSING 1u       /* no more reading; close once output is sent */
+#define CONN_CLOSED 2u        /* socket closed; freed after this iteration */
+#define CONN_QUEUED 4u        /* on the worker's pending list */
+#define CONN_PAUSED 8u        /* reading paused for backpressure */
+#define CONN_EOF 16u          /* the peer sent FIN (or close_notify) */
+#define CONN_DETACHED 32u     /* the descriptor belongs to the service */
+#define CONN_HELD 64u         /* reading paused by the service */
+#define CONN_STARTING 128u    /* connecting or in the TLS handshake */
+#define CONN_UNOPENED 256u    /* on_open not called (yet) */
+#define CONN_OUTBOUND 512u    /* made by sk_conn_connect() */
+#define CONN_SHUT_WR 1024u    /* half-close asked for */
+#define CONN_SHUT_DONE 2048u  /* FIN or close_notify sent */
+#define CONN_RD_WANTS_W 4096u /* TLS: a read waits for writability */
+#define CONN_WR_WANTS_R 8192u /* TLS: a write waits for readability */
+#define CONN_PEER_DONE 16384u /* TLS: close_notify came with the data */
+#define CONN_QUIET 32768u     /* closed before the handler knew of it */
+
+struct ssl_st;
+struct sk_outbound;
+
+struct sk_conn {
+    struct sk_io io;
+    struct sk_worker *w;
+    struct sk_listener *l; /* NULL for an outbound connection */
+    const struct sk_handler *h;
+    size_t output_max;
+    struct sk_buf out;
+    unsigned flags;
+    unsigned start_wants; /* SK_READ/SK_WRITE while CONN_STARTING */
+    int status;
+    uint64_t last_active;
+    struct sk_conn *prev, *next; /* worker's activity list */
+    struct sk_link pending;      /* on a pending list while CONN_QUEUED */
+    struct sk_link starting;     /* worker's handshake list */
+    uint64_t start_due;
+    struct sk_conn *next_closed;
+    void *data;
+    struct ssl_st *ssl; /* NULL: plaintext */
+    char *error;        /* sk_conn_error(), made on failure */
+    struct sk_outbound *ob;
+    enum sk_scheme scheme; /* of the names */
+    struct sk_addr peer_addr;
+    struct sk_endpoint *names; /* [0] peer, [1] local; made on demand */
+    struct sk_peer_cred cred;  /* UNIX stream peers, read at accept */
+    bool has_cred;
+};
+
+/* conn.c */
+struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
+                             const struct sk_handler *h, size_t output_max);
+int sk__conn_start_io(struct sk_conn *c, int fd);
+void sk__conn_finish(struct sk_conn *c, int status);
+void sk__conn_watch(struct sk_conn *c);
+/* The connection is ready: on_open, then reading. */
+void sk__conn_opened(struct sk_conn *c);
+void sk__conn_set_error(struct sk_conn *c, const char *msg);
+void sk__conn_log(const struct sk_conn *c, const char *what, int status);
+
+/* conn_tls.c: the TLS transport. start makes the SSL; step runs the
+ * handshake (on_open once done, the connection closed if it fails). Reads and
+ * writes return a count, 0 at the end of the stream (read), -EAGAIN (with what
+ * it waits for in c->flags), or a negative errno; a failure's words go to
+ * c->error. */
+int sk__tls_conn_start(struct sk_conn *c, struct sk_tls *tls);
+void sk__tls_conn_step(struct sk_conn *c);
+ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len);
+ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len);
+/* Sends close_notify: 0, -EAGAIN, or a negative errno. */
+int sk__tls_conn_shutdown(struct sk_conn *c);
+void sk__tls_conn_free(struct sk_conn *c);
+void sk__tls_expire_starting(struct sk_worker *w);
+
+/* conn_connect.c */
+void sk__outbound_opened(struct sk_conn *c);
+void sk__outbound_free(struct sk_conn *c);
+
+#endif

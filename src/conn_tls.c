@@ -1,0 +1,199 @@
+/* conn_tls.c -- TLS under a connection: the handshake on the loop, reads
+ * and writes through OpenSSL that wait for whichever direction it needs,
+ * close_notify as the half-close, and handshakes that take too long. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "conn.h"
+#include "tls.h"
+
+/* Space that always holds a whole record, so that OpenSSL never keeps
+ * decrypted bytes the socket's readiness would not tell of. */
+#define RECORD_MAX SSL3_RT_MAX_PLAIN_LENGTH
+
+static void fail(struct sk_conn *c, int ret, int status)
+{
+    char msg[SK_TLS_ERRLEN];
+
+    sk__tls_describe(c->ssl, ret, msg, sizeof(msg));
+    sk__conn_set_error(c, msg);
+    sk__conn_finish(c, status);
+}
+
+int sk__tls_conn_start(struct sk_conn *c, struct sk_tls *tls)
+{
+    struct sk_worker *w = c->w;
+
+    c->ssl = sk__tls_new_ssl(tls, c->io.fd);
+    if (c->ssl == NULL)
+        return -ENOMEM;
+    c->flags |= CONN_STARTING;
+    c->start_wants = SK_READ;
+    if (c->l != NULL && w->srv != NULL) {
+        unsigned ms = w->srv->cfg.handshake_timeout_ms;
+        c->start_due = sk_loop_now(w->loop) + (ms > 0 ? ms : 10000);
+        sk__link_append(&w->starting, &c->starting);
+    }
+    return 0;
+}
+
+void sk__tls_conn_step(struct sk_conn *c)
+{
+    int r, kind;
+
+    ERR_clear_error();
+    r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        sk__link_remove(&c->starting);
+        sk__conn_opened(c);
+        return;
+    }
+    kind = SSL_get_error(c->ssl, r);
+    if (kind == SSL_ERROR_WANT_READ || kind == SSL_ERROR_WANT_WRITE) {
+        c->start_wants = kind == SSL_ERROR_WANT_READ ? SK_READ : SK_WRITE;
+        sk__conn_watch(c);
+        return;
+    }
+    fail(c, r, -EPROTO);
+}
+
+/* The errno of a failed call, or the protocol error with its words. */
+static ssize_t io_error(struct sk_conn *c, int kind)
+{
+    int err = errno;
+
+    if (kind == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        ERR_clear_error();
+        return err != 0 ? -err : -ECONNRESET;
+    }
+    fail(c, 0, -EPROTO);
+    return -EPROTO;
+}
+
+ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len)
+{
+    size_t total = 0, n;
+    int kind;
+
+    c->flags &= ~CONN_RD_WANTS_W;
+    while (len - total >= RECORD_MAX) {
+        ERR_clear_error();
+        errno = 0;
+        if (SSL_read_ex(c->ssl, buf + total, len - total, &n) == 1) {
+            total += n;
+            continue;
+        }
+        kind = SSL_get_error(c->ssl, 0);
+        if (kind == SSL_ERROR_WANT_WRITE)
+            c->flags |= CONN_RD_WANTS_W;
+        else if (kind == SSL_ERROR_ZERO_RETURN && total > 0)
+            c->flags |= CONN_PEER_DONE;
+        else if (kind == SSL_ERROR_ZERO_RETURN)
+            return 0;
+        else if (kind != SSL_ERROR_WANT_READ)
+            return total > 0 ? (ssize_t)total : io_error(c, kind);
+        break;
+    }
+    return total > 0 ? (ssize_t)total : -EAGAIN;
+}
+
+ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len)
+{
+    size_t n;
+    int kind;
+
+    c->flags &= ~CONN_WR_WANTS_R;
+    ERR_clear_error();
+    errno = 0;
+    if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    kind = SSL_get_error(c->ssl, 0);
+    if (kind == SSL_ERROR_WANT_WRITE)
+        return -EAGAIN;
+    if (kind == SSL_ERROR_WANT_READ) {
+        c->flags |= CONN_WR_WANTS_R;
+        return -EAGAIN;
+    }
+    if (kind == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        ERR_clear_error();
+        return errno != 0 ? -errno : -EPIPE;
+    }
+    return io_error(c, kind);
+}
+
+int sk__tls_conn_shutdown(struct sk_conn *c)
+{
+    int r, kind;
+
+    ERR_clear_error();
+    r = SSL_shutdown(c->ssl);
+    if (r >= 0)
+        return 0;
+    kind = SSL_get_error(c->ssl, r);
+    ERR_clear_error();
+    return kind == SSL_ERROR_WANT_WRITE || kind == SSL_ERROR_WANT_READ ? -EAGAIN
+                                                                       : -EPIPE;
+}
+
+void sk__tls_conn_free(struct sk_conn *c)
+{
+    if (c->ssl == NULL)
+        return;
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+}
+
+void sk__tls_expire_starting(struct sk_worker *w)
+{
+    uint64_t now = sk_loop_now(w->loop);
+
+    while (!sk__link_empty(&w->starting)) {
+        struct sk_conn *c =
+            (struct sk_conn *)((char *)w->starting.next -
+                               offsetof(struct sk_conn, starting));
+        if (c->start_due > now)
+            break;
+        sk__conn_set_error(c, "handshake timed out");
+        sk__conn_finish(c, -ETIMEDOUT); /* takes it off the list */
+    }
+}
+
+/* ----------------------------------------------------------- accessors */
+
+static bool established(const struct sk_conn *c)
+{
+    return c->ssl != NULL && !(c->flags & CONN_STARTING);
+}
+
+const char *sk_conn_tls_version(const struct sk_conn *c)
+{
+    return established(c) ? SSL_get_version(c->ssl) : NULL;
+}
+
+const char *sk_conn_tls_cipher(const struct sk_conn *c)
+{
+    return established(c) ? SSL_get_cipher_name(c->ssl) : NULL;
+}
+
+const char *sk_conn_tls_alpn(const struct sk_conn *c)
+{
+    static __thread char name[256];
+    const unsigned char *p;
+    unsigned len;
+
+    if (!established(c))
+        return NULL;
+    SSL_get0_alpn_selected(c->ssl, &p, &len);
+    memcpy(name, p, len);
+    name[len] = '\0';
+    return name;
+}
+
+bool sk_conn_tls_resumed(const struct sk_conn *c)
+{
+    return established(c) && SSL_session_reused(c->ssl) == 1;
+}
