@@ -21,8 +21,8 @@ static void on_timer(struct sk_timer *t)
     uint64_t now = sk_loop_now(c->w->loop);
 
     if (c->flags & CONN_STARTING) {
-        sk__conn_set_error(c, c->ssl != NULL ? "handshake timed out"
-                                             : "connection timed out");
+        if (c->ssl != NULL)
+            sk__conn_set_error(c, "handshake timed out");
         sk__conn_finish(c, -ETIMEDOUT);
     } else if (c->ob->idle_ms > 0 && now - c->last_active >= c->ob->idle_ms) {
         sk_buf_consume(&c->out, c->out.len);

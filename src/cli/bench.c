@@ -42,7 +42,7 @@ static bool reply_ok(const struct gen *g, const char *reply, uint64_t k)
     return memcmp(reply + head, g->b->tmpl + head, size - head) == 0;
 }
 
-static void fail(struct client *cl, int err)
+void bench_fail(struct client *cl, int err)
 {
     struct gen *g = cl->g;
 
@@ -53,7 +53,7 @@ static void fail(struct client *cl, int err)
 
 /* --------------------------------------------------------- the client */
 
-static bool may_issue(const struct gen *g)
+bool bench_may_issue(const struct gen *g)
 {
     return !atomic_load_explicit(&g->b->stop, memory_order_relaxed) &&
            g->issued < g->quota;
@@ -61,6 +61,8 @@ static bool may_issue(const struct gen *g)
 
 void bench_client_end(struct client *cl)
 {
+    if (cl->conn != NULL)
+        sk_conn_close(cl->conn); /* its on_close sees finished */
     if (cl->fd >= 0) {
         sk_io_stop(&cl->io);
         close(cl->fd);
@@ -104,16 +106,14 @@ static int client_flush(struct client *cl)
 
 /* Queues requests up to the pipeline depth, then flushes them together
  * (stream: one send; datagrams: one sendmmsg). */
-static int client_issue(struct client *cl)
+size_t bench_fill(struct client *cl)
 {
     struct gen *g = cl->g;
     size_t size = g->b->opts.size;
     unsigned depth = g->b->opts.pipeline, n = 0;
     uint64_t t = bench_now_ns();
 
-    if (cl->out_len > 0)
-        return client_flush(cl);
-    while (cl->inflight < depth && may_issue(g)) {
+    while (cl->inflight < depth && bench_may_issue(g)) {
         char *msg = cl->out + (size_t)n * size;
         stamp_seq(msg, size, cl->sent);
         if (!g->b->opts.churn) /* churn counts from the connect */
@@ -123,10 +123,14 @@ static int client_issue(struct client *cl)
         g->issued++;
         n++;
     }
-    if (n == 0)
-        return 0;
-    cl->out_len = (size_t)n * size;
-    return client_flush(cl);
+    return (size_t)n * size;
+}
+
+static int client_issue(struct client *cl)
+{
+    if (cl->out_len == 0)
+        cl->out_len = bench_fill(cl);
+    return cl->out_len > 0 ? client_flush(cl) : 0;
 }
 
 /* One complete reply: verify it, record its latency. Returns false when
@@ -149,7 +153,7 @@ static bool client_reply(struct client *cl, const char *reply)
 
 /* Splits stream bytes into replies; a reply cut by the read is kept. A
  * wrong reply is -EBADMSG: the stream cannot be trusted after it. */
-static int client_consume(struct client *cl, const char *p, size_t len)
+int bench_client_consume(struct client *cl, const char *p, size_t len)
 {
     size_t size = cl->g->b->opts.size;
 
@@ -185,7 +189,7 @@ static int stream_read(struct client *cl)
                                   memory_order_relaxed);
         if ((uint64_t)n > (uint64_t)cl->inflight * g->b->opts.size)
             return -EBADMSG; /* more than was asked */
-        return client_consume(cl, g->rbuf, (size_t)n);
+        return bench_client_consume(cl, g->rbuf, (size_t)n);
     }
     if (n == 0)
         return cl->inflight > 0 ? -ECONNRESET : -EPIPE;
@@ -201,7 +205,7 @@ static void client_next(struct client *cl)
         client_watch(cl);
         return;
     }
-    if (!may_issue(cl->g)) {
+    if (!bench_may_issue(cl->g)) {
         bench_client_end(cl);
         return;
     }
@@ -214,7 +218,7 @@ static void client_next(struct client *cl)
     }
     err = client_issue(cl);
     if (err < 0) {
-        fail(cl, err);
+        bench_fail(cl, err);
         bench_client_end(cl);
         return;
     }
@@ -232,7 +236,7 @@ static void on_client_io(struct sk_io *io, unsigned events)
         err = client_flush(cl);
     if (err < 0) {
         if (err != -EPIPE)
-            fail(cl, err);
+            bench_fail(cl, err);
         bench_client_end(cl);
         return;
     }
@@ -267,7 +271,7 @@ static void on_churn_connected(struct sk_connector *cn, int fd)
     cl->connecting = false;
     err = fd < 0 ? fd : bench_client_start(cl, fd);
     if (err < 0) {
-        fail(cl, err);
+        bench_fail(cl, err);
         bench_client_end(cl);
     }
 }
@@ -284,7 +288,7 @@ void bench_churn_connect(struct client *cl)
                            SOCK_STREAM, BENCH_CONNECT_TIMEOUT_MS,
                            on_churn_connected) < 0) {
         cl->connecting = false;
-        fail(cl, -ENOMEM);
+        bench_fail(cl, -ENOMEM);
         bench_client_end(cl);
     }
 }
@@ -334,7 +338,7 @@ int bench_dgram_read(struct client *cl)
                                   memory_order_relaxed);
         if ((size_t)n != size || cl->inflight == 0 ||
             !client_reply(cl, g->rbuf))
-            fail(cl, -EBADMSG); /* a datagram stands alone: go on */
+            bench_fail(cl, -EBADMSG); /* a datagram stands alone: go on */
     }
     return 0;
 }
@@ -346,7 +350,7 @@ void bench_dgram_expire(struct client *cl, uint64_t now)
         now - cl->last_reply < BENCH_DGRAM_LOSS_MS * 1000000ull)
         return;
     while (cl->inflight > 0) {
-        fail(cl, -ETIMEDOUT);
+        bench_fail(cl, -ETIMEDOUT);
         cl->inflight--;
         cl->received++;
     }

@@ -27,6 +27,7 @@ struct bench_opts {
     unsigned threads;
     bool json;
     bool churn;
+    bool resume; /* --resume: TLS sessions resumed */
 };
 
 struct bench {
@@ -34,9 +35,12 @@ struct bench {
     bool dgram;
     struct sk_addr addrs[SK_CONNECT_ADDRS];
     size_t naddrs;
-    char *tmpl;        /* the request template, opts.size bytes */
-    atomic_bool stop;  /* issue no more requests */
-    atomic_bool abort; /* stop waiting for replies */
+    char *tmpl;            /* the request template, opts.size bytes */
+    atomic_bool stop;      /* issue no more requests */
+    atomic_bool abort;     /* stop waiting for replies */
+    struct sk_tls *tls;    /* for an endpoint with tls */
+    atomic_bool tls_noted; /* tls_version and tls_cipher written */
+    char tls_version[32], tls_cipher[64];
 };
 
 struct gen;
@@ -54,6 +58,8 @@ struct client {
     uint64_t sent, received, last_reply;
     unsigned inflight;
     struct sk_connector cn;
+    struct sk_conn *conn; /* TLS: the library's connection */
+    uint64_t conn_first;  /* TLS: the first request sent on it */
     bool connecting, finished;
 };
 
@@ -72,18 +78,29 @@ struct gen {
     struct sk_timer tick;
     struct histogram hist;
     int first_error;
-    atomic_bool ended; /* released after end_ns is set */
-    uint64_t end_ns;   /* when its last client ended */
-    atomic_uint_fast64_t done, errors, bytes;
+    char error_text[SK_TLS_ERRLEN]; /* TLS: words for first_error */
+    atomic_bool ended;              /* released after end_ns is set */
+    uint64_t end_ns;                /* when its last client ended */
+    atomic_uint_fast64_t done, errors, bytes, resumed;
 };
 
 /* bench.c */
 uint64_t bench_now_ns(void);
+void bench_fail(struct client *cl, int err);
+bool bench_may_issue(const struct gen *g);
+/* Stamps the requests up to the pipeline depth into cl->out and counts
+ * them in flight; returns their bytes. */
+size_t bench_fill(struct client *cl);
+/* Checks stream bytes against the requests in flight. */
+int bench_client_consume(struct client *cl, const char *p, size_t len);
 int bench_client_start(struct client *cl, int fd);
 /* Closes the client and counts it out; the loop stops with the last. */
 void bench_client_end(struct client *cl);
 void bench_churn_connect(struct client *cl);
 int bench_dgram_read(struct client *cl);
 void bench_dgram_expire(struct client *cl, uint64_t now);
+
+/* bench_tls.c: connects cl over TLS and runs its requests there. */
+int bench_tls_open(struct client *cl);
 
 #endif

@@ -39,6 +39,9 @@ static void usage(FILE *out)
             "1)\n"
             "      --threads N    generator threads (default 1)\n"
             "      --connect      churn: connect, one request, close, again\n"
+            "                     (over TLS: a full handshake each time)\n"
+            "      --resume       TLS: resume the session on each new "
+            "connection\n"
             "      --json         one JSON object on stdout\n"
             "  -h, --help         this help\n\n"
             "Latency (microseconds) runs from the send of a request (the "
@@ -58,6 +61,7 @@ enum {
     OPT_BENCH_THREADS,
     OPT_JSON,
     OPT_CONNECT,
+    OPT_RESUME,
 };
 
 static const struct option options[] = {
@@ -66,6 +70,7 @@ static const struct option options[] = {
     {"threads", required_argument, NULL, OPT_BENCH_THREADS},
     {"json", no_argument, NULL, OPT_JSON},
     {"connect", no_argument, NULL, OPT_CONNECT},
+    {"resume", no_argument, NULL, OPT_RESUME},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -109,6 +114,9 @@ static int apply_option(struct bench_opts *o, int c, char **argv)
     case OPT_CONNECT:
         o->churn = true;
         break;
+    case OPT_RESUME:
+        o->resume = true;
+        break;
     case 'h':
         return 1;
     default:
@@ -142,6 +150,10 @@ static int check_opts(struct bench *b, const char *text)
                   "--pipeline");
         return -1;
     }
+    if (o->resume && !o->ep.tls) {
+        cli_error("bench: --resume needs a tls endpoint");
+        return -1;
+    }
     if (o->threads > o->conns)
         o->threads = o->conns;
     return 0;
@@ -167,8 +179,11 @@ static int parse_args(struct bench *b, int argc, char **argv)
         cli_error("bench: expected one ENDPOINT (try 'sockit bench --help')");
         return -1;
     }
-    if (cli_parse_endpoint(argv[optind], &o->ep) < 0)
-        return -1;
+    if ((ret = cli_parse_endpoint_tls(argv[optind], false, &o->ep, &b->tls)) <
+        0)
+        return ret;
+    if (b->tls != NULL)
+        sk_tls_set_resume(b->tls, o->resume);
     return check_opts(b, argv[optind]);
 }
 
@@ -222,6 +237,8 @@ static int client_open(struct client *cl)
     const struct bench *b = cl->g->b;
     int fd;
 
+    if (b->tls != NULL)
+        return bench_tls_open(cl);
     if (b->opts.churn) {
         bench_churn_connect(cl);
         return 0;
@@ -260,7 +277,10 @@ static void gen_release(struct gen *g)
 {
     for (unsigned i = 0; g->clients != NULL && i < g->nclients; i++) {
         struct client *cl = &g->clients[i];
-        if (cl->connecting)
+        cl->finished = true;
+        if (cl->conn != NULL)
+            sk_conn_abort(cl->conn);
+        else if (cl->connecting)
             sk_connector_cancel(&cl->cn);
         if (cl->fd >= 0) {
             sk_io_stop(&cl->io);
@@ -366,11 +386,26 @@ static void *gen_thread(void *arg)
 }
 
 struct result {
-    uint64_t requests, errors, bytes;
+    uint64_t requests, errors, bytes, resumed;
     double seconds;
     struct histogram hist;
     int first_error;
+    char error_text[SK_TLS_ERRLEN];
 };
+
+/* ", \"tls_version\": ..." for JSON, or a line of text. */
+static void report_tls(const struct bench *b, const struct result *r)
+{
+    if (b->tls == NULL || !atomic_load(&b->tls_noted))
+        return;
+    if (b->opts.json)
+        printf(", \"tls_version\": \"%s\", \"tls_cipher\": \"%s\", "
+               "\"tls_resumed\": %llu",
+               b->tls_version, b->tls_cipher, (unsigned long long)r->resumed);
+    else
+        printf("tls         %s %s, %llu resumed\n", b->tls_version,
+               b->tls_cipher, (unsigned long long)r->resumed);
+}
 
 static void report(const struct bench *b, const struct result *r)
 {
@@ -386,9 +421,11 @@ static void report(const struct bench *b, const struct result *r)
         printf("{\"requests\": %llu, \"errors\": %llu, \"duration_s\": "
                "%.3f, \"requests_per_s\": %.1f, \"mb_per_s\": %.3f, "
                "\"latency_us\": {\"p50\": %llu, \"p90\": %llu, \"p99\": "
-               "%llu, \"p99_9\": %llu, \"max\": %llu}}\n",
+               "%llu, \"p99_9\": %llu, \"max\": %llu}",
                (unsigned long long)r->requests, (unsigned long long)r->errors,
                r->seconds, rps, mbps, p50, p90, p99, p999, max);
+        report_tls(b, r);
+        printf("}\n");
         return;
     }
     printf("requests/s  %.1f\n", rps);
@@ -398,6 +435,7 @@ static void report(const struct bench *b, const struct result *r)
     printf("requests    %llu in %.3f s, %llu errors\n",
            (unsigned long long)r->requests, r->seconds,
            (unsigned long long)r->errors);
+    report_tls(b, r);
 }
 
 /* One line for the first error, in words a user of bench reads. */
@@ -410,6 +448,8 @@ static void report_error(const struct bench *b, const struct result *r)
         cli_error("bench %s: a reply differed from its request (%llu "
                   "errors)",
                   text, (unsigned long long)r->errors);
+    else if (r->error_text[0] != '\0')
+        cli_error("bench %s: %s", text, r->error_text);
     else if (r->first_error == -ETIMEDOUT)
         cli_error("bench %s: replies lost or late (%llu errors)", text,
                   (unsigned long long)r->errors);
@@ -424,9 +464,12 @@ static void collect(struct gen *gens, unsigned n, struct result *r)
         r->requests += atomic_load(&gens[i].done);
         r->errors += atomic_load(&gens[i].errors);
         r->bytes += atomic_load(&gens[i].bytes);
+        r->resumed += atomic_load(&gens[i].resumed);
         histogram_merge(&r->hist, &gens[i].hist);
-        if (r->first_error == 0)
+        if (r->first_error == 0) {
             r->first_error = gens[i].first_error;
+            memcpy(r->error_text, gens[i].error_text, sizeof(r->error_text));
+        }
     }
 }
 
@@ -493,7 +536,8 @@ int cmd_bench(int argc, char **argv)
     if (ret != 0) {
         if (ret > 0)
             usage(stdout);
-        return ret > 0 ? EXIT_OK : EXIT_USAGE;
+        sk_tls_free(b.tls);
+        return ret > 0 ? EXIT_OK : ret == -2 ? EXIT_RUNTIME : EXIT_USAGE;
     }
     n = sk_endpoint_resolve(&b.opts.ep, false, b.addrs, SK_CONNECT_ADDRS);
     if (n < 0) {
@@ -514,5 +558,6 @@ int cmd_bench(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     ret = run(&b);
     free(b.tmpl);
+    sk_tls_free(b.tls);
     return ret;
 }

@@ -10,24 +10,16 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "connect.h"
 
-/* Bytes held per direction. */
-#define CHUNK (64 * 1024)
 #define CONNECT_TIMEOUT_DEFAULT_MS 10000
 #define DGRAM_WAIT_DEFAULT_MS 1000
 
 struct connect_args {
     struct sk_endpoint ep;
+    struct sk_tls *tls;
     unsigned wait_ms;
     bool wait_set;
-};
-
-/* One direction of a stream: bytes read from one fd, not yet written. */
-struct flow {
-    int from, to;
-    char buf[CHUNK];
-    size_t off, len;
-    bool eof;
 };
 
 static void usage(FILE *out)
@@ -92,7 +84,7 @@ static int parse_args(struct connect_args *a, int argc, char **argv)
                   "--help')");
         return -1;
     }
-    return cli_parse_endpoint(argv[optind], &a->ep);
+    return cli_parse_endpoint_tls(argv[optind], false, &a->ep, &a->tls);
 }
 
 /* ------------------------------------------------------------ streams */
@@ -101,84 +93,6 @@ static int fail(const struct connect_args *a, int err)
 {
     cli_error_ep("connect", &a->ep, err);
     return EXIT_RUNTIME;
-}
-
-/* Reads into an empty flow. Returns 0 or a negative errno. */
-static int flow_read(struct flow *f, bool is_socket)
-{
-    ssize_t n = is_socket ? recv(f->from, f->buf, CHUNK, MSG_DONTWAIT)
-                          : read(f->from, f->buf, CHUNK);
-
-    if (n > 0) {
-        f->off = 0;
-        f->len = (size_t)n;
-    } else if (n == 0) {
-        f->eof = true;
-    } else if (errno != EAGAIN && errno != EINTR) {
-        return -errno;
-    }
-    return 0;
-}
-
-static int flow_write(struct flow *f, bool is_socket)
-{
-    ssize_t n = is_socket ? send(f->to, f->buf + f->off, f->len,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT)
-                          : write(f->to, f->buf + f->off, f->len);
-
-    if (n >= 0) {
-        f->off += (size_t)n;
-        f->len -= (size_t)n;
-    } else if (errno != EAGAIN && errno != EINTR) {
-        return -errno;
-    }
-    return 0;
-}
-
-/* Copies both ways until the peer closes and stdin is sent. */
-static int pump_stream(const struct connect_args *a, int sock)
-{
-    static struct flow up, down;
-    bool shut = false, stdin_tty = isatty(0), hangup = false;
-    struct pollfd p[3];
-    int err = 0;
-
-    up = (struct flow){.from = 0, .to = sock};
-    down = (struct flow){.from = sock, .to = 1};
-    while (err == 0) {
-        if (up.eof && up.len == 0 && !shut) {
-            shutdown(sock, SHUT_WR);
-            shut = true;
-        }
-        if (down.eof && down.len == 0 && (shut || stdin_tty))
-            return EXIT_OK;
-        p[0] = (struct pollfd){.fd = !up.eof && up.len == 0 ? 0 : -1,
-                               .events = POLLIN};
-        /* After a hang-up, wait for stdout before looking again. */
-        hangup = hangup && down.len > 0;
-        p[1] = (struct pollfd){
-            .fd = hangup ? -1 : sock,
-            .events = (short)((!down.eof && down.len == 0 ? POLLIN : 0) |
-                              (up.len > 0 ? POLLOUT : 0))};
-        p[2] = (struct pollfd){.fd = down.len > 0 ? 1 : -1, .events = POLLOUT};
-        if (poll(p, 3, -1) < 0) {
-            err = errno == EINTR ? 0 : -errno;
-            continue;
-        }
-        if (p[0].revents)
-            err = flow_read(&up, false);
-        if (err == 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-            !down.eof && down.len == 0)
-            err = flow_read(&down, true);
-        if (err == 0 && up.len > 0 && (p[1].revents & (POLLOUT | POLLERR)))
-            err = flow_write(&up, true);
-        if (err == 0 && p[2].revents)
-            err = flow_write(&down, false);
-        hangup = (p[1].revents & (POLLHUP | POLLERR)) != 0;
-    }
-    if (err == -EPIPE && down.len == 0)
-        err = -ECONNRESET;
-    return fail(a, err);
 }
 
 /* ---------------------------------------------------------- datagrams */
@@ -258,36 +172,48 @@ static int pump_dgram(const struct connect_args *a, int sock)
     return fail(a, err);
 }
 
+static int run(struct connect_args *a)
+{
+    char text[SK_ENDPOINT_STRLEN];
+    int ret, sock;
+
+    if (!sk_endpoint_is_unix(&a->ep) && a->ep.host[0] == '\0') {
+        sk_endpoint_format(&a->ep, text, sizeof(text));
+        cli_error("%s: a connecting side needs a host", text);
+        return EXIT_USAGE;
+    }
+    if (!a->wait_set)
+        a->wait_ms = sk_endpoint_is_stream(&a->ep) ? CONNECT_TIMEOUT_DEFAULT_MS
+                                                   : DGRAM_WAIT_DEFAULT_MS;
+    if (sk_endpoint_is_stream(&a->ep)) {
+        ret = connect_stream(&a->ep, a->tls, a->wait_ms);
+        return ret == 0 ? EXIT_OK : ret > 0 ? EXIT_RUNTIME : fail(a, ret);
+    }
+    sock = sk_connect(&a->ep, -1);
+    if (sock < 0)
+        return fail(a, sock);
+    if (cli_verbose) {
+        sk_endpoint_format(&a->ep, text, sizeof(text));
+        fprintf(stderr, "sockit: connected to %s\n", text);
+    }
+    ret = pump_dgram(a, sock);
+    close(sock);
+    return ret;
+}
+
 int cmd_connect(int argc, char **argv)
 {
     struct connect_args a = {0};
-    char text[SK_ENDPOINT_STRLEN];
-    int ret, sock;
+    int ret;
 
     ret = parse_args(&a, argc, argv);
     if (ret != 0) {
         if (ret > 0)
             usage(stdout);
-        return ret > 0 ? EXIT_OK : EXIT_USAGE;
+        sk_tls_free(a.tls);
+        return ret > 0 ? EXIT_OK : ret == -2 ? EXIT_RUNTIME : EXIT_USAGE;
     }
-    if (!sk_endpoint_is_unix(&a.ep) && a.ep.host[0] == '\0') {
-        sk_endpoint_format(&a.ep, text, sizeof(text));
-        cli_error("%s: a connecting side needs a host", text);
-        return EXIT_USAGE;
-    }
-    if (!a.wait_set)
-        a.wait_ms = sk_endpoint_is_stream(&a.ep) ? CONNECT_TIMEOUT_DEFAULT_MS
-                                                 : DGRAM_WAIT_DEFAULT_MS;
-    sock =
-        sk_connect(&a.ep, sk_endpoint_is_stream(&a.ep) ? (int)a.wait_ms : -1);
-    if (sock < 0)
-        return fail(&a, sock);
-    if (cli_verbose) {
-        sk_endpoint_format(&a.ep, text, sizeof(text));
-        fprintf(stderr, "sockit: connected to %s\n", text);
-    }
-    ret = sk_endpoint_is_stream(&a.ep) ? pump_stream(&a, sock)
-                                       : pump_dgram(&a, sock);
-    close(sock);
+    ret = run(&a);
+    sk_tls_free(a.tls);
     return ret;
 }
