@@ -643,6 +643,15 @@ void sk_conn_hold_input(struct sk_conn *c, bool hold);
  * connection stays counted, and alive for its accessors, until closed with
  * sk_conn_close() or sk_conn_abort(); idle expiry does not see it. */
 int sk_conn_detach(struct sk_conn *c);
+/* Joins two open connections of one loop: from now on what either reads
+ * is written to the other (the reader held while the other's output is
+ * over its limit), an end of stream from one shuts down the other's
+ * sending, and when one closes the other is closed once its output is
+ * sent. Their handlers hear no more on_read, on_eof or on_drain; on_close
+ * still runs for each. The way to relay TLS and plaintext to each other.
+ * Returns 0 or -EINVAL (closing, detached, starting, already joined, or
+ * of different loops). */
+int sk_conn_join(struct sk_conn *a, struct sk_conn *b);
 void sk_conn_set_data(struct sk_conn *c, void *data);
 void *sk_conn_data(const struct sk_conn *c);
 struct sk_server *sk_conn_server(const struct sk_conn *c);

@@ -6,22 +6,25 @@
 
 #include "internal.h"
 
-#define CONN_CLOSING 1u       /* no more reading; close once output is sent */
-#define CONN_CLOSED 2u        /* socket closed; freed after this iteration */
-#define CONN_QUEUED 4u        /* on the worker's pending list */
-#define CONN_PAUSED 8u        /* reading paused for backpressure */
-#define CONN_EOF 16u          /* the peer sent FIN (or close_notify) */
-#define CONN_DETACHED 32u     /* the descriptor belongs to the service */
-#define CONN_HELD 64u         /* reading paused by the service */
-#define CONN_STARTING 128u    /* connecting or in the TLS handshake */
-#define CONN_UNOPENED 256u    /* on_open not called (yet) */
-#define CONN_OUTBOUND 512u    /* made by sk_conn_connect() */
-#define CONN_SHUT_WR 1024u    /* half-close asked for */
-#define CONN_SHUT_DONE 2048u  /* FIN or close_notify sent */
-#define CONN_RD_WANTS_W 4096u /* TLS: a read waits for writability */
-#define CONN_WR_WANTS_R 8192u /* TLS: a write waits for readability */
-#define CONN_PEER_DONE 16384u /* TLS: close_notify came with the data */
-#define CONN_QUIET 32768u     /* closed before the handler knew of it */
+#define CONN_CLOSING 1u         /* no more reading; close once output is sent */
+#define CONN_CLOSED 2u          /* socket closed; freed after this iteration */
+#define CONN_QUEUED 4u          /* on the worker's pending list */
+#define CONN_PAUSED 8u          /* reading paused for backpressure */
+#define CONN_EOF 16u            /* the peer sent FIN (or close_notify) */
+#define CONN_DETACHED 32u       /* the descriptor belongs to the service */
+#define CONN_HELD 64u           /* reading paused by the service */
+#define CONN_STARTING 128u      /* connecting or in the TLS handshake */
+#define CONN_UNOPENED 256u      /* on_open not called (yet) */
+#define CONN_OUTBOUND 512u      /* made by sk_conn_connect() */
+#define CONN_SHUT_WR 1024u      /* half-close asked for */
+#define CONN_SHUT_DONE 2048u    /* FIN or close_notify sent */
+#define CONN_RD_WANTS_W 4096u   /* TLS: a read waits for writability */
+#define CONN_WR_WANTS_R 8192u   /* TLS: a write waits for readability */
+#define CONN_PEER_DONE 16384u   /* TLS: close_notify came with the data */
+#define CONN_QUIET 32768u       /* closed before the handler knew of it */
+#define CONN_BRIDGED 65536u     /* TLS, detached: its service has a plain end */
+#define CONN_BRIDGE_END 131072u /* the library's end of that socket pair */
+#define CONN_CLOSE_ASKED 262144u /* bridged: closed once all is passed on */
 
 struct ssl_st;
 struct sk_outbound;
@@ -46,7 +49,8 @@ struct sk_conn {
     struct ssl_st *ssl; /* NULL: plaintext */
     char *error;        /* sk_conn_error(), made on failure */
     struct sk_outbound *ob;
-    enum sk_scheme scheme; /* of the names */
+    struct sk_conn *joined; /* sk_conn_join() */
+    enum sk_scheme scheme;  /* of the names */
     struct sk_addr peer_addr;
     struct sk_endpoint *names; /* [0] peer, [1] local; made on demand */
     struct sk_peer_cred cred;  /* UNIX stream peers, read at accept */
@@ -54,6 +58,10 @@ struct sk_conn {
 };
 
 /* conn.c */
+void sk__conn_list_unlink(struct sk_conn *c);
+void sk__conn_list_append(struct sk_conn *c);
+void sk__conn_queue(struct sk_conn *c);
+int sk__conn_shut_write(struct sk_conn *c);
 struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
                              const struct sk_handler *h, size_t output_max);
 int sk__conn_start_io(struct sk_conn *c, int fd);
@@ -77,6 +85,15 @@ ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len);
 int sk__tls_conn_shutdown(struct sk_conn *c);
 void sk__tls_conn_free(struct sk_conn *c);
 void sk__tls_expire_starting(struct sk_worker *w);
+
+/* conn_join.c: dispatch of a joined connection's events. */
+void sk__join_read(struct sk_conn *c, const char *data, size_t len);
+void sk__join_drain(struct sk_conn *c);
+void sk__join_eof(struct sk_conn *c);
+void sk__join_broken(struct sk_conn *c);
+/* Detaches a TLS connection: returns the service's end of a socket pair
+ * whose other end is joined to c. */
+int sk__conn_bridge(struct sk_conn *c);
 
 /* conn_connect.c */
 void sk__outbound_opened(struct sk_conn *c);

@@ -74,6 +74,10 @@ static int stream_open(struct sk_conn *c)
     struct relay *r = sk_server_data(sk_conn_server(c));
     struct relay_conn *rc = calloc(1, sizeof(*rc));
 
+    if (r->listen_tls != NULL || r->target_tls != NULL) {
+        free(rc);
+        return relay_tls_open(c, r);
+    }
     if (rc == NULL)
         return -1;
     rc->c = c;
@@ -108,8 +112,13 @@ static void close_gently(int fd)
 
 static void stream_close(struct sk_conn *c, int status)
 {
+    struct relay *r = sk_server_data(sk_conn_server(c));
     struct relay_conn *rc = sk_conn_data(c);
 
+    if (r->listen_tls != NULL || r->target_tls != NULL) {
+        relay_tls_close(c);
+        return;
+    }
     if (rc == NULL)
         return;
     if (rc->connecting)
@@ -217,9 +226,11 @@ static int parse_args(struct relay *r, struct sk_server_config *cfg, int argc,
                   "--help')");
         return -1;
     }
-    if (cli_parse_endpoint(argv[optind], &r->listen) < 0 ||
-        cli_parse_endpoint(argv[optind + 1], &r->target) < 0)
-        return -1;
+    if ((ret = cli_parse_endpoint_tls(argv[optind], true, &r->listen,
+                                      &r->listen_tls)) < 0 ||
+        (ret = cli_parse_endpoint_tls(argv[optind + 1], false, &r->target,
+                                      &r->target_tls)) < 0)
+        return ret;
     return check_pair(r, argv[optind + 1]);
 }
 
@@ -289,21 +300,24 @@ static int run(struct relay *r, struct sk_server_config *cfg)
     cli_idle_given = true;
     cfg->handler = &relay_handler;
     cfg->data = r;
-    return cli_run_server("relay", cfg, &r->listen, NULL, 1, false);
+    return cli_run_server("relay", cfg, &r->listen, &r->listen_tls, 1, false);
 }
 
 int cmd_relay(int argc, char **argv)
 {
     struct relay r = {.connect_timeout_ms = CONNECT_TIMEOUT_DEFAULT_MS};
     struct sk_server_config cfg = {0};
-    int ret = parse_args(&r, &cfg, argc, argv);
+    int ret = parse_args(&r, &cfg, argc, argv), status;
 
-    if (ret != 0) {
-        if (ret > 0)
-            usage(stdout);
-        return ret > 0 ? EXIT_OK : EXIT_USAGE;
-    }
-    if (resolve_target(&r) < 0)
-        return EXIT_RUNTIME;
-    return run(&r, &cfg);
+    if (ret > 0)
+        usage(stdout);
+    if (ret != 0)
+        status = ret > 0 ? EXIT_OK : ret == -2 ? EXIT_RUNTIME : EXIT_USAGE;
+    else if (resolve_target(&r) < 0)
+        status = EXIT_RUNTIME;
+    else
+        status = run(&r, &cfg);
+    sk_tls_free(r.listen_tls);
+    sk_tls_free(r.target_tls);
+    return status;
 }

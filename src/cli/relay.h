@@ -15,6 +15,7 @@
 
 struct relay {
     struct sk_endpoint listen, target;
+    struct sk_tls *listen_tls, *target_tls; /* with tls; else NULL */
     struct sk_addr addrs[SK_CONNECT_ADDRS];
     size_t naddrs;
     unsigned connect_timeout_ms;
@@ -32,5 +33,10 @@ int relay_flow_setup(struct relay *r, unsigned workers, unsigned long budget);
 /* on_datagram of the relay: passes the datagram on through its sender's
  * flow, made (or found) on the calling worker. */
 void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len);
+
+/* relay_tls.c: a client connection of a relay with TLS on either side,
+ * joined to its own connection to TARGET; and its end. */
+int relay_tls_open(struct sk_conn *c, struct relay *r);
+void relay_tls_close(struct sk_conn *c);
 
 #endif
