@@ -90,11 +90,13 @@ $(BUILD)/tests/unit-%: tests/unit/%.c $(BUILD)/libsockit.a $(SVC_OBJ) $(HEADERS)
 	$(CC) $(CPPFLAGS) -Isrc $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(SVC_OBJ) \
 	    $(BUILD)/libsockit.a $(LDLIBS) -lcmocka
 
-$(BUILD)/readme-example: README.md $(BUILD)/libsockit.a tests/readme-example.sh
+$(BUILD)/readme-example $(BUILD)/readme-tls-client: $(BUILD)/readme-%: \
+	    README.md $(BUILD)/libsockit.a tests/readme-example.sh
 	@mkdir -p $(dir $@)
-	sh tests/readme-example.sh extract README.md > $(BUILD)/readme-example.c
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ \
-	    $(BUILD)/readme-example.c $(BUILD)/libsockit.a $(LDLIBS)
+	sh tests/readme-example.sh extract README.md \
+	    $(patsubst example,,$*) > $@.c
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $@.c \
+	    $(BUILD)/libsockit.a $(LDLIBS)
 
 unit: $(UNIT_BIN)
 	@$(TSAN_CLEAR); st=0; for t in $(UNIT_BIN); do echo "== $$t"; \
@@ -105,8 +107,9 @@ integration: $(BUILD)/sockit
 	SOCKIT=$(BUILD)/sockit $(RUN) python3 -m unittest discover \
 	    -s tests/integration || st=1; $(TSAN_VERDICT); exit $$st
 
-example: $(BUILD)/readme-example
-	$(RUN) sh tests/readme-example.sh run $(BUILD)/readme-example
+example: $(BUILD)/readme-example $(BUILD)/readme-tls-client
+	$(RUN) sh tests/readme-example.sh run $(BUILD)/readme-example \
+	    $(BUILD)/readme-tls-client
 
 symbols: $(BUILD)/libsockit.so
 	sh tests/check-symbols.sh $(BUILD)/libsockit.so
