@@ -136,7 +136,7 @@ $(BUILD)/fuzz/obj/%.o: %.c $(HEADERS) src/loop_epoll.c
 $(FUZZ_BIN): $(BUILD)/fuzz-%: fuzz/%.c $(FUZZ_OBJ) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -Isrc $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< \
-	    $(FUZZ_OBJ)
+	    $(FUZZ_OBJ) $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 	@st=0; for t in $(FUZZ_SRC:fuzz/%.c=%); do \

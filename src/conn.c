@@ -134,6 +134,8 @@ static void watch(struct sk_conn *c)
 
     if (c->flags & (CONN_CLOSED | CONN_DETACHED))
         return;
+    if (!sk_io_is_active(&c->io))
+        return; /* still connecting: the connector watches */
     if (c->flags & CONN_STARTING) {
         ev = c->start_wants;
     } else {
@@ -144,13 +146,27 @@ static void watch(struct sk_conn *c)
             ev |= SK_WRITE;
     }
     err = sk_io_set(&c->io, ev);
-    if (err < 0)
+    if (err < 0) {
         finish(c, err);
+        return;
+    }
+    /* Input OpenSSL read ahead is read before the loop waits. */
+    if ((ev & SK_READ) && reading(c) && sk__tls_conn_pending(c)) {
+        c->flags |= CONN_TLS_MORE;
+        sk__conn_queue(c);
+    }
 }
 
 void sk__conn_watch(struct sk_conn *c)
 {
     watch(c);
+}
+
+/* Nothing is left to send before the socket closes: over TLS, the
+ * close_notify is out (or could not be sent). */
+static bool closed_cleanly(const struct sk_conn *c)
+{
+    return c->ssl == NULL || (c->flags & (CONN_SHUT_DONE | CONN_STARTING));
 }
 
 void sk_conn_close(struct sk_conn *c)
@@ -165,7 +181,13 @@ void sk_conn_close(struct sk_conn *c)
         return;
     }
     c->flags |= CONN_CLOSING;
-    if (c->out.len == 0 || (c->flags & CONN_DETACHED))
+    if (c->ssl != NULL && !(c->flags & CONN_STARTING)) {
+        /* close_notify after the output, when the socket takes it. */
+        c->flags |= CONN_SHUT_WR;
+        if (sk__conn_shut_write(c) < 0)
+            c->flags |= CONN_SHUT_DONE;
+    }
+    if ((c->out.len == 0 && closed_cleanly(c)) || (c->flags & CONN_DETACHED))
         finish(c, 0);
     else
         watch(c);
@@ -229,6 +251,13 @@ static size_t hard_cap(const struct sk_conn *c)
 }
 
 int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
+{
+    if (c->flags & CONN_BRIDGED)
+        return -EPIPE; /* the service writes to its end of the pair */
+    return sk__conn_write(c, data, len);
+}
+
+int sk__conn_write(struct sk_conn *c, const void *data, size_t len)
 {
     int err;
 
@@ -300,7 +329,7 @@ static void flush_and_watch(struct sk_conn *c)
      * steady traffic allocates nothing. */
     if (c->out.len == 0 && c->out.cap > c->output_max)
         sk_buf_release(&c->out);
-    if (c->out.len == 0 && (c->flags & CONN_CLOSING)) {
+    if (c->out.len == 0 && (c->flags & CONN_CLOSING) && closed_cleanly(c)) {
         finish(c, 0);
         return;
     }
@@ -312,6 +341,8 @@ static void flush_and_watch(struct sk_conn *c)
     else if (handler_of(c)->on_drain != NULL)
         handler_of(c)->on_drain(c);
 }
+
+static void read_input(struct sk_conn *c);
 
 /* Flushes the connections queued so far. Callbacks may queue, close or
  * abort any connection meanwhile: one queued anew waits for the next
@@ -325,6 +356,13 @@ void sk__conn_flush_pending(struct sk_worker *w)
     while (!sk__link_empty(&batch)) {
         struct sk_conn *c = conn_of_pending(batch.next);
         unqueue(c);
+        if (c->flags & CONN_TLS_MORE) {
+            c->flags &= ~CONN_TLS_MORE;
+            if (reading(c))
+                read_input(c);
+            if (c->flags & CONN_CLOSED)
+                continue;
+        }
         flush_and_watch(c);
     }
 }
@@ -333,11 +371,18 @@ void sk__conn_watch_pending(struct sk_worker *w)
 {
     struct sk_link *node = w->pending.next;
 
+    bool more = false;
+
     while (node != &w->pending) {
         struct sk_link *next = node->next;
-        watch(conn_of_pending(node)); /* may close it: next is kept */
+        struct sk_conn *c = conn_of_pending(node);
+        more = more || (c->flags & CONN_TLS_MORE);
+        watch(c); /* may close it: next is kept */
         node = next;
     }
+    /* TLS input that rounds of flushing left: no waiting on it. */
+    if (more)
+        sk_loop_wake(w->loop);
 }
 
 /* ------------------------------------------------------------- input */
@@ -387,6 +432,8 @@ static void read_input(struct sk_conn *c)
         if ((c->flags & (CONN_PEER_DONE | CONN_CLOSED | CONN_EOF)) ==
             CONN_PEER_DONE)
             on_peer_eof(c);
+        if ((c->flags & (CONN_TLS_MORE | CONN_CLOSED)) == CONN_TLS_MORE)
+            sk__conn_queue(c);
     } else if (n == 0) {
         on_peer_eof(c);
     } else if (n != -EAGAIN) {

@@ -25,6 +25,7 @@
 #define CONN_BRIDGED 65536u     /* TLS, detached: its service has a plain end */
 #define CONN_BRIDGE_END 131072u /* the library's end of that socket pair */
 #define CONN_CLOSE_ASKED 262144u /* bridged: closed once all is passed on */
+#define CONN_TLS_MORE 524288u    /* TLS: OpenSSL holds input to read */
 
 struct ssl_st;
 struct sk_outbound;
@@ -61,6 +62,8 @@ struct sk_conn {
 void sk__conn_list_unlink(struct sk_conn *c);
 void sk__conn_list_append(struct sk_conn *c);
 void sk__conn_queue(struct sk_conn *c);
+/* sk_conn_write() for the library's own writes (a bridged connection's). */
+int sk__conn_write(struct sk_conn *c, const void *data, size_t len);
 int sk__conn_shut_write(struct sk_conn *c);
 struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
                              const struct sk_handler *h, size_t output_max);
@@ -81,6 +84,8 @@ int sk__tls_conn_start(struct sk_conn *c, struct sk_tls *tls);
 void sk__tls_conn_step(struct sk_conn *c);
 ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len);
 ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len);
+/* OpenSSL holds input the socket's readiness will not tell of. */
+bool sk__tls_conn_pending(const struct sk_conn *c);
 /* Sends close_notify: 0, -EAGAIN, or a negative errno. */
 int sk__tls_conn_shutdown(struct sk_conn *c);
 void sk__tls_conn_free(struct sk_conn *c);

@@ -79,7 +79,8 @@ int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
 
     if (!sk_endpoint_is_stream(ep) || opts == NULL || opts->handler == NULL)
         return -EINVAL;
-    if (ep->tls != (opts->tls != NULL))
+    if (ep->tls != (opts->tls != NULL) ||
+        (opts->tls != NULL && sk__tls_listening(opts->tls)))
         return -EINVAL;
     if ((n = sk_endpoint_resolve(ep, false, addrs, SK_CONNECT_ADDRS)) < 0)
         return n;

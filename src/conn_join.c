@@ -29,7 +29,7 @@ void sk__join_read(struct sk_conn *c, const char *data, size_t len)
 {
     struct sk_conn *o = c->joined;
 
-    if (sk_conn_write(o, data, len) < 0) {
+    if (sk__conn_write(o, data, len) < 0) {
         sk_conn_abort(c);
         return;
     }
@@ -95,6 +95,7 @@ int sk__conn_bridge(struct sk_conn *c)
         return -ENOMEM;
     }
     p->flags |= CONN_OUTBOUND | CONN_QUIET | CONN_BRIDGE_END;
+    sk_buf_consume(&c->out, c->out.len); /* dropped, as at any detach */
     p->scheme = SK_UNIX;
     sk__conn_opened(p);
     sk_conn_join(c, p);

@@ -11,8 +11,7 @@
 #include "conn.h"
 #include "tls.h"
 
-/* Space that always holds a whole record, so that OpenSSL never keeps
- * decrypted bytes the socket's readiness would not tell of. */
+/* Space that always holds a whole record. */
 #define RECORD_MAX SSL3_RT_MAX_PLAIN_LENGTH
 
 static void fail(struct sk_conn *c, int ret, int status)
@@ -85,6 +84,10 @@ ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len)
         errno = 0;
         if (SSL_read_ex(c->ssl, buf + total, len - total, &n) == 1) {
             total += n;
+            /* OpenSSL read ahead: what it holds is read now, what it
+             * does not is in the kernel, which says so. */
+            if (!SSL_has_pending(c->ssl))
+                break;
             continue;
         }
         kind = SSL_get_error(c->ssl, 0);
@@ -98,7 +101,14 @@ ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len)
             return total > 0 ? (ssize_t)total : io_error(c, kind);
         break;
     }
+    if (len - total < RECORD_MAX && SSL_has_pending(c->ssl))
+        c->flags |= CONN_TLS_MORE; /* read again before the loop waits */
     return total > 0 ? (ssize_t)total : -EAGAIN;
+}
+
+bool sk__tls_conn_pending(const struct sk_conn *c)
+{
+    return c->ssl != NULL && SSL_has_pending(c->ssl);
 }
 
 ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len)
@@ -188,7 +198,10 @@ const char *sk_conn_tls_alpn(const struct sk_conn *c)
     if (!established(c))
         return NULL;
     SSL_get0_alpn_selected(c->ssl, &p, &len);
-    memcpy(name, p, len);
+    if (p == NULL)
+        len = 0;
+    else
+        memcpy(name, p, len);
     name[len] = '\0';
     return name;
 }

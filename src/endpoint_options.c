@@ -296,6 +296,11 @@ int sk_endpoint_check_options(const struct sk_endpoint *ep,
                    "endpoint option \"%s\" applies to UNIX endpoints "
                    "only",
                    "mode", 4);
+    if ((opts->given & SK_OPT_MODE) && ep->path[0] == '@')
+        return say(why,
+                   "endpoint option \"%s\" does not apply to an "
+                   "abstract name (it has no file)",
+                   "mode", 4);
     if ((opts->given & SK_OPT_MODE) && !listening)
         return say(why,
                    "endpoint option \"%s\" applies to listening "

@@ -4,9 +4,11 @@
  * turned into one readable line. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -36,6 +38,83 @@ static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 static void make_index(void)
 {
     ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* -------------------------------------------------------- the socket */
+
+/* OpenSSL's own socket BIO writes with write(2), and a peer gone raises
+ * SIGPIPE in whatever process links libsockit: this one sends with
+ * MSG_NOSIGNAL, as the rest of the library does. */
+static BIO_METHOD *socket_method;
+static pthread_once_t socket_once = PTHREAD_ONCE_INIT;
+
+static int bio_fd(BIO *b)
+{
+    return (int)(intptr_t)BIO_get_data(b);
+}
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+    ssize_t n = send(bio_fd(b), data, (size_t)len, MSG_NOSIGNAL);
+
+    BIO_clear_retry_flags(b);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int bio_read(BIO *b, char *data, int len)
+{
+    ssize_t n = recv(bio_fd(b), data, (size_t)len, 0);
+
+    BIO_clear_retry_flags(b);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        BIO_set_retry_read(b);
+    else if (n == 0)
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF); /* a FIN, for BIO_CTRL_EOF */
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    case BIO_C_GET_FD:
+        if (ptr != NULL)
+            *(int *)ptr = bio_fd(b);
+        return bio_fd(b);
+    default:
+        return 0;
+    }
+}
+
+static void make_socket_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+                                     BIO_TYPE_DESCRIPTOR,
+                                 "sockit socket");
+
+    if (m != NULL && BIO_meth_set_write(m, bio_write) == 1 &&
+        BIO_meth_set_read(m, bio_read) == 1 &&
+        BIO_meth_set_ctrl(m, bio_ctrl) == 1)
+        socket_method = m;
+}
+
+/* A BIO on fd that leaves it open when freed; NULL without memory. */
+static BIO *socket_bio(int fd)
+{
+    BIO *b;
+
+    pthread_once(&socket_once, make_socket_method);
+    if (socket_method == NULL || (b = BIO_new(socket_method)) == NULL)
+        return NULL;
+    BIO_set_data(b, (void *)(intptr_t)fd);
+    BIO_set_init(b, 1);
+    return b;
 }
 
 /* ------------------------------------------------------------- errors */
@@ -84,13 +163,14 @@ void sk__tls_describe(SSL *ssl, int ret, char *out, size_t len)
 /* Says why a file cannot be read, before OpenSSL says it less clearly. */
 static int check_file(const char *what, const char *path, char *err, size_t len)
 {
+    int e;
+
     if (access(path, R_OK) == 0)
         return 0;
-    put(err, len, "%s %s: ", what, path);
-    if (len > strlen(err))
-        snprintf(err + strlen(err), len - strlen(err), "%s",
-                 sk_strerror(-errno));
-    return -errno;
+    e = errno;
+    if (len > 0)
+        snprintf(err, len, "%s %s: %s", what, path, sk_strerror(-e));
+    return -e;
 }
 
 static int load_pair(SSL_CTX *ctx, const struct sk_endpoint_options *o,
@@ -98,17 +178,25 @@ static int load_pair(SSL_CTX *ctx, const struct sk_endpoint_options *o,
 {
     const char *key = o->key[0] != '\0' ? o->key : o->cert;
 
-    if (check_file("cert", o->cert, err, len) < 0 ||
-        check_file("key", key, err, len) < 0)
-        return -ENOENT;
+    int rc;
+
+    if ((rc = check_file("cert", o->cert, err, len)) < 0 ||
+        (rc = check_file("key", key, err, len)) < 0)
+        return rc;
     if (SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1) {
         put(err, len, "cert %s: no PEM certificate (%s)", o->cert,
             queue_reason());
         return -EINVAL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        /* OpenSSL 3 checks the pair as it loads the key. */
+        bool mismatch =
+            ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH;
         ERR_clear_error();
-        put(err, len, "key %s: no PEM private key%s", key, "");
+        put(err, len,
+            mismatch ? "key %s does not match the certificate%s"
+                     : "key %s: no PEM private key%s",
+            key, "");
         return -EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -122,8 +210,10 @@ static int load_pair(SSL_CTX *ctx, const struct sk_endpoint_options *o,
 static int load_ca(SSL_CTX *ctx, const char *ca, bool listening, char *err,
                    size_t len)
 {
-    if (check_file("ca", ca, err, len) < 0)
-        return -ENOENT;
+    int rc = check_file("ca", ca, err, len);
+
+    if (rc < 0)
+        return rc;
     if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
         put(err, len, "ca %s: no PEM certificate (%s)", ca, queue_reason());
         return -EINVAL;
@@ -137,8 +227,8 @@ static int load_ca(SSL_CTX *ctx, const char *ca, bool listening, char *err,
     return 0;
 }
 
-/* Server side of ALPN: the first protocol the client offers that this
- * endpoint accepts; none in common fails the handshake (RFC 7301). */
+/* Server side of ALPN: of the protocols the client offers, the first in
+ * this endpoint's list; none in common fails the handshake (RFC 7301). */
 static int select_alpn(SSL *ssl, const unsigned char **out,
                        unsigned char *outlen, const unsigned char *in,
                        unsigned inlen, void *arg)
@@ -178,9 +268,12 @@ static void set_modes(SSL_CTX *ctx)
     /* A peer that closes without close_notify ends the stream as one that
      * sends it does; what came before it was authenticated. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* One read takes a whole record, header and body, or several: the
+     * connection layer asks OpenSSL before it waits on the socket. */
+    SSL_CTX_set_read_ahead(ctx, 1);
 }
 
-static SSL_CTX *make_ctx(struct sk_tls *tls, char *err, size_t len)
+static SSL_CTX *make_ctx(struct sk_tls *tls, char *err, size_t len, int *rcp)
 {
     const struct sk_endpoint_options *o = &tls->opts;
     SSL_CTX *ctx =
@@ -189,6 +282,7 @@ static SSL_CTX *make_ctx(struct sk_tls *tls, char *err, size_t len)
 
     if (ctx == NULL) {
         put(err, len, "tls: %s%s", queue_reason(), "");
+        *rcp = -ENOMEM;
         return NULL;
     }
     set_modes(ctx);
@@ -223,6 +317,7 @@ static SSL_CTX *make_ctx(struct sk_tls *tls, char *err, size_t len)
 fail:
     SSL_CTX_free(ctx);
     ERR_clear_error();
+    *rcp = rc;
     return NULL;
 }
 
@@ -249,6 +344,7 @@ int sk_tls_new(struct sk_tls **tlsp, const struct sk_endpoint *ep,
 {
     struct sk_tls *tls = calloc(1, sizeof(*tls));
     struct in6_addr ip;
+    int rc = -EINVAL;
 
     if (errlen > 0)
         err[0] = '\0';
@@ -267,11 +363,11 @@ int sk_tls_new(struct sk_tls **tlsp, const struct sk_endpoint *ep,
                       inet_pton(AF_INET6, tls->host, &ip) == 1;
     if (tls->opts.given & SK_OPT_ALPN)
         alpn_wire(tls, tls->opts.alpn);
-    tls->ctx = make_ctx(tls, err, errlen);
+    tls->ctx = make_ctx(tls, err, errlen, &rc);
     if (tls->ctx == NULL) {
         pthread_mutex_destroy(&tls->lock);
         free(tls);
-        return -EINVAL;
+        return rc;
     }
     *tlsp = tls;
     return 0;
@@ -279,13 +375,20 @@ int sk_tls_new(struct sk_tls **tlsp, const struct sk_endpoint *ep,
 
 int sk_tls_reload(struct sk_tls *tls, char *err, size_t errlen)
 {
-    SSL_CTX *ctx = make_ctx(tls, err, errlen), *old;
+    SSL_CTX *ctx, *old;
+    int rc = 0;
 
-    if (ctx == NULL)
-        return -EINVAL;
+    if (errlen > 0)
+        err[0] = '\0';
+    if ((ctx = make_ctx(tls, err, errlen, &rc)) == NULL)
+        return rc;
     pthread_mutex_lock(&tls->lock);
     old = tls->ctx;
     tls->ctx = ctx;
+    /* A session of the old context skips the checks the new one makes. */
+    if (tls->session != NULL)
+        SSL_SESSION_free(tls->session);
+    tls->session = NULL;
     pthread_mutex_unlock(&tls->lock);
     SSL_CTX_free(old); /* connections that use it keep it alive */
     return 0;
@@ -347,6 +450,7 @@ SSL *sk__tls_new_ssl(struct sk_tls *tls, int fd)
 {
     SSL_CTX *ctx;
     SSL *ssl;
+    BIO *bio;
 
     pthread_mutex_lock(&tls->lock);
     ctx = tls->ctx;
@@ -354,8 +458,10 @@ SSL *sk__tls_new_ssl(struct sk_tls *tls, int fd)
     pthread_mutex_unlock(&tls->lock);
     ssl = SSL_new(ctx);
     SSL_CTX_free(ctx); /* the SSL holds its own reference */
-    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1 ||
-        (!tls->listening && client_setup(tls, ssl) < 0)) {
+    bio = ssl != NULL ? socket_bio(fd) : NULL;
+    if (bio != NULL)
+        SSL_set_bio(ssl, bio, bio); /* the SSL owns it now */
+    if (bio == NULL || (!tls->listening && client_setup(tls, ssl) < 0)) {
         SSL_free(ssl);
         ERR_clear_error();
         return NULL;

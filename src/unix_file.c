@@ -255,10 +255,17 @@ static int is_own_file(int listen_fd, int socktype, int file_fd,
 static int claim(int fd, const char *path, int socktype,
                  const struct sk_unix_mode *mode, struct stat *st)
 {
+    struct timespec pause = {0, LISTEN_GRACE_MS * 1000000L};
     char self[64];
     int file, err = 0;
 
-    file = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    /* A server starting at the same path may hold the file in its private
+     * directory while it checks whether it is stale: it puts it back
+     * within the grace, as this socket listens already. */
+    for (int i = 0; (file = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0 &&
+                    errno == ENOENT && i < 4;
+         i++)
+        nanosleep(&pause, NULL);
     if (file < 0)
         return -errno;
     if (fstat(file, st) < 0)
