@@ -326,8 +326,10 @@ static void flush_and_watch(struct sk_conn *c)
         c->flags &= ~CONN_PAUSED;
     /* A queue that grew past the limit (a peer that stopped reading) gives
      * its memory back when it empties; one within the limit keeps it, so
-     * steady traffic allocates nothing. */
-    if (c->out.len == 0 && c->out.cap > c->output_max)
+     * steady traffic allocates nothing. Over TLS, where OpenSSL allocates
+     * and frees a record buffer per write anyway, an idle connection keeps
+     * no queue. */
+    if (c->out.len == 0 && (c->out.cap > c->output_max || c->ssl != NULL))
         sk_buf_release(&c->out);
     if (c->out.len == 0 && (c->flags & CONN_CLOSING) && closed_cleanly(c)) {
         finish(c, 0);

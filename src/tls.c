@@ -268,6 +268,9 @@ static void set_modes(SSL_CTX *ctx)
     /* A peer that closes without close_notify ends the stream as one that
      * sends it does; what came before it was authenticated. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* TLS 1.2 renegotiation lets a client ask for handshake after
+     * handshake on one connection, past the handshake timeout. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     /* One read takes a whole record, header and body, or several: the
      * connection layer asks OpenSSL before it waits on the socket. */
     SSL_CTX_set_read_ahead(ctx, 1);
