@@ -5,7 +5,8 @@
  * thread, every wait for them bounded by a timer.
  *
  * In endpoint texts given to the helpers, "$" stands for the directory of
- * the certificates. Included by tls.c and tls_conn.c; all static. */
+ * the certificates. Included by tls.c, tls_verify.c, tls_conn.c and
+ * tls_join.c; all static. */
 #ifndef SOCKIT_TEST_TLS_FIXTURE_H
 #define SOCKIT_TEST_TLS_FIXTURE_H
 
@@ -19,6 +20,7 @@
 #define MAX_CLIENTS 4
 #define MAX_OWNED 16
 #define TEXT_MAX 2048
+#define MIB (1024 * 1024)
 
 static char cert_dir[64];
 
