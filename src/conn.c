@@ -2,6 +2,7 @@
  * output and flush it once per loop iteration, pause reading while the
  * output is over its limit, close gracefully or at once, expire idle ones. */
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -458,6 +459,17 @@ static void check_error(struct sk_conn *c)
     finish(c, err ? -err : -ECONNRESET);
 }
 
+/* Events nobody asked for: an error or a hang-up, or readiness fetched
+ * before a callback of the same batch stopped c's reading (held, paused),
+ * which only has to wait. */
+static void check_hangup(struct sk_conn *c)
+{
+    struct pollfd p = {.fd = c->io.fd, .events = 0};
+
+    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+        check_error(c);
+}
+
 static void on_io(struct sk_io *io, unsigned events)
 {
     struct sk_conn *c = io->data;
@@ -465,7 +477,7 @@ static void on_io(struct sk_io *io, unsigned events)
 
     if (c->flags & CONN_STARTING) {
         if (!(events & wanted))
-            check_error(c);
+            check_hangup(c);
         else if (c->ssl != NULL)
             sk__tls_conn_step(c);
         else
@@ -476,7 +488,7 @@ static void on_io(struct sk_io *io, unsigned events)
         flush_and_watch(c);
     if ((events & SK_READ) && reading(c) && !(c->flags & CONN_CLOSED))
         read_input(c);
-    if ((events & SK_WRITE) && (c->flags & CONN_RD_WANTS_W) &&
+    if ((events & SK_WRITE) && (c->flags & CONN_RD_WANTS_W) && reading(c) &&
         !(c->flags & CONN_CLOSED))
         read_input(c);
     if (c->flags & CONN_CLOSED)
@@ -486,7 +498,7 @@ static void on_io(struct sk_io *io, unsigned events)
         return;
     }
     if (!(events & wanted))
-        check_error(c);
+        check_hangup(c);
 }
 
 int sk__conn_start_io(struct sk_conn *c, int fd)

@@ -421,11 +421,87 @@ static void test_free_keeps_signals_another_server_routes(void **state)
 #define BOTH(f) ONE(f), {#f " threads=2", f, setup, teardown, &threads_2}
 /* clang-format on */
 
+/* ------------------------------------------------ stale readiness */
+
+/* Readiness of B fetched in the same batch as A's, where A's callback
+ * holds B's input: B's event is stale, not an error, and B lives. */
+static struct stale {
+    struct sk_conn *conns[2];
+    int nconns;
+    struct sk_loop *loop;
+    atomic_int release; /* the test lets the worker wait again */
+} stale;
+
+static int on_open_stale(struct sk_conn *c)
+{
+    stale.conns[stale.nconns++] = c;
+    stale.loop = sk_conn_loop(c);
+    return on_open_record(c);
+}
+
+static void on_read_stale(struct sk_conn *c, const char *data, size_t len)
+{
+    struct sk_conn *other = stale.conns[c == stale.conns[0]];
+
+    if (len == 1 && data[0] == 'H') /* hold the other */
+        sk_conn_hold_input(other, true);
+    else if (len == 1 && data[0] == 'R') /* release it */
+        sk_conn_hold_input(other, false);
+    else
+        on_read_echo(c, data, len);
+}
+
+static const struct sk_handler stale_handler = {
+    .on_open = on_open_stale,
+    .on_read = on_read_stale,
+    .on_close = on_close_record,
+};
+
+/* Keeps the worker out of its wait until the test has written. */
+static void block_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5000 && !atomic_load(&stale.release); i++)
+        usleep(1000);
+}
+
+static void test_stale_event_of_a_held_connection_is_no_error(void **state)
+{
+    struct fixture *f = *state;
+    char buf[2];
+    int a, b;
+
+    stale = (struct stale){0};
+    serve(f, &stale_handler, (struct sk_server_config){0}, "tcp://127.0.0.1:0");
+    a = connect_listener(f, 0);
+    wait_for(f, &f->seen.opens, 1, "open A");
+    b = connect_listener(f, 0);
+    wait_for(f, &f->seen.opens, 2, "open B");
+    /* A, then B, become readable while the worker is kept busy: one batch,
+     * A's event first. */
+    assert_int_equal(sk_loop_post(stale.loop, block_worker, NULL), 0);
+    usleep(50000);
+    send_all(a, "H", 1);
+    send_all(b, "b", 1);
+    usleep(50000);
+    atomic_store(&stale.release, 1);
+    usleep(100000);
+    assert_int_equal(snapshot(f).closes, 0); /* B was not taken for dead */
+    send_all(a, "R", 1);
+    recv_exact(b, buf, 1);
+    assert_memory_equal(buf, "b", 1);
+    close(a);
+    close(b);
+    wait_for(f, &f->seen.closes, 2, "closes");
+    stop_and_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         /* A handler may touch other connections on its own worker only. */
         ONE(test_on_close_writing_to_and_aborting_another_is_safe),
+        ONE(test_stale_event_of_a_held_connection_is_no_error),
         ONE(test_on_drain_writing_to_and_aborting_another_is_safe),
         BOTH(test_conn_write_past_hard_cap_is_enobufs),
         BOTH(test_conn_write_hard_cap_leaves_room_for_one_read),
