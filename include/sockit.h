@@ -588,6 +588,11 @@ struct sk_conn_options {
     unsigned timeout_ms; /* to connect and finish the handshake; 0: none */
     unsigned idle_ms;    /* closed after that long without traffic */
     size_t output_max;   /* default SK_OUTPUT_MAX */
+    /* Reading goes on while output_max is queued (the caller bounds what
+     * it writes, e.g. by sk_conn_pending()): a client whose peer, an echo
+     * say, stops reading while its own replies are not read would
+     * otherwise wait for it forever. */
+    bool keep_reading;
 };
 
 /* Starts connecting to ep (resolved now: a host name blocks for DNS).
@@ -648,7 +653,8 @@ int sk_conn_detach(struct sk_conn *c);
  * over its limit), an end of stream from one shuts down the other's
  * sending, and when one closes the other is closed once its output is
  * sent. Their handlers hear no more on_read, on_eof or on_drain; on_close
- * still runs for each. The way to relay TLS and plaintext to each other.
+ * still runs for each. Each reads whatever its own queue holds, held only
+ * by the other's. The way to relay TLS and plaintext to each other.
  * Returns 0 or -EINVAL (closing, detached, starting, already joined, or
  * of different loops). */
 int sk_conn_join(struct sk_conn *a, struct sk_conn *b);

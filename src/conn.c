@@ -94,7 +94,8 @@ static void finish(struct sk_conn *c, int status)
     c->flags |= CONN_CLOSED | CONN_CLOSING;
     if (c->status == 0)
         c->status = status;
-    if (c->ssl != NULL && status == 0 && !(c->flags & CONN_SHUT_DONE))
+    if (c->ssl != NULL && status == 0 &&
+        !(c->flags & (CONN_SHUT_DONE | CONN_NO_NOTIFY)))
         sk__tls_conn_shutdown(c);
     sk__tls_conn_free(c);
     if (c->ob != NULL)
@@ -128,6 +129,15 @@ static bool reading(const struct sk_conn *c)
     return !(c->flags & (CONN_CLOSING | CONN_PAUSED | CONN_EOF | CONN_HELD));
 }
 
+/* A connection that hung up while it was not reading is unwatched (a
+ * hang-up is reported whatever is asked for) until it reads again: what
+ * the peer sent before it went is read then, not dropped. */
+static int unpark(struct sk_conn *c, unsigned ev)
+{
+    c->flags &= ~CONN_PARKED;
+    return sk_io_start(c->w->loop, &c->io, c->io.fd, ev, false, c->io.cb);
+}
+
 static void watch(struct sk_conn *c)
 {
     unsigned ev = 0;
@@ -135,27 +145,27 @@ static void watch(struct sk_conn *c)
 
     if (c->flags & (CONN_CLOSED | CONN_DETACHED))
         return;
-    if (!sk_io_is_active(&c->io))
+    if ((c->flags & CONN_PARKED) && !reading(c))
+        return;
+    if (!(c->flags & CONN_PARKED) && !sk_io_is_active(&c->io))
         return; /* still connecting: the connector watches */
     if (c->flags & CONN_STARTING) {
         ev = c->start_wants;
     } else {
         if (reading(c) || (c->flags & CONN_WR_WANTS_R))
             ev |= SK_READ;
-        if (c->out.len > 0 || (c->flags & CONN_RD_WANTS_W) ||
+        if (c->out.len > 0 || ((c->flags & CONN_RD_WANTS_W) && reading(c)) ||
             (c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) == CONN_SHUT_WR)
             ev |= SK_WRITE;
     }
-    err = sk_io_set(&c->io, ev);
+    err = c->flags & CONN_PARKED ? unpark(c, ev) : sk_io_set(&c->io, ev);
     if (err < 0) {
         finish(c, err);
         return;
     }
-    /* Input OpenSSL read ahead is read before the loop waits. */
-    if ((ev & SK_READ) && reading(c) && sk__tls_conn_pending(c)) {
-        c->flags |= CONN_TLS_MORE;
+    /* Whole records OpenSSL read ahead are read before the loop waits. */
+    if ((ev & SK_READ) && reading(c) && (c->flags & CONN_TLS_MORE))
         sk__conn_queue(c);
-    }
 }
 
 void sk__conn_watch(struct sk_conn *c)
@@ -167,7 +177,8 @@ void sk__conn_watch(struct sk_conn *c)
  * close_notify is out (or could not be sent). */
 static bool closed_cleanly(const struct sk_conn *c)
 {
-    return c->ssl == NULL || (c->flags & (CONN_SHUT_DONE | CONN_STARTING));
+    return c->ssl == NULL ||
+           (c->flags & (CONN_SHUT_DONE | CONN_STARTING | CONN_NO_NOTIFY));
 }
 
 void sk_conn_close(struct sk_conn *c)
@@ -182,7 +193,7 @@ void sk_conn_close(struct sk_conn *c)
         return;
     }
     c->flags |= CONN_CLOSING;
-    if (c->ssl != NULL && !(c->flags & CONN_STARTING)) {
+    if (c->ssl != NULL && !(c->flags & (CONN_STARTING | CONN_NO_NOTIFY))) {
         /* close_notify after the output, when the socket takes it. */
         c->flags |= CONN_SHUT_WR;
         if (sk__conn_shut_write(c) < 0)
@@ -270,7 +281,8 @@ int sk__conn_write(struct sk_conn *c, const void *data, size_t len)
     if (err < 0)
         return err;
     sk__conn_queue(c);
-    if (c->out.len >= c->output_max && !(c->flags & CONN_PAUSED)) {
+    if (c->out.len >= c->output_max &&
+        !(c->flags & (CONN_PAUSED | CONN_NO_PAUSE))) {
         c->flags |= CONN_PAUSED;
         watch(c);
     }
@@ -359,10 +371,8 @@ void sk__conn_flush_pending(struct sk_worker *w)
     while (!sk__link_empty(&batch)) {
         struct sk_conn *c = conn_of_pending(batch.next);
         unqueue(c);
-        if (c->flags & CONN_TLS_MORE) {
-            c->flags &= ~CONN_TLS_MORE;
-            if (reading(c))
-                read_input(c);
+        if ((c->flags & CONN_TLS_MORE) && reading(c)) {
+            read_input(c); /* clears CONN_TLS_MORE, or sets it again */
             if (c->flags & CONN_CLOSED)
                 continue;
         }
@@ -379,8 +389,9 @@ void sk__conn_watch_pending(struct sk_worker *w)
     while (node != &w->pending) {
         struct sk_link *next = node->next;
         struct sk_conn *c = conn_of_pending(node);
-        more = more || (c->flags & CONN_TLS_MORE);
         watch(c); /* may close it: next is kept */
+        more =
+            more || (c->flags & (CONN_TLS_MORE | CONN_CLOSED)) == CONN_TLS_MORE;
         node = next;
     }
     /* TLS input that rounds of flushing left: no waiting on it. */
@@ -466,8 +477,16 @@ static void check_hangup(struct sk_conn *c)
 {
     struct pollfd p = {.fd = c->io.fd, .events = 0};
 
-    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
-        check_error(c);
+    if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+        return;
+    if ((p.revents & POLLHUP) && !(p.revents & POLLERR) &&
+        (c->flags & (CONN_HELD | CONN_PAUSED)) &&
+        !(c->flags & (CONN_EOF | CONN_CLOSING | CONN_STARTING))) {
+        sk_io_stop(&c->io); /* read what is left once it reads again */
+        c->flags |= CONN_PARKED;
+        return;
+    }
+    check_error(c);
 }
 
 static void on_io(struct sk_io *io, unsigned events)

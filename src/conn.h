@@ -26,6 +26,10 @@
 #define CONN_BRIDGE_END 131072u /* the library's end of that socket pair */
 #define CONN_CLOSE_ASKED 262144u /* bridged: closed once all is passed on */
 #define CONN_TLS_MORE 524288u    /* TLS: OpenSSL holds input to read */
+#define CONN_NO_PAUSE 1048576u   /* reading goes on whatever is queued */
+#define CONN_NO_NOTIFY 2097152u  /* closed without close_notify */
+#define CONN_PARKED 4194304u     /* hung up while not reading: unwatched */
+#define CONN_TRUNCATED 8388608u  /* TLS: ended by a FIN, no close_notify */
 
 struct ssl_st;
 struct sk_outbound;
@@ -48,6 +52,7 @@ struct sk_conn {
     struct sk_conn *next_closed;
     void *data;
     struct ssl_st *ssl; /* NULL: plaintext */
+    size_t tls_retry;   /* bytes of a write OpenSSL must be given again */
     char *error;        /* sk_conn_error(), made on failure */
     struct sk_outbound *ob;
     struct sk_conn *joined; /* sk_conn_join() */
@@ -84,11 +89,11 @@ int sk__tls_conn_start(struct sk_conn *c, struct sk_tls *tls);
 void sk__tls_conn_step(struct sk_conn *c);
 ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len);
 ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len);
-/* OpenSSL holds input the socket's readiness will not tell of. */
-bool sk__tls_conn_pending(const struct sk_conn *c);
 /* Sends close_notify: 0, -EAGAIN, or a negative errno. */
 int sk__tls_conn_shutdown(struct sk_conn *c);
 void sk__tls_conn_free(struct sk_conn *c);
+/* Drops the queued output but what OpenSSL must be given again. */
+void sk__tls_conn_keep_retry(struct sk_conn *c);
 void sk__tls_expire_starting(struct sk_worker *w);
 
 /* conn_join.c: dispatch of a joined connection's events. */

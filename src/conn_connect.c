@@ -86,10 +86,14 @@ int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
         return n;
     if ((w = sk__loop_home(loop)) == NULL)
         return -ENOMEM;
+    if (w->draining)
+        return -ECANCELED; /* its server is stopping */
     c = sk__conn_new(w, -1, opts->handler, opts->output_max);
     if (c == NULL)
         return -ENOMEM;
     c->flags |= CONN_OUTBOUND | CONN_STARTING;
+    if (opts->keep_reading)
+        c->flags |= CONN_NO_PAUSE;
     if ((c->ob = calloc(1, sizeof(*c->ob))) == NULL) {
         c->flags |= CONN_QUIET;
         sk__conn_finish(c, -ENOMEM);

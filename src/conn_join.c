@@ -5,6 +5,7 @@
  * is joined to one end of a socket pair whose other end the service gets:
  * plaintext for the service, TLS for the peer. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,6 +21,10 @@ int sk_conn_join(struct sk_conn *a, struct sk_conn *b)
         return -EINVAL;
     a->joined = b;
     b->joined = a;
+    /* Each direction has its own limit: a reader is held while the other
+     * side's queue is full, never for its own queue. */
+    a->flags = (a->flags | CONN_NO_PAUSE) & ~CONN_PAUSED;
+    b->flags = (b->flags | CONN_NO_PAUSE) & ~CONN_PAUSED;
     sk_conn_hold_input(a, false);
     sk_conn_hold_input(b, false);
     return 0;
@@ -43,10 +48,14 @@ void sk__join_drain(struct sk_conn *c)
 }
 
 /* A side that asked to be closed, or whose both directions are over, is
- * closed once its output is sent. */
-static void close_when_done(struct sk_conn *c)
+ * closed once its output is sent; when the other side failed (or its TLS
+ * ended without close_notify), without a close_notify of its own, so
+ * that an error is never passed on as an authenticated end. */
+static void close_when_done(struct sk_conn *c, bool clean)
 {
     c->flags &= ~CONN_BRIDGED; /* sk_conn_close() closes it now */
+    if (!clean)
+        c->flags |= CONN_NO_NOTIFY;
     sk_conn_close(c);
 }
 
@@ -55,13 +64,17 @@ void sk__join_eof(struct sk_conn *c)
     struct sk_conn *o = c->joined;
 
     if (o->flags & CONN_CLOSE_ASKED) {
-        close_when_done(o); /* the service's end is over: all passed on */
+        close_when_done(o, true); /* the service's end is over */
+        return;
+    }
+    if (c->flags & CONN_TRUNCATED) {
+        close_when_done(o, false);
         return;
     }
     sk_conn_shutdown(o);
     if (o->flags & CONN_EOF) {
-        close_when_done(c);
-        close_when_done(o);
+        close_when_done(c, true);
+        close_when_done(o, !(o->flags & CONN_TRUNCATED));
     }
 }
 
@@ -71,7 +84,7 @@ void sk__join_broken(struct sk_conn *c)
 
     c->joined = NULL;
     o->joined = NULL;
-    close_when_done(o);
+    close_when_done(o, c->status == 0);
 }
 
 /* ------------------------------------------------------------- bridge */
@@ -85,20 +98,29 @@ int sk__conn_bridge(struct sk_conn *c)
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
     p = sk__conn_new(c->w, sv[1], &bridge_handler, c->output_max);
+    if (p != NULL) {
+        p->flags |= CONN_OUTBOUND | CONN_QUIET | CONN_BRIDGE_END;
+        p->scheme = SK_UNIX;
+    }
     if (p == NULL || sk__conn_start_io(p, sv[1]) < 0) {
         if (p != NULL)
-            sk__conn_finish(p, -ENOMEM);
+            sk__conn_finish(p, -ENOMEM); /* closes sv[1] */
         else
             close(sv[1]);
         close(sv[0]);
         return -ENOMEM;
     }
-    p->flags |= CONN_OUTBOUND | CONN_QUIET | CONN_BRIDGE_END;
-    sk_buf_consume(&c->out, c->out.len); /* dropped, as at any detach */
-    p->scheme = SK_UNIX;
+    sk__tls_conn_keep_retry(c); /* the rest is dropped, as at any detach */
     sk__conn_opened(p);
-    sk_conn_join(c, p);
+    if (sk_conn_join(c, p) < 0) {
+        sk__conn_finish(p, -EINVAL);
+        close(sv[0]);
+        return -EINVAL;
+    }
     c->flags |= CONN_BRIDGED;
+    if (c->flags & CONN_EOF) /* the client has ended already */
+        sk__join_eof(c);
     return sv[0];
 }

@@ -49,16 +49,20 @@ void sk__conn_opened(struct sk_conn *c)
     c->flags &= ~(CONN_STARTING | CONN_UNOPENED);
     if (c->ob != NULL)
         sk__outbound_opened(c);
-    sk__conn_log(c, "open", 0);
+    if (!(c->flags & CONN_QUIET))
+        sk__conn_log(c, "open", 0);
     if (h->on_open != NULL && h->on_open(c) != 0) {
         sk_conn_abort(c);
         return;
     }
     if (c->flags & CONN_CLOSED)
         return;
-    if (c->flags & CONN_SHUT_WR)
-        sk__conn_shut_write(c);
-    if (c->out.len > 0)
+    /* Closed or half-closed before it opened: the flush says so, after
+     * what was written meanwhile. */
+    if ((c->flags & CONN_CLOSING) && c->ssl != NULL &&
+        !(c->flags & CONN_NO_NOTIFY))
+        c->flags |= CONN_SHUT_WR;
+    if (c->out.len > 0 || (c->flags & (CONN_SHUT_WR | CONN_CLOSING)))
         sk__conn_queue(c);
     sk__conn_watch(c);
 }
@@ -99,6 +103,8 @@ struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
 /* Takes c back before it ever started: the caller closes fd. */
 static void conn_unmake(struct sk_conn *c)
 {
+    if (c->flags & CONN_STARTING)
+        sk__link_remove(&c->starting);
     sk_io_stop(&c->io);
     sk__tls_conn_free(c);
     sk__conn_list_unlink(c);

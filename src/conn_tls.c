@@ -45,9 +45,13 @@ void sk__tls_conn_step(struct sk_conn *c)
     int r, kind;
 
     ERR_clear_error();
+    errno = 0;
     r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         sk__link_remove(&c->starting);
+        /* The client's first request may have come with its Finished. */
+        if (SSL_has_pending(c->ssl))
+            c->flags |= CONN_TLS_MORE;
         sk__conn_opened(c);
         return;
     }
@@ -73,12 +77,23 @@ static ssize_t io_error(struct sk_conn *c, int kind)
     return -EPROTO;
 }
 
+/* The end of the stream: a close_notify, or a FIN without one, which ends
+ * it too (what came before was authenticated) but may have cut it short:
+ * said by sk_conn_error(), and not passed on as a close_notify. */
+static void note_end(struct sk_conn *c)
+{
+    if (SSL_get_shutdown(c->ssl) & SSL_RECEIVED_SHUTDOWN)
+        return;
+    c->flags |= CONN_TRUNCATED;
+    sk__conn_set_error(c, "closed without close_notify");
+}
+
 ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len)
 {
     size_t total = 0, n;
     int kind;
 
-    c->flags &= ~CONN_RD_WANTS_W;
+    c->flags &= ~(CONN_RD_WANTS_W | CONN_TLS_MORE);
     while (len - total >= RECORD_MAX) {
         ERR_clear_error();
         errno = 0;
@@ -91,6 +106,8 @@ ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len)
             continue;
         }
         kind = SSL_get_error(c->ssl, 0);
+        if (kind == SSL_ERROR_ZERO_RETURN)
+            note_end(c);
         if (kind == SSL_ERROR_WANT_WRITE)
             c->flags |= CONN_RD_WANTS_W;
         else if (kind == SSL_ERROR_ZERO_RETURN && total > 0)
@@ -106,11 +123,6 @@ ssize_t sk__tls_conn_read(struct sk_conn *c, char *buf, size_t len)
     return total > 0 ? (ssize_t)total : -EAGAIN;
 }
 
-bool sk__tls_conn_pending(const struct sk_conn *c)
-{
-    return c->ssl != NULL && SSL_has_pending(c->ssl);
-}
-
 ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len)
 {
     size_t n;
@@ -119,9 +131,12 @@ ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len)
     c->flags &= ~CONN_WR_WANTS_R;
     ERR_clear_error();
     errno = 0;
-    if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
+    if (SSL_write_ex(c->ssl, buf, len, &n) == 1) {
+        c->tls_retry = 0;
         return (ssize_t)n;
+    }
     kind = SSL_get_error(c->ssl, 0);
+    c->tls_retry = len; /* a record of these bytes may be on its way */
     if (kind == SSL_ERROR_WANT_WRITE)
         return -EAGAIN;
     if (kind == SSL_ERROR_WANT_READ) {
@@ -147,6 +162,12 @@ int sk__tls_conn_shutdown(struct sk_conn *c)
     ERR_clear_error();
     return kind == SSL_ERROR_WANT_WRITE || kind == SSL_ERROR_WANT_READ ? -EAGAIN
                                                                        : -EPIPE;
+}
+
+void sk__tls_conn_keep_retry(struct sk_conn *c)
+{
+    if (c->out.len > c->tls_retry)
+        c->out.len = c->tls_retry;
 }
 
 void sk__tls_conn_free(struct sk_conn *c)

@@ -249,14 +249,20 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct sk_tls *tls = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
 
-    if (tls == NULL || !tls->resume)
+    bool keep;
+
+    if (tls == NULL)
         return 0;
     pthread_mutex_lock(&tls->lock);
-    if (tls->session != NULL)
-        SSL_SESSION_free(tls->session);
-    tls->session = sess;
+    /* A session verified under a context a reload replaced is not kept. */
+    keep = tls->resume && SSL_get_SSL_CTX(ssl) == tls->ctx;
+    if (keep) {
+        if (tls->session != NULL)
+            SSL_SESSION_free(tls->session);
+        tls->session = sess;
+    }
     pthread_mutex_unlock(&tls->lock);
-    return 1; /* the reference is ours */
+    return keep; /* 1: the reference is ours */
 }
 
 static void set_modes(SSL_CTX *ctx)

@@ -123,7 +123,8 @@ int bench_tls_open(struct client *cl)
     struct sk_conn_options o = {.handler = &handler,
                                 .data = cl,
                                 .tls = b->tls,
-                                .timeout_ms = BENCH_CONNECT_TIMEOUT_MS};
+                                .timeout_ms = BENCH_CONNECT_TIMEOUT_MS,
+                                .keep_reading = true};
     int err;
 
     cl->connecting = true;

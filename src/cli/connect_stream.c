@@ -134,6 +134,14 @@ static void on_read(struct sk_conn *c, const char *data, size_t len)
 static void on_eof(struct sk_conn *c)
 {
     struct pump *p = sk_conn_data(c);
+    char text[SK_ENDPOINT_STRLEN];
+
+    /* A TLS server that closed without close_notify may have been cut. */
+    if (sk_conn_error(c)[0] != '\0' && !cli_quiet) {
+        sk_endpoint_format(p->ep, text, sizeof(text));
+        cli_error("connect %s: %s (the data may be cut short)", text,
+                  sk_conn_error(c));
+    }
 
     p->peer_eof = true;
     maybe_done(p);
@@ -174,7 +182,11 @@ int connect_stream(const struct sk_endpoint *ep, struct sk_tls *tls,
 {
     struct pump p = {.ep = ep};
     struct sk_conn_options o = {
-        .handler = &handler, .data = &p, .tls = tls, .timeout_ms = timeout_ms};
+        .handler = &handler,
+        .data = &p,
+        .tls = tls,
+        .timeout_ms = timeout_ms,
+        .keep_reading = true}; /* stdin waits for room, never the socket */
     int err;
 
     if ((err = sk_loop_new(&p.loop)) < 0)

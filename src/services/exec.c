@@ -173,9 +173,6 @@ static int watch_limits(struct stream_job *job, struct sk_loop *loop)
     int domain = 0, err = 0;
     socklen_t len = sizeof(domain);
 
-    sk_timer_init(&job->idle_tick, on_idle_tick);
-    sk_timer_init(&job->deadline, on_deadline);
-    job->idle_tick.data = job->deadline.data = job;
     job->last_active = sk_loop_now(loop);
     getsockopt(job->fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
     job->tcp = domain != AF_UNIX;
@@ -224,13 +221,17 @@ static int stream_open(struct sk_conn *c)
         return -1;
     job->c = c;
     job->fd = job->epfd = -1;
+    /* Ready to be stopped by stream_close() whatever fails first. */
+    sk_timer_init(&job->idle_tick, on_idle_tick);
+    sk_timer_init(&job->deadline, on_deadline);
+    job->idle_tick.data = job->deadline.data = job;
     sk_conn_set_data(c, job);
     return stream_spawn(c, job) < 0 ? -1 : 0;
 }
 
-/* After stream_reaped(), or when the server ends the connection itself:
- * that happens to a detached connection only when the worker's loop is
- * ending, so a child still running is killed and waited for here. */
+/* After stream_reaped(), or when the connection ends otherwise (the
+ * worker's loop ending; over TLS, the client gone or failed): a child
+ * still running is killed and waited for here. */
 static void stream_close(struct sk_conn *c, int status)
 {
     struct stream_job *job = sk_conn_data(c);

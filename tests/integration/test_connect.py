@@ -57,6 +57,22 @@ class StreamTest(ConnectTest):
                 result, _ = self.connect_run([server.endpoints[idx[kind]]], data, timeout=15)
                 self.assertClean(result, data)
 
+    def test_more_than_both_socket_buffers_through_a_unix_echo(self):
+        # The echo stops reading while its replies are not read: connect
+        # must read them while stdin waits, or both wait forever.
+        # A file on stdin is read as fast as the connection takes it.
+        server = self.serve('unix:' + self.path('big.sock'), opts=['-s', 'echo'])
+        data = os.urandom(8 * MIB)
+        with open(self.path('big.in'), 'wb') as f:
+            f.write(data)
+        with open(self.path('big.in'), 'rb') as stdin:
+            try:
+                result = subprocess.run([SOCKIT, 'connect', server.endpoints[0]], stdin=stdin,
+                                        capture_output=True, timeout=20, env=server_env())
+            except subprocess.TimeoutExpired as e:
+                self.fail(f'no end within 20 s; {len(e.stdout or b"")} bytes back')
+        self.assertClean(result, data)
+
     def test_endpoint_spellings(self):
         path = self.path('spell.sock')
         server = self.serve('tcp://127.0.0.1:0', f'unix:{path}', opts=['-s', 'echo'])
