@@ -120,11 +120,14 @@ static void tls_next(struct client *cl)
 int bench_tls_open(struct client *cl)
 {
     const struct bench *b = cl->g->b;
+    size_t burst = b->opts.size * b->opts.pipeline; /* one write at most */
     struct sk_conn_options o = {.handler = &handler,
                                 .data = cl,
                                 .tls = b->tls,
                                 .timeout_ms = BENCH_CONNECT_TIMEOUT_MS,
-                                .keep_reading = true};
+                                .keep_reading = true,
+                                .output_max =
+                                    burst > SK_OUTPUT_MAX ? burst : 0};
     int err;
 
     cl->connecting = true;
