@@ -150,6 +150,7 @@ fuzz: $(FUZZ_BIN)
 
 bench: all
 	python3 bench/run.py
+	python3 bench/tls.py
 
 check: format-check
 	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test
