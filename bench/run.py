@@ -9,8 +9,10 @@ each server in turn: starts the server (single-threaded servers pinned to
 CPU 0), runs `sockit bench --json` pinned to CPU 1, reads the server's CPU
 time from /proc, stops the server. A last pass counts system calls per
 request under `strace -c -f`. Writes bench/RESULTS.md (medians, ratios)
-and bench/results.json (every run). Needs: build/sockit (make), libuv1-dev,
-libevent-dev, socat, ncat, redis-server, redis-tools, strace, util-linux.
+and bench/results.json (every run), keeping the TLS sections and the "tls"
+key that bench/tls.py writes. Needs: build/sockit (make), libuv1-dev,
+libevent-dev, libssl-dev, socat, ncat, redis-server, redis-tools, strace,
+util-linux.
 """
 import argparse
 import json
@@ -89,7 +91,8 @@ def peers(tmp):
 def build_peers():
     os.makedirs(PEER_DIR, exist_ok=True)
     src = os.path.join(ROOT, "bench", "peers")
-    for name, libs in (("epoll_echo", []), ("uv_echo", ["-luv"]), ("event_echo", ["-levent"])):
+    for name, libs in (("epoll_echo", []), ("uv_echo", ["-luv"]), ("event_echo", ["-levent"]),
+                       ("tls_echo", ["-lssl", "-lcrypto"])):
         subprocess.run(["cc", "-O2", "-Wall", "-o", os.path.join(PEER_DIR, name),
                         os.path.join(src, name + ".c"), *libs], check=True)
 
@@ -318,12 +321,28 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
         for name, v in syscalls.items():
             lines.append("| %s | %s |" % (name, "%.3f" % v if v else "-"))
         lines.append("")
-    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
+    # bench/tls.py's sections and its "tls" key are kept as they were.
+    md_path, js_path = os.path.join(ROOT, "bench", "RESULTS.md"), os.path.join(ROOT, "bench", "results.json")
+    try:
+        with open(md_path) as f:
+            old = f.read()
+        begin, end = "<!-- bench/tls.py: begin -->", "<!-- bench/tls.py: end -->"
+        if begin in old and end in old:
+            lines += [begin + old.split(begin, 1)[1].split(end, 1)[0] + end, ""]
+    except FileNotFoundError:
+        pass
+    try:
+        with open(js_path) as f:
+            tls = json.load(f).get("tls")
+    except (FileNotFoundError, ValueError):
+        tls = None
+    with open(md_path, "w") as f:
         f.write("\n".join(lines))
-    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+    with open(js_path, "w") as f:
         json.dump({"date": started, "args": vars(args), "redis": redis, "syscalls": syscalls,
                    "summary": summary,
-                   "runs": [{"scenario": s, "server": n, **r} for (s, n), rs in runs.items() for r in rs]},
+                   "runs": [{"scenario": s, "server": n, **r} for (s, n), rs in runs.items() for r in rs],
+                   **({"tls": tls} if tls is not None else {})},
                   f, indent=1)
 
 
