@@ -82,7 +82,9 @@ static ssize_t io_error(struct sk_conn *c, int kind)
  * said by sk_conn_error(), and not passed on as a close_notify. */
 static void note_end(struct sk_conn *c)
 {
-    if (SSL_get_shutdown(c->ssl) & SSL_RECEIVED_SHUTDOWN)
+    /* OpenSSL, told to take a bare FIN for an end, says "shutdown
+     * received" either way: the socket BIO knows whether it saw the FIN. */
+    if (!BIO_test_flags(SSL_get_rbio(c->ssl), BIO_FLAGS_IN_EOF))
         return;
     c->flags |= CONN_TRUNCATED;
     sk__conn_set_error(c, "closed without close_notify");
@@ -136,7 +138,9 @@ ssize_t sk__tls_conn_write(struct sk_conn *c, const char *buf, size_t len)
         return (ssize_t)n;
     }
     kind = SSL_get_error(c->ssl, 0);
-    c->tls_retry = len; /* a record of these bytes may be on its way */
+    /* One record of these bytes may be on its way: OpenSSL must be given
+     * them again. */
+    c->tls_retry = len < RECORD_MAX ? len : RECORD_MAX;
     if (kind == SSL_ERROR_WANT_WRITE)
         return -EAGAIN;
     if (kind == SSL_ERROR_WANT_READ) {
