@@ -626,8 +626,11 @@ void sk_conn_abort(struct sk_conn *c);
  * it fail with -EPIPE. */
 void sk_conn_shutdown(struct sk_conn *c);
 /* One line on why c failed, when the reason is more than an errno (a TLS
- * handshake: "certificate verify failed (self-signed certificate)"); ""
- * otherwise. Valid until on_close returns. */
+ * handshake: "certificate verify failed (self-signed certificate)"), or on
+ * how a TLS stream ended when on_eof came from a bare FIN instead of a
+ * close_notify ("closed without close_notify": what came was
+ * authenticated, but may have been cut short); "" otherwise. Valid until
+ * on_close returns. */
 const char *sk_conn_error(const struct sk_conn *c);
 /* TLS in use: the protocol ("TLSv1.3") and cipher, the ALPN protocol
  * chosen ("" if none), whether the session was resumed. NULL and false
