@@ -131,12 +131,19 @@ def busy_cpu():
     return (sum(v) - v[3] - v[4]) / plain.TICK
 
 
-def one_run(name, ctx, scen, opts, duration):
+def start_server(name, ctx):
+    """The peer name started, or None (recorded in ctx["failed"] and said)."""
     try:
-        srv = Server(name, ctx).start()
+        return Server(name, ctx).start()
     except RuntimeError as e:
         ctx["failed"].setdefault(name, str(e))
         print("tls.py: %s did not start: %s" % (name, e), file=sys.stderr)
+        return None
+
+
+def one_run(name, ctx, scen, opts, duration):
+    srv = start_server(name, ctx)
+    if srv is None:
         return None
     try:
         cpu0, tls0 = srv.cpu()
@@ -185,11 +192,8 @@ def one_run(name, ctx, scen, opts, duration):
 
 def rss_run(name, ctx, conns):
     """Server memory per idle TLS connection, conns of them open at once."""
-    try:
-        srv = Server(name, ctx).start()
-    except RuntimeError as e:
-        ctx["failed"].setdefault(name, str(e))
-        print("tls.py: %s did not start: %s" % (name, e), file=sys.stderr)
+    srv = start_server(name, ctx)
+    if srv is None:
         return None
     client = None
     try:

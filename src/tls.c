@@ -4,6 +4,7 @@
  * turned into one readable line. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,11 +120,17 @@ static BIO *socket_bio(int fd)
 
 /* ------------------------------------------------------------- errors */
 
-static void put(char *err, size_t len, const char *fmt, const char *a,
-                const char *b)
+/* Writes one line into err[len], if there is room for any. */
+static void __attribute__((format(printf, 3, 4)))
+put(char *err, size_t len, const char *fmt, ...)
 {
-    if (len > 0)
-        snprintf(err, len, fmt, a, b);
+    va_list ap;
+
+    if (len == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
 }
 
 /* The reason of the first error queued, in words; clears the queue. */
@@ -143,18 +150,16 @@ void sk__tls_describe(SSL *ssl, int ret, char *out, size_t len)
     long vr = SSL_get_verify_result(ssl);
 
     if (ERR_GET_REASON(e) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK)
-        put(out, len, "certificate verify failed (%s)%s",
-            X509_verify_cert_error_string(vr), "");
+        put(out, len, "certificate verify failed (%s)",
+            X509_verify_cert_error_string(vr));
     else if (kind == SSL_ERROR_SYSCALL && e == 0)
-        put(out, len, "%s%s",
+        put(out, len, "%s",
             errno != 0 ? sk_strerror(-errno)
-                       : "connection closed during "
-                         "the handshake",
-            "");
+                       : "connection closed during the handshake");
     else if (kind == SSL_ERROR_ZERO_RETURN)
-        put(out, len, "%s%s", "connection closed during the handshake", "");
+        put(out, len, "%s", "connection closed during the handshake");
     else
-        put(out, len, "%s%s", queue_reason(), "");
+        put(out, len, "%s", queue_reason());
     ERR_clear_error();
 }
 
@@ -194,14 +199,14 @@ static int load_pair(SSL_CTX *ctx, const struct sk_endpoint_options *o,
             ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH;
         ERR_clear_error();
         put(err, len,
-            mismatch ? "key %s does not match the certificate%s"
-                     : "key %s: no PEM private key%s",
-            key, "");
+            mismatch ? "key %s does not match the certificate"
+                     : "key %s: no PEM private key",
+            key);
         return -EINVAL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
         ERR_clear_error();
-        put(err, len, "key %s does not match the certificate%s", key, "");
+        put(err, len, "key %s does not match the certificate", key);
         return -EINVAL;
     }
     return 0;
@@ -290,7 +295,7 @@ static SSL_CTX *make_ctx(struct sk_tls *tls, char *err, size_t len, int *rcp)
     int rc = 0;
 
     if (ctx == NULL) {
-        put(err, len, "tls: %s%s", queue_reason(), "");
+        put(err, len, "tls: %s", queue_reason());
         *rcp = -ENOMEM;
         return NULL;
     }

@@ -41,8 +41,6 @@ int cli_parse_uint(const char *opt, const char *text, unsigned long min,
 /* Seconds with fractions ("0.5"), as milliseconds. */
 int cli_parse_seconds(const char *opt, const char *text, unsigned *ms);
 int cli_parse_mode(const char *opt, const char *text, unsigned *mode);
-/* Parses an endpoint, printing "sockit: TEXT: WHY" on failure. */
-int cli_parse_endpoint(const char *text, struct sk_endpoint *ep);
 /* Parses an endpoint with its options for one side and makes its TLS
  * context (*tls NULL without tls). Returns 0, -1 after a usage error, -2
  * when a TLS file cannot be used (each printed as one line). */

@@ -72,13 +72,11 @@ static void on_target(struct sk_connector *cn, int fd)
 static int stream_open(struct sk_conn *c)
 {
     struct relay *r = sk_server_data(sk_conn_server(c));
-    struct relay_conn *rc = calloc(1, sizeof(*rc));
+    struct relay_conn *rc;
 
-    if (r->listen_tls != NULL || r->target_tls != NULL) {
-        free(rc);
+    if (r->listen_tls != NULL || r->target_tls != NULL)
         return relay_tls_open(c, r);
-    }
-    if (rc == NULL)
+    if ((rc = calloc(1, sizeof(*rc))) == NULL)
         return -1;
     rc->c = c;
     rc->client_fd = -1;

@@ -102,17 +102,6 @@ int cli_parse_mode(const char *opt, const char *text, unsigned *mode)
     return 0;
 }
 
-int cli_parse_endpoint(const char *text, struct sk_endpoint *ep)
-{
-    const char *why = NULL;
-
-    if (sk_endpoint_parse(ep, text, &why) < 0) {
-        cli_error("%s: %s", text, why);
-        return -1;
-    }
-    return 0;
-}
-
 int cli_parse_endpoint_tls(const char *text, bool listening,
                            struct sk_endpoint *ep, struct sk_tls **tls)
 {

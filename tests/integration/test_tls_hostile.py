@@ -125,21 +125,8 @@ class HandTLS:
         return out
 
     def _decrypt(self):
-        while self.end is None:
-            try:
-                chunk = self.obj.read(MIB)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return
-            except ssl.SSLZeroReturnError:
-                self.end = 'close_notify'
-            except ssl.SSLEOFError:
-                self.end = 'ragged'
-            except ssl.SSLError as e:
-                self.end = f'ssl: {e.reason or e}'
-            else:
-                self.plain += chunk
-                if not chunk:
-                    self.end = 'close_notify'
+        if self.end is None:
+            self.end = read_records(self.obj, self.plain)
 
     def handshake(self, send_last=True):
         """Runs the handshake; without send_last the client's last flight is left unsent, and

@@ -320,6 +320,12 @@ class BenchTest(ToolsTest):
         self.assertIn(TLS_VERSION, out)
         self.assertIn(TLS_CIPHER, out)
 
+    def test_pipelined_requests_larger_than_the_output_limit(self):
+        # 4 x 200000 bytes in flight is more than one connection's default queue.
+        ep = self.tls_server(('unix',))['unix']
+        self.bench_json(['-c', '2', '-n', '40', '--size', '200000', '--pipeline', '4',
+                         f'{ep},{self.ca()}'], 40)
+
     def test_json_report_on_tcp_and_unix(self):
         eps = self.tls_server(('tcp', 'unix'))
         for kind, ep in eps.items():

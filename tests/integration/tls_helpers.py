@@ -225,6 +225,25 @@ def plain_connect(ep, timeout=TLS_TIMEOUT):
 
 # --------------------------------------------------------------------------- the TLS client
 
+def read_records(obj, plain):
+    """Decrypts the complete records obj's incoming BIO holds into plain; returns None while open,
+    else how it ended ('close_notify', 'ragged': a FIN without one, 'ssl: REASON')."""
+    while True:
+        try:
+            chunk = obj.read(MIB)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except ssl.SSLZeroReturnError:
+            return 'close_notify'
+        except ssl.SSLEOFError:
+            return 'ragged'
+        except ssl.SSLError as e:
+            return f'ssl: {e.reason or e}'
+        if not chunk:
+            return 'close_notify'
+        plain += chunk
+
+
 class TLSClient:
     """A TLS client driven by hand through memory BIOs (ssl.SSLObject), so that a close_notify can
     be sent while replies still arrive (a TLS half-close), which SSLSocket.unwrap() cannot do.
@@ -293,20 +312,8 @@ class TLSClient:
 
     def _read_records(self):
         """Decrypt every complete record the incoming BIO holds (leaving it empty)."""
-        while self.end is None:
-            try:
-                chunk = self.obj.read(MIB)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return
-            except ssl.SSLZeroReturnError:
-                self.end = 'close_notify'
-            except ssl.SSLEOFError:
-                self.end = 'ragged'
-            except ssl.SSLError as e:
-                self.end = f'ssl: {e.reason or e}'
-            else:
-                self.plain += chunk
-                self.end = None if chunk else 'close_notify'
+        if self.end is None:
+            self.end = read_records(self.obj, self.plain)
 
     def _pump(self, deadline):
         try:
