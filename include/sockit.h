@@ -47,6 +47,19 @@ extern "C" {
 #define SK_EAI_OTHER (-3005)  /* any other resolver failure */
 /* A path exists and is not a socket: sockit never replaces it. */
 #define SK_ENOTSOCKFILE (-3010)
+/* fd:N names a socket that is not listening (connected, or never bound). */
+#define SK_ENOTLISTENING (-3011)
+/* sd: found no socket passed by systemd (none, or LISTEN_PID not ours). */
+#define SK_ENOSDSOCKETS (-3012)
+/* sd:NAME: systemd passed sockets, none of them named NAME. */
+#define SK_ENOSDNAME (-3013)
+/* mptcp://: the kernel has no multipath TCP. */
+#define SK_ENOMPTCP (-3014)
+/* PROXY protocol: a header that is malformed, too long or of the wrong
+ * version; the connection is closed. */
+#define SK_EPROXY (-3015)
+/* A peer refused by --allow/--deny or past --max-per-source. */
+#define SK_EREFUSED (-3016)
 
 /* Returns a lower-case description of any error code returned by libsockit,
  * e.g. "address in use" for -EADDRINUSE. Never NULL. */
@@ -138,6 +151,12 @@ enum sk_scheme {
     SK_UDP6,
     SK_UNIX,
     SK_UNIXGRAM,
+    SK_UNIXPACKET, /* AF_UNIX SOCK_SEQPACKET */
+    SK_MPTCP,      /* TCP with IPPROTO_MPTCP */
+    SK_MPTCP4,
+    SK_MPTCP6,
+    SK_FD, /* "fd:N": an inherited socket, fd holds N */
+    SK_SD, /* "sd:" or "sd:NAME": systemd's sockets, NAME in host */
 };
 
 /* Longest host: a DNS name is at most 253 characters. */
@@ -171,6 +190,7 @@ struct sk_endpoint {
                                NUL bytes; 0: path is a C string */
     bool tls;               /* ",tls" or the tls:// schemes */
     uint8_t proxy;          /* enum sk_proxy */
+    int fd;                 /* SK_FD: the descriptor */
 };
 
 /* The options of an endpoint string ("ENDPOINT,NAME=VALUE,..."): which were
@@ -291,6 +311,78 @@ int sk_tls_reload(struct sk_tls *tls, char *err, size_t errlen);
 void sk_tls_set_resume(struct sk_tls *tls, bool resume);
 /* Drops the caller's reference. NULL-safe. */
 void sk_tls_free(struct sk_tls *tls);
+
+/* ------------------------------------------------------- PROXY protocol */
+
+/* HAProxy's PROXY protocol (version 1, text, and 2, binary): a header a
+ * proxy sends first on a connection, carrying the client's addresses. */
+
+/* Longest version 1 header, "PROXY ... \r\n" included. */
+#define SK_PROXY_V1_MAX 107
+/* Longest version 2 header accepted (16 bytes and the length field's
+ * addresses and TLVs); a longer one is refused as oversized. */
+#define SK_PROXY_V2_MAX 4096
+/* Room enough for any header sockit formats (v2 with UNIX addresses). */
+#define SK_PROXY_HEADER_MAX 240
+
+struct sk_proxy_header {
+    unsigned version; /* 1 or 2 */
+    /* No addresses to believe: v1 "PROXY UNKNOWN", v2 LOCAL, or a v2
+     * family sockit does not know. The connection keeps its own. */
+    bool local;
+    int socktype;            /* SOCK_STREAM or SOCK_DGRAM (v2 only) */
+    struct sk_addr src, dst; /* AF_INET, AF_INET6 or AF_UNIX; unless local */
+};
+
+/* Parses the header at the start of buf[0..len), of the version(s) expect
+ * allows (SK_PROXY_V1, SK_PROXY_V2 or SK_PROXY_ANY). Reads nothing past
+ * the header, allocates nothing, keeps no state: call it again with more
+ * bytes. Returns the header's length (> 0; the bytes after it are the
+ * client's), 0 if len bytes are a valid beginning of a header and more are
+ * needed, or SK_EPROXY (*why, if not NULL, set to a static phrase such as
+ * "v1 header longer than 107 bytes") for anything else: a malformed or
+ * oversized header, or one of a version not expected. */
+int sk_proxy_parse(const void *buf, size_t len, enum sk_proxy expect,
+                   struct sk_proxy_header *hdr, const char **why);
+/* Writes a header of version (SK_PROXY_V1 or SK_PROXY_V2) carrying src and
+ * dst, which must be of one family; NULL (or a family v1 cannot carry:
+ * UNIX) makes v1 "PROXY UNKNOWN" and v2 LOCAL. socktype is v2's transport
+ * byte. Returns the length written or -ENOSPC (SK_PROXY_HEADER_MAX always
+ * suffices), -EINVAL. */
+int sk_proxy_format(enum sk_proxy version, int socktype,
+                    const struct sk_addr *src, const struct sk_addr *dst,
+                    void *out, size_t size);
+
+/* -------------------------------------------------------- access control */
+
+/* Rules on who a server serves: --allow and --deny. Built before the
+ * server starts, then read by every worker at once (read-only). */
+struct sk_access;
+
+/* The credentials of a UNIX stream peer (SO_PEERCRED, taken when the
+ * connection was accepted): what the kernel vouches for, unlike names. */
+struct sk_peer_cred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+};
+
+int sk_access_new(struct sk_access **ap);
+/* Adds a rule: an address or CIDR block ("10.0.0.0/8", "::1/128",
+ * "127.0.0.1", "::ffff:10.0.0.0/104"), or "uid:N" / "gid:N" matching the
+ * credentials of UNIX peers. allow: served; else refused. Returns 0, or
+ * -EINVAL with *why (if not NULL) a static phrase ("prefix length out of
+ * range 0..32"). An IPv4-mapped IPv6 peer matches IPv4 rules too. */
+int sk_access_add(struct sk_access *a, bool allow, const char *rule,
+                  const char **why);
+/* Whether a peer is served: a deny rule that matches refuses it; then, if
+ * there is any allow rule, only a peer one of them matches is served.
+ * cred: a UNIX peer's credentials, or NULL (uid:/gid: rules never match
+ * then). An unnamed UNIX address matches no CIDR. */
+bool sk_access_permits(const struct sk_access *a, const struct sk_addr *peer,
+                       const struct sk_peer_cred *cred);
+/* NULL-safe. */
+void sk_access_free(struct sk_access *a);
 
 /* ------------------------------------------------------------ event loop */
 
@@ -526,8 +618,17 @@ struct sk_server_config {
      * again by sk_server_free() on that thread, the pending ones dropped. */
     bool handle_signals;
     unsigned handshake_timeout_ms; /* TLS: a client that has not finished
-                                      its handshake by then is closed;
+                                      its handshake (or, with proxy=, sent
+                                      its PROXY header) by then is closed;
                                       default 10000 */
+    /* Who is served (NULL: everyone), checked when a connection is
+     * accepted, before any byte is read (with proxy=, once the header
+     * gave the client's address), and for every datagram. The server
+     * reads it while it runs; the caller frees it after sk_server_free(). */
+    const struct sk_access *access;
+    /* At most this many connections at once from one source address (a
+     * UNIX peer: one uid); further ones are closed at once. 0: no limit. */
+    unsigned max_per_source;
     /* Optional log hook for events a user may want to see (-v). It runs on
      * every worker thread and on the control thread, possibly at once: it
      * must be thread-safe. msg (one line, no newline, peer names escaped)
@@ -578,6 +679,21 @@ void *sk_server_data(const struct sk_server *srv);
  * 0, or -EBUSY once sk_server_listen() has bound anything. */
 int sk_server_set_single_worker(struct sk_server *srv);
 
+/* What a server did so far, summed over its workers (each counts its own,
+ * without locks; the sum is read at any time from any thread, each counter
+ * exact on its own but not a snapshot of all at one instant). */
+struct sk_server_stats {
+    uint64_t accepted;          /* stream connections accepted */
+    uint64_t refused_access;    /* connections closed by --allow/--deny */
+    uint64_t refused_source;    /* closed past max_per_source */
+    uint64_t refused_limit;     /* closed past max_conns */
+    uint64_t proxy_failed;      /* bad, missing or late PROXY headers */
+    uint64_t tls_failed;        /* failed or timed-out TLS handshakes */
+    uint64_t dgrams_refused;    /* datagrams dropped by --allow/--deny */
+};
+void sk_server_get_stats(const struct sk_server *srv,
+                         struct sk_server_stats *stats);
+
 /* An outbound connection: connecting, then (with tls) the handshake, then
  * the same buffered, event-driven connection as an accepted one, served
  * by handler on loop's thread. on_datagram is unused. */
@@ -593,6 +709,12 @@ struct sk_conn_options {
      * say, stops reading while its own replies are not read would
      * otherwise wait for it forever. */
     bool keep_reading;
+    /* Bytes sent on the socket as soon as it is connected, before TLS and
+     * before on_open: a PROXY header (sk_proxy_format()). At most
+     * SK_PROXY_V2_MAX; the struct's pointer need only live during
+     * sk_conn_connect(). */
+    const void *preamble;
+    size_t preamble_len;
 };
 
 /* Starts connecting to ep (resolved now: a host name blocks for DNS).
@@ -670,14 +792,13 @@ struct sk_loop *sk_conn_loop(const struct sk_conn *c);
  * peer gives an empty path. */
 const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c);
 const struct sk_endpoint *sk_conn_local(const struct sk_conn *c);
+/* The peer's and the local address (either may be NULL): with proxy=,
+ * those the PROXY header gave, unless it said LOCAL or UNKNOWN. Returns 0,
+ * or -ENOTCONN once the socket is gone and nothing was kept. */
+int sk_conn_addrs(const struct sk_conn *c, struct sk_addr *peer,
+                  struct sk_addr *local);
 
-/* The credentials of a UNIX stream peer (SO_PEERCRED, taken when the
- * connection was accepted): what the kernel vouches for, unlike names. */
-struct sk_peer_cred {
-    pid_t pid;
-    uid_t uid;
-    gid_t gid;
-};
+/* The peer's credentials, struct sk_peer_cred above. */
 /* Returns 0, -EAFNOSUPPORT for a network peer, -ENODATA if unknown. */
 int sk_conn_peer_cred(const struct sk_conn *c, struct sk_peer_cred *cred);
 
