@@ -151,12 +151,17 @@ enum sk_scheme {
     SK_UDP6,
     SK_UNIX,
     SK_UNIXGRAM,
-    SK_UNIXPACKET, /* AF_UNIX SOCK_SEQPACKET */
-    SK_MPTCP,      /* TCP with IPPROTO_MPTCP */
+    SK_UNIXPACKET, /* AF_UNIX SOCK_SEQPACKET: connections that keep
+                      message boundaries; a path or @name as unix: */
+    SK_MPTCP,      /* TCP with IPPROTO_MPTCP; hosts as tcp:// */
     SK_MPTCP4,
     SK_MPTCP6,
-    SK_FD, /* "fd:N": an inherited socket, fd holds N */
-    SK_SD, /* "sd:" or "sd:NAME": systemd's sockets, NAME in host */
+    /* Sockets that exist already, listening only: sk_server_listen()
+     * adopts them and reads their kind from the socket itself. */
+    SK_FD, /* "fd:N": the socket at descriptor N (0..INT_MAX) in fd */
+    SK_SD, /* "sd:" every socket systemd passed (LISTEN_FDS), "sd:NAME"
+              those named NAME (FileDescriptorName=): in host, at most
+              255 bytes of printable ASCII without ':' */
 };
 
 /* Longest host: a DNS name is at most 253 characters. */
@@ -230,12 +235,13 @@ struct sk_addr {
     } u;
 };
 
-/* Parses "tcp://host:port", "udp6://[::1]:53", "unix:/path", "unix:@name"...
- * In a UNIX path, "\\\\", "\\," and "\\xNN" stand for a backslash, a comma
- * and any byte (NUL, "\\x00", in an abstract name only). No DNS, no allocation.
- * Returns 0, or -EINVAL / -ERANGE / -ENAMETOOLONG with *why (if not NULL) set
- * to a static phrase naming the wrong part, e.g. "port out of range 0..65535".
- * *ep is untouched on failure.
+/* Parses "tcp://host:port", "udp6://[::1]:53", "unix:/path", "unix:@name",
+ * "unixpacket:/path", "mptcp://host:port", "fd:3", "sd:", "sd:web"...
+ * In a UNIX path (and a systemd name), "\\\\", "\\," and "\\xNN" stand for a
+ * backslash, a comma and any byte (NUL, "\\x00", in an abstract name only). No
+ * DNS, no allocation. Returns 0, or -EINVAL / -ERANGE / -ENAMETOOLONG with *why
+ * (if not NULL) set to a static phrase naming the wrong part, e.g. "port out of
+ * range 0..65535". *ep is untouched on failure.
  */
 int sk_endpoint_parse(struct sk_endpoint *ep, const char *text,
                       const char **why);
@@ -261,22 +267,44 @@ int sk_endpoint_check_options(const struct sk_endpoint *ep,
  * bytes (and those of 0x7f and above) as \xNN and a backslash or comma
  * escaped, so that a peer's name is always one printable word. Returns its
  * length, -ENOSPC, or -EINVAL. SK_ENDPOINT_STRLEN always suffices. The
- * options kept are tls (tls:// for TCP, ",tls" otherwise) and proxy=. */
+ * options kept are tls (tls:// for TCP, ",tls" otherwise) and proxy=.
+ * fd: and sd: as given ("fd:3", "sd:", "sd:web"); once adopted, a server's
+ * listeners show what the socket is (sk_server_listener_endpoint()). */
 int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size);
-/* SOCK_STREAM or SOCK_DGRAM. */
+/* SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET (unixpacket); 0 for fd: and
+ * sd:, whose type is known once adopted (0 makes socket() fail rather
+ * than guess). */
 int sk_endpoint_socktype(const struct sk_endpoint *ep);
-/* AF_UNIX, AF_INET, AF_INET6, or AF_UNSPEC for "tcp://" and "udp://". */
+/* AF_UNIX, AF_INET, AF_INET6, or AF_UNSPEC for "tcp://", "udp://",
+ * "mptcp://", fd: and sd:. */
 int sk_endpoint_family(const struct sk_endpoint *ep);
+/* The protocol for socket(): IPPROTO_MPTCP for mptcp, else 0. */
+int sk_endpoint_protocol(const struct sk_endpoint *ep);
+/* unix:, unixgram:, unixpacket: (fd: and sd: are not, until adopted). */
 bool sk_endpoint_is_unix(const struct sk_endpoint *ep);
+/* Connection-oriented: TCP, MPTCP, unix: and unixpacket: (which keeps
+ * message boundaries, unlike a byte stream); fd: and sd: too, taken for
+ * streams until adopted, when sk_server_listen() checks the socket. */
 bool sk_endpoint_is_stream(const struct sk_endpoint *ep);
 /* Resolves ep into at most max addresses. passive: for listening (an empty
- * host means every interface). Returns the count (>= 1) or a negative code. */
+ * host means every interface). Returns the count (>= 1) or a negative code;
+ * -EINVAL for fd: and sd:, which are adopted, never resolved. */
 int sk_endpoint_resolve(const struct sk_endpoint *ep, bool passive,
                         struct sk_addr *addrs, size_t max);
-/* Fills ep from a socket address, numerically, keeping the given scheme.
- * Returns 0 or -EAFNOSUPPORT. An unnamed UNIX address gives path "". */
+/* Fills ep from a socket address, numerically, keeping the given scheme
+ * (any but SK_FD and SK_SD: -EINVAL). Returns 0 or -EAFNOSUPPORT. An
+ * unnamed UNIX address gives path "". */
 int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
                           const struct sk_addr *addr);
+/* sk_strerror(err) with what only ep and this process know, for an error
+ * of sk_server_listen() (or any other: then it is sk_strerror(err)): for
+ * sd: why systemd's sockets are not there ("no sockets passed by systemd
+ * (LISTEN_PID 123 is not this process)"), for sd:NAME the name and the
+ * names passed, for fd:N the descriptor ("not a socket (fd:3)"). Writes
+ * one line (NUL-terminated, cut to size) into out and returns out;
+ * sk_strerror(err) when size is 0. Thread-safe. */
+const char *sk_endpoint_strerror(const struct sk_endpoint *ep, int err,
+                                 char *out, size_t size);
 
 /* ------------------------------------------------------------------ TLS */
 
@@ -327,8 +355,8 @@ void sk_tls_free(struct sk_tls *tls);
 
 struct sk_proxy_header {
     unsigned version; /* 1 or 2 */
-    /* No addresses to believe: v1 "PROXY UNKNOWN", v2 LOCAL, or a v2
-     * family sockit does not know. The connection keeps its own. */
+    /* No addresses to believe: v1 "PROXY UNKNOWN", v2 LOCAL, or v2 PROXY
+     * of family or transport UNSPEC. The connection keeps its own. */
     bool local;
     int socktype;            /* SOCK_STREAM or SOCK_DGRAM (v2 only) */
     struct sk_addr src, dst; /* AF_INET, AF_INET6 or AF_UNIX; unless local */
@@ -353,6 +381,12 @@ int sk_proxy_format(enum sk_proxy version, int socktype,
                     const struct sk_addr *src, const struct sk_addr *dst,
                     void *out, size_t size);
 
+/* Sends, on a connected stream socket, a header carrying its own addresses
+ * (its local address as the source, its peer as the destination): what a
+ * client of a proxy= listener sends first. Returns 0 or a negative errno
+ * (-ENOBUFS if the socket took only part of it). */
+int sk_proxy_send(int fd, enum sk_proxy version);
+
 /* -------------------------------------------------------- access control */
 
 /* Rules on who a server serves: --allow and --deny. Built before the
@@ -367,18 +401,27 @@ struct sk_peer_cred {
     gid_t gid;
 };
 
+/* An empty list: everyone is served. Returns 0 or -ENOMEM. */
 int sk_access_new(struct sk_access **ap);
 /* Adds a rule: an address or CIDR block ("10.0.0.0/8", "::1/128",
  * "127.0.0.1", "::ffff:10.0.0.0/104"), or "uid:N" / "gid:N" matching the
- * credentials of UNIX peers. allow: served; else refused. Returns 0, or
- * -EINVAL with *why (if not NULL) a static phrase ("prefix length out of
- * range 0..32"). An IPv4-mapped IPv6 peer matches IPv4 rules too. */
+ * credentials of UNIX peers. allow: served; else refused. Returns 0,
+ * -ENOMEM, or -EINVAL with *why (if not NULL) a static phrase ("prefix
+ * length out of range 0..32"). A block with bits set past its prefix
+ * ("10.0.0.1/8") is refused, not masked. An IPv4 client is the same
+ * whatever socket it came through: an IPv4-mapped IPv6 peer matches
+ * IPv4 rules, an IPv4 peer IPv4-mapped rules; other IPv6 rules (::/0
+ * too) match IPv6 peers that are not IPv4-mapped only. gid:N matches the
+ * peer's primary group (SO_PEERCRED's). */
 int sk_access_add(struct sk_access *a, bool allow, const char *rule,
                   const char **why);
 /* Whether a peer is served: a deny rule that matches refuses it; then, if
- * there is any allow rule, only a peer one of them matches is served.
- * cred: a UNIX peer's credentials, or NULL (uid:/gid: rules never match
- * then). An unnamed UNIX address matches no CIDR. */
+ * there is any allow rule, only a peer one of them matches is served,
+ * whatever its kind: "--allow 10.0.0.0/8" alone refuses the clients of a
+ * UNIX socket too (add "uid:N" or "gid:N" rules for them). CIDR rules
+ * match IP peers, uid:/gid: rules UNIX peers with credentials. cred: a
+ * UNIX peer's credentials, or NULL (uid:/gid: rules never match then).
+ * An unnamed UNIX address matches no CIDR. a NULL: everyone is served. */
 bool sk_access_permits(const struct sk_access *a, const struct sk_addr *peer,
                        const struct sk_peer_cred *cred);
 /* NULL-safe. */
@@ -488,12 +531,13 @@ void sk_signal_stop(struct sk_signal *sig);
 /* --------------------------------------------------------------- clients */
 
 /* Connects to ep, trying each address it resolves to within timeout_ms in
- * all (0: no limit). A datagram socket is connected too, so that
- * replies from others are dropped and refusals are reported; a UNIX
- * datagram socket first gets an address of its own (Linux autobind) so
- * that replies can reach it. Returns a non-blocking, close-on-exec
- * descriptor, or -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH, -ENOENT,
- * SK_EAI_NONAME... Blocks; see sk_connector_start() for the loop. */
+ * all (0: no limit), with a socket of ep's kind (mptcp: IPPROTO_MPTCP, or
+ * SK_ENOMPTCP where the kernel has none; unixpacket: SOCK_SEQPACKET). A
+ * datagram socket is connected too, so that replies from others are dropped and
+ * refusals are reported; a UNIX datagram socket first gets an address of its
+ * own (Linux autobind) so that replies can reach it. Returns a non-blocking,
+ * close-on-exec descriptor, or -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH,
+ * -ENOENT, SK_EAI_NONAME... Blocks; see sk_connector_start() for the loop. */
 int sk_connect(const struct sk_endpoint *ep, int timeout_ms);
 /* Sends all len bytes, waiting at most timeout_ms for room each time the
  * socket is full (0: no limit). Returns 0 or a negative errno. */
@@ -518,6 +562,7 @@ struct sk_connector {
     struct sk_addr addrs[SK_CONNECT_ADDRS];
     size_t naddrs, next;
     int socktype;
+    int protocol;
     int last_err;
     sk_connect_fn cb;
     void *data;
@@ -531,6 +576,13 @@ struct sk_connector {
 int sk_connector_start(struct sk_loop *loop, struct sk_connector *cn,
                        const struct sk_addr *addrs, size_t n, int socktype,
                        unsigned timeout_ms, sk_connect_fn cb);
+/* As sk_connector_start(), with sockets of protocol (0, or IPPROTO_MPTCP:
+ * then cb gets SK_ENOMPTCP where the kernel has none). For an endpoint:
+ * sk_endpoint_socktype(ep), sk_endpoint_protocol(ep). */
+int sk_connector_start_proto(struct sk_loop *loop, struct sk_connector *cn,
+                             const struct sk_addr *addrs, size_t n,
+                             int socktype, int protocol, unsigned timeout_ms,
+                             sk_connect_fn cb);
 /* Abandons a connection in progress; cb will not run. */
 void sk_connector_cancel(struct sk_connector *cn);
 
@@ -637,19 +689,48 @@ struct sk_server_config {
     /* Optional hook, as log, for what an operator must see even without
      * -v: a TLS reload that failed (the old certificates stay). */
     void (*warn)(void *data, const char *msg);
+    /* Optional: called once by sk_server_run(), on its thread, when every
+     * worker is running and accepting: the moment to say the server is
+     * ready (the command prints its "listening on" lines then). */
+    void (*ready)(void *data);
 };
 
 /* Output queued per connection before the server stops reading from it. */
 #define SK_OUTPUT_MAX (256 * 1024)
 /* Largest datagram payload sockit receives. */
 #define SK_DGRAM_MAX 65536
+/* Largest message of a message connection (unixpacket:), either way. */
+#define SK_MESSAGE_MAX 65536
 
 int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg);
-/* Binds every address of ep (one socket per worker for TCP and UDP, with
- * SO_REUSEPORT; one shared socket for UNIX). Nothing is served until
- * sk_server_run(). Returns 0 or a negative code; then the sockets and
+/* Binds every address of ep (one socket per worker for TCP, MPTCP and
+ * UDP, with SO_REUSEPORT; one shared socket for UNIX). Nothing is served
+ * until sk_server_run(). Returns 0 or a negative code; then the sockets and
  * socket files made for ep are gone again and, if failed is not NULL, it
- * holds the canonical endpoint of the address that could not be bound. */
+ * holds the canonical endpoint of the address that could not be bound
+ * (fd: and sd: as given).
+ *
+ * fd:N and sd: adopt sockets that exist already: one listener each (sd:,
+ * every socket systemd passed, in order; sd:NAME, those named NAME), whose
+ * endpoint is what the socket is (tcp://127.0.0.1:8080, unixgram:/run/x).
+ * Each must be a TCP, MPTCP, UDP or UNIX socket, bound, listening if not
+ * a datagram one, not connected: else -EBADF (N not open), -ENOTSOCK,
+ * -EAFNOSUPPORT, -ESOCKTNOSUPPORT, -EPROTONOSUPPORT, SK_ENOTLISTENING;
+ * tls or proxy= on a socket that turns out not to be a stream one is
+ * -EPROTOTYPE; SK_ENOSDSOCKETS, SK_ENOSDNAME (see sk_endpoint_strerror()
+ * for the details). One socket is shared by every worker (each wakes
+ * alone, EPOLLEXCLUSIVE; a datagram socket is read by one). It is made
+ * non-blocking and close-on-exec, and its socket file is never removed.
+ * fd:N hands descriptor N to the server, which closes it when freed (on
+ * failure N is left alone); a second endpoint of the server for the same
+ * descriptor gets a duplicate, so nothing is closed twice: give one N to
+ * one server only. sd: reads systemd's variables once per process
+ * (LISTEN_PID must be this process), sets close-on-exec on every socket
+ * passed and removes LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES and
+ * LISTEN_PIDFDID from the environment (setenv() is not thread-safe: do it
+ * before starting threads that read the environment); the descriptors
+ * passed stay open for the life of the process, each server working on
+ * (and closing) duplicates, so that sd: may be given to several servers. */
 int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
                      struct sk_endpoint *failed);
 /* As sk_server_listen(), for an endpoint with tls: the server takes a
@@ -683,13 +764,13 @@ int sk_server_set_single_worker(struct sk_server *srv);
  * without locks; the sum is read at any time from any thread, each counter
  * exact on its own but not a snapshot of all at one instant). */
 struct sk_server_stats {
-    uint64_t accepted;          /* stream connections accepted */
-    uint64_t refused_access;    /* connections closed by --allow/--deny */
-    uint64_t refused_source;    /* closed past max_per_source */
-    uint64_t refused_limit;     /* closed past max_conns */
-    uint64_t proxy_failed;      /* bad, missing or late PROXY headers */
-    uint64_t tls_failed;        /* failed or timed-out TLS handshakes */
-    uint64_t dgrams_refused;    /* datagrams dropped by --allow/--deny */
+    uint64_t accepted;       /* stream connections accepted */
+    uint64_t refused_access; /* connections closed by --allow/--deny */
+    uint64_t refused_source; /* closed past max_per_source */
+    uint64_t refused_limit;  /* closed past max_conns */
+    uint64_t proxy_failed;   /* bad, missing or late PROXY headers */
+    uint64_t tls_failed;     /* failed or timed-out TLS handshakes */
+    uint64_t dgrams_refused; /* datagrams dropped by --allow/--deny */
 };
 void sk_server_get_stats(const struct sk_server *srv,
                          struct sk_server_stats *stats);
@@ -712,7 +793,8 @@ struct sk_conn_options {
     /* Bytes sent on the socket as soon as it is connected, before TLS and
      * before on_open: a PROXY header (sk_proxy_format()). At most
      * SK_PROXY_V2_MAX; the struct's pointer need only live during
-     * sk_conn_connect(). */
+     * sk_conn_connect(). Without one, an endpoint with proxy= is sent a
+     * header of the socket's own addresses (sk_proxy_send()). */
     const void *preamble;
     size_t preamble_len;
 };
@@ -735,8 +817,15 @@ int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
  * succeeds). Returns 0, -EPIPE once closing, -ENOBUFS past the cap, or
  * -ENOMEM. */
 int sk_conn_write(struct sk_conn *c, const void *data, size_t len);
-/* Bytes queued and not yet taken by the kernel. */
+/* Bytes queued and not yet taken by the kernel (on a message connection,
+ * 4 more per message). */
 size_t sk_conn_pending(const struct sk_conn *c);
+/* A connection that keeps message boundaries (unixpacket:, SOCK_SEQPACKET):
+ * each on_read is one message from the peer, each sk_conn_write() one
+ * message to it (at most SK_MESSAGE_MAX bytes, else -EMSGSIZE). A longer
+ * message from the peer closes the connection (-EMSGSIZE); an empty one
+ * reads as the end of the stream. */
+bool sk_conn_keeps_messages(const struct sk_conn *c);
 /* The per-connection output limit (the server's output_max). */
 size_t sk_conn_output_max(const struct sk_conn *c);
 /* Graceful close: stop reading, send what is queued, then close. */

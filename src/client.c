@@ -57,15 +57,16 @@ static int socket_error(int fd)
     return -err;
 }
 
-/* A new socket for addr; UNIX datagram sockets get an autobind address. */
-static int open_socket(const struct sk_addr *addr, int socktype)
+/* A new socket for addr (protocol: 0, or IPPROTO_MPTCP); UNIX datagram
+ * sockets get an autobind address. */
+static int open_socket(const struct sk_addr *addr, int socktype, int protocol)
 {
     static const sa_family_t unix_family = AF_UNIX;
     int family = addr->u.sa.sa_family, fd, err;
 
-    fd = socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = sk__sock_open(family, socktype, protocol);
     if (fd < 0)
-        return -errno;
+        return fd;
     if (family == AF_UNIX && socktype == SOCK_DGRAM &&
         bind(fd, (const struct sockaddr *)&unix_family, sizeof(unix_family)) <
             0) {
@@ -80,10 +81,10 @@ static int open_socket(const struct sk_addr *addr, int socktype)
 
 /* Starts connecting; returns the fd (connected or in progress, see
  * *pending) or a negative errno. */
-static int start_connect(const struct sk_addr *addr, int socktype,
+static int start_connect(const struct sk_addr *addr, int socktype, int protocol,
                          bool *pending)
 {
-    int fd = open_socket(addr, socktype), err;
+    int fd = open_socket(addr, socktype, protocol), err;
 
     if (fd < 0)
         return fd;
@@ -100,13 +101,13 @@ static int start_connect(const struct sk_addr *addr, int socktype,
     return err;
 }
 
-static int connect_one(const struct sk_addr *addr, int socktype,
+static int connect_one(const struct sk_addr *addr, int socktype, int protocol,
                        int64_t deadline)
 {
     bool pending;
     int fd, err;
 
-    fd = start_connect(addr, socktype, &pending);
+    fd = start_connect(addr, socktype, protocol, &pending);
     if (fd < 0 || !pending)
         return fd;
     err = wait_for(fd, POLLOUT, left_ms(deadline));
@@ -128,8 +129,10 @@ int sk_connect(const struct sk_endpoint *ep, int timeout_ms)
     if (n < 0)
         return n;
     for (int i = 0; i < n; i++) {
-        fd = connect_one(&addrs[i], sk_endpoint_socktype(ep), deadline);
-        if (fd >= 0 || fd == -ETIMEDOUT)
+        fd = connect_one(&addrs[i], sk_endpoint_socktype(ep),
+                         sk_endpoint_protocol(ep), deadline);
+        /* Without MPTCP, the next address will not have it either. */
+        if (fd >= 0 || fd == -ETIMEDOUT || fd == SK_ENOMPTCP)
             break;
     }
     return fd;
@@ -203,7 +206,8 @@ static void try_next(struct sk_connector *cn)
     int fd, err;
 
     while (cn->next < cn->naddrs) {
-        fd = start_connect(&cn->addrs[cn->next++], cn->socktype, &pending);
+        fd = start_connect(&cn->addrs[cn->next++], cn->socktype, cn->protocol,
+                           &pending);
         if (fd >= 0 && !pending) {
             connector_done(cn, fd);
             return;
@@ -236,6 +240,15 @@ int sk_connector_start(struct sk_loop *loop, struct sk_connector *cn,
                        const struct sk_addr *addrs, size_t n, int socktype,
                        unsigned timeout_ms, sk_connect_fn cb)
 {
+    return sk_connector_start_proto(loop, cn, addrs, n, socktype, 0, timeout_ms,
+                                    cb);
+}
+
+int sk_connector_start_proto(struct sk_loop *loop, struct sk_connector *cn,
+                             const struct sk_addr *addrs, size_t n,
+                             int socktype, int protocol, unsigned timeout_ms,
+                             sk_connect_fn cb)
+{
     int err;
 
     if (n == 0)
@@ -246,6 +259,7 @@ int sk_connector_start(struct sk_loop *loop, struct sk_connector *cn,
     cn->naddrs = n;
     cn->next = 0;
     cn->socktype = socktype;
+    cn->protocol = protocol;
     cn->last_err = -ECONNREFUSED;
     cn->cb = cb;
     cn->io = (struct sk_io){.data = cn};

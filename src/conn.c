@@ -269,6 +269,21 @@ int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
     return sk__conn_write(c, data, len);
 }
 
+/* A message connection queues each write behind its length, so that the
+ * flush sends it as one message. */
+static int append_message(struct sk_conn *c, const void *data, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    int err;
+
+    if (len > SK_MESSAGE_MAX)
+        return -EMSGSIZE;
+    if ((err = sk_buf_reserve(&c->out, sizeof(n) + len)) < 0)
+        return err;
+    sk_buf_append(&c->out, &n, sizeof(n));
+    return sk_buf_append(&c->out, data, len);
+}
+
 int sk__conn_write(struct sk_conn *c, const void *data, size_t len)
 {
     int err;
@@ -277,7 +292,10 @@ int sk__conn_write(struct sk_conn *c, const void *data, size_t len)
         return -EPIPE;
     if (len > hard_cap(c) - c->out.len)
         return -ENOBUFS;
-    err = sk_buf_append(&c->out, data, len);
+    if (c->flags & CONN_MESSAGES)
+        err = append_message(c, data, len);
+    else
+        err = sk_buf_append(&c->out, data, len);
     if (err < 0)
         return err;
     sk__conn_queue(c);
@@ -299,6 +317,25 @@ size_t sk_conn_output_max(const struct sk_conn *c)
     return c->output_max;
 }
 
+bool sk_conn_keeps_messages(const struct sk_conn *c)
+{
+    return (c->flags & CONN_MESSAGES) != 0;
+}
+
+/* Sends the first queued message whole: its length, or -EAGAIN. */
+static ssize_t send_message(struct sk_conn *c)
+{
+    uint32_t len;
+    ssize_t n;
+
+    memcpy(&len, sk_buf_head(&c->out), sizeof(len));
+    n = send(c->io.fd, sk_buf_head(&c->out) + sizeof(len), len,
+             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EINTR ? -EAGAIN : -errno;
+    return n == (ssize_t)len ? (ssize_t)(sizeof(len) + len) : -EMSGSIZE;
+}
+
 /* Sends what is queued. Returns 0 (all sent or the kernel is full) or a
  * negative errno after which c is closed. */
 static int flush(struct sk_conn *c)
@@ -308,7 +345,9 @@ static int flush(struct sk_conn *c)
     if (c->flags & CONN_STARTING)
         return 0;
     while (c->out.len > 0) {
-        if (c->ssl != NULL)
+        if (c->flags & CONN_MESSAGES)
+            n = send_message(c);
+        else if (c->ssl != NULL)
             n = sk__tls_conn_write(c, sk_buf_head(&c->out), c->out.len);
         else if ((n = send(c->io.fd, sk_buf_head(&c->out), c->out.len,
                            MSG_NOSIGNAL | MSG_DONTWAIT)) < 0)
@@ -423,7 +462,14 @@ static ssize_t receive(struct sk_conn *c, char *buf)
 
     if (c->ssl != NULL)
         return sk__tls_conn_read(c, buf, SK_READ_CHUNK);
-    n = recv(c->io.fd, buf, SK_READ_CHUNK, 0);
+    if (c->flags & CONN_MESSAGES) {
+        /* A message longer than the buffer would be cut: refused whole. */
+        n = recv(c->io.fd, buf, SK_READ_CHUNK, MSG_TRUNC);
+        if (n > SK_MESSAGE_MAX)
+            return -EMSGSIZE;
+    } else {
+        n = recv(c->io.fd, buf, SK_READ_CHUNK, 0);
+    }
     return n >= 0 ? n : errno == EINTR ? -EAGAIN : -errno;
 }
 
@@ -497,6 +543,8 @@ static void on_io(struct sk_io *io, unsigned events)
     if (c->flags & CONN_STARTING) {
         if (!(events & wanted))
             check_hangup(c);
+        else if (c->flags & CONN_PROXY)
+            sk__proxy_conn_step(c);
         else if (c->ssl != NULL)
             sk__tls_conn_step(c);
         else

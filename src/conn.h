@@ -5,6 +5,7 @@
 #define SOCKIT_CONN_H
 
 #include "internal.h"
+#include "sources.h"
 
 #define CONN_CLOSING 1u         /* no more reading; close once output is sent */
 #define CONN_CLOSED 2u          /* socket closed; freed after this iteration */
@@ -30,6 +31,8 @@
 #define CONN_NO_NOTIFY 2097152u  /* closed without close_notify */
 #define CONN_PARKED 4194304u     /* hung up while not reading: unwatched */
 #define CONN_TRUNCATED 8388608u  /* TLS: ended by a FIN, no close_notify */
+#define CONN_PROXY 16777216u     /* awaiting its PROXY header */
+#define CONN_MESSAGES 33554432u  /* SOCK_SEQPACKET: each write a message */
 
 struct ssl_st;
 struct sk_outbound;
@@ -61,6 +64,11 @@ struct sk_conn {
     struct sk_endpoint *names; /* [0] peer, [1] local; made on demand */
     struct sk_peer_cred cred;  /* UNIX stream peers, read at accept */
     bool has_cred;
+    bool has_local; /* local_addr given by a PROXY header */
+    bool keyed;     /* counted in the server's sources */
+    struct sk_addr local_addr;
+    struct sk_source_key source;
+    struct sk_buf proxy_part; /* a PROXY header that came in pieces */
 };
 
 /* conn.c */
@@ -94,7 +102,16 @@ int sk__tls_conn_shutdown(struct sk_conn *c);
 void sk__tls_conn_free(struct sk_conn *c);
 /* Drops the queued output but what OpenSSL must be given again. */
 void sk__tls_conn_keep_retry(struct sk_conn *c);
-void sk__tls_expire_starting(struct sk_worker *w);
+
+/* conn_proxy.c: admission of a peer (access rules, then the per-source
+ * limit: *keyed says a source was counted, to give back with
+ * sk__conn_unadmit()), and the PROXY header of a proxy= listener. */
+int sk__conn_admit(struct sk_worker *w, const struct sk_addr *peer,
+                   enum sk_scheme scheme, const struct sk_peer_cred *cred,
+                   struct sk_source_key *key, bool *keyed);
+void sk__conn_unadmit(struct sk_conn *c);
+int sk__proxy_conn_start(struct sk_conn *c);
+void sk__proxy_conn_step(struct sk_conn *c);
 
 /* conn_join.c: dispatch of a joined connection's events. */
 void sk__join_read(struct sk_conn *c, const char *data, size_t len);

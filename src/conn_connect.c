@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -13,6 +14,9 @@ struct sk_outbound {
     struct sk_timer timer; /* the deadline, then idle ticks */
     struct sk_tls *tls;
     unsigned idle_ms;
+    char *preamble; /* sent once connected, before TLS */
+    size_t preamble_len;
+    enum sk_proxy proxy; /* the endpoint's, without a preamble */
 };
 
 static void on_timer(struct sk_timer *t)
@@ -42,6 +46,20 @@ static void start_idle(struct sk_conn *c)
                        p < 10 ? 10 : p);
 }
 
+/* The preamble goes out in one send on a socket just connected, whose
+ * send buffer is empty: a short send means a socket that cannot. */
+static int send_preamble(struct sk_outbound *ob, int fd)
+{
+    ssize_t n;
+
+    if (ob->preamble_len == 0)
+        return ob->proxy != SK_PROXY_NONE ? sk_proxy_send(fd, ob->proxy) : 0;
+    n = send(fd, ob->preamble, ob->preamble_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0)
+        return -errno;
+    return (size_t)n == ob->preamble_len ? 0 : -ENOBUFS;
+}
+
 static void on_connected(struct sk_connector *cn, int fd)
 {
     struct sk_conn *c = cn->data;
@@ -56,7 +74,9 @@ static void on_connected(struct sk_connector *cn, int fd)
     if (getpeername(fd, &c->peer_addr.u.sa, &c->peer_addr.len) < 0)
         c->peer_addr.len = 0;
     sk__sock_set_nodelay(fd, c->peer_addr.u.sa.sa_family);
-    err = c->ob->tls != NULL ? sk__tls_conn_start(c, c->ob->tls) : 0;
+    err = send_preamble(c->ob, fd);
+    if (err == 0 && c->ob->tls != NULL)
+        err = sk__tls_conn_start(c, c->ob->tls);
     if (err == 0)
         err = sk__conn_start_io(c, fd);
     if (err < 0) {
@@ -69,6 +89,15 @@ static void on_connected(struct sk_connector *cn, int fd)
     sk__conn_watch(c);
 }
 
+static int keep_preamble(struct sk_outbound *ob, const void *p, size_t len)
+{
+    if ((ob->preamble = malloc(len)) == NULL)
+        return -ENOMEM;
+    memcpy(ob->preamble, p, len);
+    ob->preamble_len = len;
+    return 0;
+}
+
 int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
                     const struct sk_conn_options *opts, struct sk_conn **cp)
 {
@@ -77,7 +106,8 @@ int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
     struct sk_conn *c;
     int n, err;
 
-    if (!sk_endpoint_is_stream(ep) || opts == NULL || opts->handler == NULL)
+    if (!sk_endpoint_is_stream(ep) || opts == NULL || opts->handler == NULL ||
+        opts->preamble_len > SK_PROXY_V2_MAX)
         return -EINVAL;
     if (ep->tls != (opts->tls != NULL) ||
         (opts->tls != NULL && sk__tls_listening(opts->tls)))
@@ -100,16 +130,26 @@ int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
         return -ENOMEM;
     }
     c->scheme = ep->scheme;
+    if (sk_endpoint_socktype(ep) == SOCK_SEQPACKET)
+        c->flags |= CONN_MESSAGES;
     c->data = opts->data;
     c->ob->tls = opts->tls != NULL ? sk__tls_ref(opts->tls) : NULL;
     c->ob->idle_ms = opts->idle_ms;
+    c->ob->proxy = (enum sk_proxy)ep->proxy;
+    if (opts->preamble_len > 0 &&
+        (err = keep_preamble(c->ob, opts->preamble, opts->preamble_len)) < 0) {
+        c->flags |= CONN_QUIET;
+        sk__conn_finish(c, err);
+        return err;
+    }
     sk_timer_init(&c->ob->timer, on_timer);
     c->ob->timer.data = c;
     c->ob->cn.data = c;
     if (opts->timeout_ms > 0)
         sk_timer_start(loop, &c->ob->timer, opts->timeout_ms, 0);
-    err = sk_connector_start(loop, &c->ob->cn, addrs, (size_t)n, SOCK_STREAM,
-                             opts->timeout_ms, on_connected);
+    err = sk_connector_start(loop, &c->ob->cn, addrs, (size_t)n,
+                             sk_endpoint_socktype(ep), opts->timeout_ms,
+                             on_connected);
     if (err < 0) {
         c->flags |= CONN_QUIET; /* the caller hears it from here */
         sk__conn_finish(c, err);
@@ -132,6 +172,7 @@ void sk__outbound_free(struct sk_conn *c)
     sk_connector_cancel(&ob->cn);
     sk_timer_stop(&ob->timer);
     sk_tls_free(ob->tls);
+    free(ob->preamble);
     free(ob);
     c->ob = NULL;
 }

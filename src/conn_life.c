@@ -37,6 +37,7 @@ void sk__conn_set_error(struct sk_conn *c, const char *msg)
 static void conn_free(struct sk_conn *c)
 {
     sk_buf_release(&c->out);
+    sk_buf_release(&c->proxy_part);
     free(c->names);
     free(c->error);
     free(c);
@@ -65,17 +66,6 @@ void sk__conn_opened(struct sk_conn *c)
     if (c->out.len > 0 || (c->flags & (CONN_SHUT_WR | CONN_CLOSING)))
         sk__conn_queue(c);
     sk__conn_watch(c);
-}
-
-static void read_cred(struct sk_conn *c, int fd)
-{
-    struct ucred uc;
-    socklen_t len = sizeof(uc);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0) {
-        c->cred = (struct sk_peer_cred){uc.pid, uc.uid, uc.gid};
-        c->has_cred = true;
-    }
 }
 
 /* A connection of w on fd, counted, on the activity list, not started. */
@@ -107,36 +97,84 @@ static void conn_unmake(struct sk_conn *c)
         sk__link_remove(&c->starting);
     sk_io_stop(&c->io);
     sk__tls_conn_free(c);
+    sk__conn_unadmit(c);
     sk__conn_list_unlink(c);
     c->w->nconns--;
     conn_free(c);
 }
 
+/* The peer's credentials, for a UNIX peer (SO_PEERCRED). */
+static bool read_cred(int fd, struct sk_peer_cred *cred)
+{
+    struct ucred uc;
+    socklen_t len = sizeof(uc);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        return false;
+    *cred = (struct sk_peer_cred){uc.pid, uc.uid, uc.gid};
+    return true;
+}
+
+/* The first step of c: its PROXY header, its TLS handshake, or on_open. */
+static int conn_begin(struct sk_conn *c, int fd)
+{
+    struct sk_listener *l = c->l;
+    int err = 0;
+
+    if (l->ep.proxy != SK_PROXY_NONE)
+        err = sk__proxy_conn_start(c);
+    else if (l->tls != NULL)
+        err = sk__tls_conn_start(c, l->tls);
+    if (err == 0)
+        err = sk__conn_start_io(c, fd);
+    if (err < 0)
+        return err;
+    if (c->flags & CONN_PROXY)
+        sk__conn_watch(c);
+    else if (c->ssl != NULL)
+        sk__tls_conn_step(c);
+    else
+        sk__conn_opened(c);
+    return 0;
+}
+
+/* A connection accepted on l. Without proxy=, the peer is admitted (or
+ * refused: the caller closes fd) before anything is made for it. */
 int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
                     const struct sk_addr *peer)
 {
     const struct sk_server_config *cfg = &w->srv->cfg;
-    struct sk_conn *c = sk__conn_new(w, fd, cfg->handler, cfg->output_max);
+    struct sk_source_key key = {0};
+    struct sk_peer_cred cred = {0};
+    bool has_cred = l->family == AF_UNIX && read_cred(fd, &cred);
+    bool keyed = false;
+    struct sk_conn *c;
     int err;
 
-    if (c == NULL)
+    if (l->ep.proxy == SK_PROXY_NONE &&
+        (err = sk__conn_admit(w, peer, l->ep.scheme, has_cred ? &cred : NULL,
+                              &key, &keyed)) < 0)
+        return err;
+    c = sk__conn_new(w, fd, cfg->handler, cfg->output_max);
+    if (c == NULL) {
+        if (keyed)
+            sk__sources_put(w->srv->sources, &key);
         return -ENOMEM;
+    }
     c->l = l;
     c->scheme = l->ep.scheme;
+    if (l->socktype == SOCK_SEQPACKET)
+        c->flags |= CONN_MESSAGES;
     c->peer_addr = *peer;
-    if (l->family == AF_UNIX)
-        read_cred(c, fd);
-    err = l->tls != NULL ? sk__tls_conn_start(c, l->tls) : 0;
-    if (err == 0)
-        err = sk__conn_start_io(c, fd);
-    if (err < 0) {
+    c->cred = cred;
+    c->has_cred = has_cred;
+    c->source = key;
+    c->keyed = keyed;
+    sk__count(w, SK_STAT_ACCEPTED);
+    if ((err = conn_begin(c, fd)) < 0) {
         conn_unmake(c);
         return err;
     }
-    if (c->ssl != NULL)
-        sk__tls_conn_step(c);
-    else
-        sk__conn_opened(c);
     return 0;
 }
 
@@ -156,8 +194,12 @@ void sk__conn_free_closed(struct sk_worker *w)
             if (h->on_close != NULL)
                 h->on_close(c, c->status);
         } else if (c->status != 0) {
-            sk__conn_log(c, "tls handshake", c->status);
+            bool proxy = c->flags & CONN_PROXY;
+            sk__count(w, proxy ? SK_STAT_PROXY_FAILED : SK_STAT_TLS_FAILED);
+            sk__conn_log(c, proxy ? "proxy header" : "tls handshake",
+                         c->status);
         }
+        sk__conn_unadmit(c);
         w->nconns--;
         if (!(c->flags & CONN_OUTBOUND) && w->srv != NULL)
             atomic_fetch_sub(&w->srv->nconns, 1);
@@ -294,7 +336,9 @@ static const struct sk_endpoint *names(const struct sk_conn *c)
     sk_endpoint_from_addr(&m->names[0], c->scheme, &c->peer_addr);
     if (!(c->flags & CONN_DETACHED) && !(c->flags & CONN_CLOSED))
         fd = c->io.fd;
-    if (fd >= 0 && sk__sock_local(fd, &local) == 0)
+    if (c->has_local)
+        sk_endpoint_from_addr(&m->names[1], c->scheme, &c->local_addr);
+    else if (fd >= 0 && sk__sock_local(fd, &local) == 0)
         sk_endpoint_from_addr(&m->names[1], c->scheme, &local);
     else if (c->l != NULL)
         m->names[1] = c->l->ep;
@@ -321,4 +365,25 @@ const struct sk_endpoint *sk_conn_local(const struct sk_conn *c)
 {
     const struct sk_endpoint *n = names(c);
     return n != NULL ? &n[1] : NULL;
+}
+
+int sk_conn_addrs(const struct sk_conn *c, struct sk_addr *peer,
+                  struct sk_addr *local)
+{
+    bool open = !(c->flags & (CONN_DETACHED | CONN_CLOSED)) && c->io.fd >= 0;
+
+    if (peer != NULL)
+        *peer = c->peer_addr;
+    if (local == NULL)
+        return 0;
+    if (c->has_local) {
+        *local = c->local_addr;
+        return 0;
+    }
+    if (open && sk__sock_local(c->io.fd, local) == 0)
+        return 0;
+    if (c->l != NULL && c->l->fds != NULL &&
+        sk__sock_local(c->l->fds[0], local) == 0)
+        return 0;
+    return -ENOTCONN;
 }

@@ -1,6 +1,6 @@
 /* conn_tls.c -- TLS under a connection: the handshake on the loop, reads
  * and writes through OpenSSL that wait for whichever direction it needs,
- * close_notify as the half-close, and handshakes that take too long. */
+ * close_notify as the half-close (conn_proxy.c expires slow handshakes). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,21 +180,6 @@ void sk__tls_conn_free(struct sk_conn *c)
         return;
     SSL_free(c->ssl);
     c->ssl = NULL;
-}
-
-void sk__tls_expire_starting(struct sk_worker *w)
-{
-    uint64_t now = sk_loop_now(w->loop);
-
-    while (!sk__link_empty(&w->starting)) {
-        struct sk_conn *c =
-            (struct sk_conn *)((char *)w->starting.next -
-                               offsetof(struct sk_conn, starting));
-        if (c->start_due > now)
-            break;
-        sk__conn_set_error(c, "handshake timed out");
-        sk__conn_finish(c, -ETIMEDOUT); /* takes it off the list */
-    }
 }
 
 /* ----------------------------------------------------------- accessors */

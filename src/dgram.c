@@ -125,6 +125,7 @@ static void on_readable(struct sk_io *io, unsigned events)
     struct sk_dsock *s = io->data;
     struct sk_dgram_batch *b = s->w->batch;
     const struct sk_handler *h = s->w->srv->cfg.handler;
+    const struct sk_access *access = s->w->srv->cfg.access;
     int n;
 
     (void)events;
@@ -143,6 +144,10 @@ static void on_readable(struct sk_io *io, unsigned events)
             /* An unnamed UNIX sender: as accept() reports one. */
             b->from[i].u.sa.sa_family = (sa_family_t)s->l->family;
             b->from[i].len = sizeof(sa_family_t);
+        }
+        if (access != NULL && !sk_access_permits(access, &b->from[i], NULL)) {
+            sk__count(s->w, SK_STAT_DGRAMS_REFUSED);
+            continue;
         }
         h->on_datagram(&d, m->msg_iov->iov_base, b->in[i].msg_len);
     }

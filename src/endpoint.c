@@ -1,9 +1,9 @@
-/* endpoint.c -- parse, format and resolve endpoint strings such as
- * "tcp://[::1]:80" or "unix:@name". Parsing and formatting do no I/O and
- * no allocation; resolution calls getaddrinfo(). */
+/* endpoint.c -- parse and format endpoint strings such as
+ * "tcp://[::1]:80", "unix:@name", "fd:3" or "sd:web", and tell their
+ * kind. No I/O and no allocation (endpoint_resolve.c resolves them). */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +15,8 @@
 #define UNIX_NAME_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 /* Longest DNS name. */
 #define HOST_NAME_LEN 253
+/* Longest name systemd gives a socket (FileDescriptorName=). */
+#define SD_NAME_MAX 255
 
 static const struct scheme_info {
     const char *name;
@@ -30,6 +32,13 @@ static const struct scheme_info {
     {"udp6", SK_UDP6, SOCK_DGRAM, AF_INET6},
     {"unix", SK_UNIX, SOCK_STREAM, AF_UNIX},
     {"unixgram", SK_UNIXGRAM, SOCK_DGRAM, AF_UNIX},
+    {"unixpacket", SK_UNIXPACKET, SOCK_SEQPACKET, AF_UNIX},
+    {"mptcp", SK_MPTCP, SOCK_STREAM, AF_UNSPEC},
+    {"mptcp4", SK_MPTCP4, SOCK_STREAM, AF_INET},
+    {"mptcp6", SK_MPTCP6, SOCK_STREAM, AF_INET6},
+    /* Of a kind known once adopted: 0 makes any socket() call fail. */
+    {"fd", SK_FD, 0, AF_UNSPEC},
+    {"sd", SK_SD, 0, AF_UNSPEC},
 };
 
 static const struct scheme_info *scheme_find(enum sk_scheme scheme)
@@ -66,14 +75,31 @@ int sk_endpoint_family(const struct sk_endpoint *ep)
     return s ? s->family : -EINVAL;
 }
 
-bool sk_endpoint_is_unix(const struct sk_endpoint *ep)
+int sk_endpoint_protocol(const struct sk_endpoint *ep)
 {
-    return ep->scheme == SK_UNIX || ep->scheme == SK_UNIXGRAM;
+    bool mptcp = ep->scheme >= SK_MPTCP && ep->scheme <= SK_MPTCP6;
+
+    return mptcp ? IPPROTO_MPTCP : 0;
 }
 
+bool sk_endpoint_is_unix(const struct sk_endpoint *ep)
+{
+    return sk_endpoint_family(ep) == AF_UNIX;
+}
+
+/* Connection-oriented: unixpacket too, and fd:/sd: until the socket
+ * itself says (sk_server_listen() checks it again). */
 bool sk_endpoint_is_stream(const struct sk_endpoint *ep)
 {
-    return sk_endpoint_socktype(ep) == SOCK_STREAM;
+    int socktype = sk_endpoint_socktype(ep);
+
+    return socktype == SOCK_STREAM || socktype == SOCK_SEQPACKET ||
+           ep->scheme == SK_FD || ep->scheme == SK_SD;
+}
+
+bool sk__endpoint_inherited(const struct sk_endpoint *ep)
+{
+    return ep->scheme == SK_FD || ep->scheme == SK_SD;
 }
 
 static int fail(const char **why, const char *msg, int err)
@@ -163,8 +189,7 @@ static int parse_unix(struct sk_endpoint *ep, const char *rest,
     return 0;
 }
 
-/* The bytes of a UNIX endpoint's path. */
-static size_t path_length(const struct sk_endpoint *ep)
+size_t sk__endpoint_path_length(const struct sk_endpoint *ep)
 {
     return ep->path_len > 0 ? ep->path_len : strnlen(ep->path, SK_PATH_MAX);
 }
@@ -272,14 +297,67 @@ static int parse_inet(struct sk_endpoint *ep, const char *rest, int family,
     return parse_port(colon + 1, &ep->port, why);
 }
 
+/* "fd:N": the len characters at text, N in 0..INT_MAX, decimal digits
+ * only (no sign, no space). */
+static int parse_fd(struct sk_endpoint *ep, const char *text, size_t len,
+                    const char **why)
+{
+    long v = 0;
+
+    if (len == 0)
+        return fail(why, "missing descriptor number", -EINVAL);
+    for (size_t i = 0; i < len; i++)
+        if (text[i] < '0' || text[i] > '9')
+            return fail(why, "descriptor is not a number", -EINVAL);
+    for (size_t i = 0; i < len; i++) {
+        v = v * 10 + (text[i] - '0');
+        if (v > INT_MAX)
+            return fail(why, "descriptor out of range 0..2147483647", -ERANGE);
+    }
+    ep->fd = (int)v;
+    return 0;
+}
+
+/* "sd:NAME": what systemd allows in FileDescriptorName= (its
+ * fdname_is_valid()): at most 255 bytes of printable ASCII, space
+ * included, but ':', which separates the names in LISTEN_FDNAMES. "\,"
+ * and "\\" stand for a comma and a backslash, as in a path. "sd:" alone:
+ * every socket passed. */
+static int parse_sd(struct sk_endpoint *ep, const char *rest, const char **why)
+{
+    char name[SD_NAME_MAX + 1];
+    size_t n = 0, used;
+    int byte;
+
+    for (const char *p = rest; *p != '\0'; p += used) {
+        used = 1;
+        byte = (unsigned char)*p;
+        if (*p == '\\' && (byte = sk__endpoint_unescape(p, &used)) < 0)
+            return fail(why, "bad escape in socket name (write \\\\ or \\,)",
+                        -EINVAL);
+        if (byte < 0x20 || byte >= 0x7f || byte == ':')
+            return fail(why,
+                        "bad character in socket name (printable ASCII "
+                        "but ':')",
+                        -EINVAL);
+        if (n >= SD_NAME_MAX)
+            return fail(why, "socket name too long (max 255 bytes)",
+                        -ENAMETOOLONG);
+        name[n++] = (char)byte;
+    }
+    memcpy(ep->host, name, n);
+    ep->host[n] = '\0';
+    return 0;
+}
+
 /* Where the options begin: the first comma, not counting an escaped one
- * in a UNIX path. */
-static size_t base_length(const char *rest, bool is_unix)
+ * (in a UNIX path or a systemd name). */
+static size_t base_length(const char *rest, bool escapes)
 {
     size_t n = 0;
 
     while (rest[n] != '\0' && rest[n] != ',') {
-        if (is_unix && rest[n] == '\\' && rest[n + 1] != '\0')
+        if (escapes && rest[n] == '\\' && rest[n + 1] != '\0')
             n++;
         n++;
     }
@@ -301,6 +379,20 @@ static const struct scheme_info *tls_scheme(const char *text, const char **rest)
     return NULL;
 }
 
+#define WHY_SCHEME                                                             \
+    "unknown scheme (tcp, tcp4, tcp6, tls, tls4, tls6, udp, udp4, udp6, "      \
+    "unix, unixgram, unixpacket, mptcp, mptcp4, mptcp6, fd, sd)"
+
+/* What a base too long to hold is too long for. */
+static const char *too_long(const struct scheme_info *s)
+{
+    if (s->family == AF_UNIX)
+        return "path too long for a UNIX socket (max 107 bytes)";
+    if (s->scheme == SK_SD)
+        return "socket name too long (max 255 bytes)";
+    return "host name too long";
+}
+
 static int parse_base(struct sk_endpoint *ep, const char *text,
                       const char **rest, const char **why)
 {
@@ -315,23 +407,22 @@ static int parse_base(struct sk_endpoint *ep, const char *text,
     if (s == NULL)
         s = scheme_parse(text, &after);
     if (s == NULL)
-        return fail(why,
-                    "unknown scheme (tcp, tcp4, tcp6, tls, tls4, tls6, udp, "
-                    "udp4, udp6, unix, unixgram)",
-                    -EINVAL);
+        return fail(why, WHY_SCHEME, -EINVAL);
     ep->scheme = s->scheme;
-    n = base_length(after, s->family == AF_UNIX);
+    n = base_length(after, s->family == AF_UNIX || s->scheme == SK_SD);
+    if (s->scheme == SK_FD) {
+        *rest = after + n;
+        return parse_fd(ep, after, n, why);
+    }
     if (n >= sizeof(base))
-        return fail(why,
-                    s->family == AF_UNIX
-                        ? "path too long for a UNIX socket (max 107 bytes)"
-                        : "host name too long",
-                    -ENAMETOOLONG);
+        return fail(why, too_long(s), -ENAMETOOLONG);
     memcpy(base, after, n);
     base[n] = '\0';
     *rest = after + n;
     if (s->family == AF_UNIX)
         err = parse_unix(ep, base, why);
+    else if (s->scheme == SK_SD)
+        err = parse_sd(ep, base, why);
     else
         err = parse_inet(ep, base, s->family, why);
     return err;
@@ -396,31 +487,58 @@ static size_t escape_path(char *out, const char *path, size_t len)
     return (size_t)(o - out);
 }
 
+/* Writes the endpoint without its options, as snprintf() does. */
+static int format_base(const struct sk_endpoint *ep,
+                       const struct scheme_info *s, const char *name, char *out,
+                       size_t size)
+{
+    /* Room for a path with every byte as \xNN, or for a systemd name with
+     * every byte escaped (as \, or \\). */
+    char text[4 * SK_PATH_MAX + 2 * SK_HOST_MAX];
+    size_t len;
+
+    if (s->family == AF_UNIX) {
+        if ((len = sk__endpoint_path_length(ep)) >= SK_PATH_MAX)
+            return -EINVAL;
+        escape_path(text, ep->path, len);
+        /* A path starting with "//" needs the long form to survive parse. */
+        return snprintf(out, size, "%s:%s%s", name,
+                        strncmp(text, "//", 2) == 0 ? "//" : "", text);
+    }
+    if (s->scheme == SK_FD)
+        return ep->fd < 0 ? -EINVAL : snprintf(out, size, "fd:%d", ep->fd);
+    if (s->scheme == SK_SD) {
+        /* Only what parse_sd() takes: then every byte is printable and
+         * at most a comma or backslash is escaped. */
+        len = strnlen(ep->host, SK_HOST_MAX - 1);
+        for (size_t i = 0; i < len; i++)
+            if (ep->host[i] < 0x20 || ep->host[i] >= 0x7f || ep->host[i] == ':')
+                return -EINVAL;
+        escape_path(text, ep->host, len);
+        return snprintf(out, size, "sd:%s", text);
+    }
+    if (strchr(ep->host, ':') != NULL)
+        return snprintf(out, size, "%s://[%s]:%u", name, ep->host,
+                        (unsigned)ep->port);
+    return snprintf(out, size, "%s://%s:%u", name, ep->host,
+                    (unsigned)ep->port);
+}
+
 int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size)
 {
     static const char *const tls_names[] = {"tls", "tls4", "tls6"};
     const struct scheme_info *s = scheme_find(ep->scheme);
-    const char *name = s != NULL ? s->name : NULL;
-    char path[4 * SK_PATH_MAX];
+    const char *name;
     int n, m;
 
     if (s == NULL)
         return -EINVAL;
+    name = s->name;
     if (ep->tls && ep->scheme >= SK_TCP && ep->scheme <= SK_TCP6)
         name = tls_names[ep->scheme - SK_TCP];
-    if (s->family == AF_UNIX && path_length(ep) < SK_PATH_MAX) {
-        escape_path(path, ep->path, path_length(ep));
-        /* A path starting with "//" needs the long form to survive parse. */
-        n = snprintf(out, size, "%s:%s%s", name,
-                     strncmp(path, "//", 2) == 0 ? "//" : "", path);
-    } else if (s->family == AF_UNIX)
-        return -EINVAL;
-    else if (strchr(ep->host, ':') != NULL)
-        n = snprintf(out, size, "%s://[%s]:%u", name, ep->host,
-                     (unsigned)ep->port);
-    else
-        n = snprintf(out, size, "%s://%s:%u", name, ep->host,
-                     (unsigned)ep->port);
+    n = format_base(ep, s, name, out, size);
+    if (n == -EINVAL)
+        return n;
     if (n < 0 || (size_t)n >= size)
         return -ENOSPC;
     m = sk__endpoint_format_options(ep, name != s->name, out + n,
@@ -428,167 +546,4 @@ int sk_endpoint_format(const struct sk_endpoint *ep, char *out, size_t size)
     if (m < 0 || (size_t)m >= size - (size_t)n)
         return -ENOSPC;
     return n + m;
-}
-
-static int unix_addr(const struct sk_endpoint *ep, struct sk_addr *addr)
-{
-    size_t len = path_length(ep);
-    struct sockaddr_un *un = &addr->u.un;
-
-    *addr = (struct sk_addr){0};
-    un->sun_family = AF_UNIX;
-    if (ep->path[0] == '@') {
-        /* Abstract: a zero byte, then the name, with no terminator. */
-        memcpy(un->sun_path + 1, ep->path + 1, len - 1);
-        addr->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
-    } else {
-        if (len > UNIX_NAME_MAX)
-            return -ENAMETOOLONG;
-        memcpy(un->sun_path, ep->path, len + 1);
-        addr->len =
-            (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
-    }
-    return 1;
-}
-
-static int eai_to_error(int eai)
-{
-    switch (eai) {
-    case EAI_NONAME:
-    case EAI_NODATA:
-        return SK_EAI_NONAME;
-    case EAI_AGAIN:
-        return SK_EAI_AGAIN;
-    case EAI_FAIL:
-        return SK_EAI_FAIL;
-    case EAI_FAMILY:
-    case EAI_ADDRFAMILY:
-        return SK_EAI_FAMILY;
-    case EAI_MEMORY:
-        return -ENOMEM;
-    case EAI_SYSTEM:
-        return -errno;
-    default:
-        return SK_EAI_OTHER;
-    }
-}
-
-/* The wildcard address for "tcp://:PORT": [::] (made dual-stack by the
- * socket layer, which falls back to 0.0.0.0), or the scheme's family. */
-static int any_addr(int family, uint16_t port, struct sk_addr *addr)
-{
-    *addr = (struct sk_addr){0};
-    if (family == AF_INET) {
-        addr->u.in.sin_family = AF_INET;
-        addr->u.in.sin_port = htons(port);
-        addr->u.in.sin_addr.s_addr = htonl(INADDR_ANY);
-        addr->len = sizeof(addr->u.in);
-    } else {
-        addr->u.in6.sin6_family = AF_INET6;
-        addr->u.in6.sin6_port = htons(port);
-        addr->u.in6.sin6_addr = in6addr_any;
-        addr->len = sizeof(addr->u.in6);
-    }
-    return 1;
-}
-
-static int inet_resolve(const struct sk_endpoint *ep, bool passive,
-                        struct sk_addr *addrs, size_t max)
-{
-    struct addrinfo hints = {0}, *res, *ai;
-    char port[8];
-    size_t n = 0;
-    int eai;
-
-    if (ep->host[0] == '\0') {
-        if (!passive)
-            return -EDESTADDRREQ;
-        return any_addr(sk_endpoint_family(ep), ep->port, addrs);
-    }
-    hints.ai_family = sk_endpoint_family(ep);
-    hints.ai_socktype = sk_endpoint_socktype(ep);
-    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
-    snprintf(port, sizeof(port), "%u", (unsigned)ep->port);
-    eai = getaddrinfo(ep->host, port, &hints, &res);
-    if (eai != 0)
-        return eai_to_error(eai);
-    for (ai = res; ai != NULL && n < max; ai = ai->ai_next) {
-        if (ai->ai_addrlen > sizeof(addrs[n].u))
-            continue;
-        addrs[n] = (struct sk_addr){.len = ai->ai_addrlen};
-        memcpy(&addrs[n].u, ai->ai_addr, ai->ai_addrlen);
-        n++;
-    }
-    freeaddrinfo(res);
-    return n > 0 ? (int)n : SK_EAI_NONAME;
-}
-
-int sk_endpoint_resolve(const struct sk_endpoint *ep, bool passive,
-                        struct sk_addr *addrs, size_t max)
-{
-    if (max == 0)
-        return -EINVAL;
-    if (sk_endpoint_is_unix(ep))
-        return unix_addr(ep, addrs);
-    return inet_resolve(ep, passive, addrs, max);
-}
-
-static void unix_from_addr(struct sk_endpoint *ep, const struct sk_addr *addr)
-{
-    size_t off = offsetof(struct sockaddr_un, sun_path);
-    size_t n = addr->len > off ? addr->len - off : 0;
-    const char *p = addr->u.un.sun_path;
-
-    if (n > UNIX_NAME_MAX + 1)
-        n = UNIX_NAME_MAX + 1;
-    if (n == 0) {
-        ep->path[0] = '\0';
-    } else if (p[0] == '\0') {
-        /* Every byte of the name counts, NUL bytes too: "\0a\0b" must not
-         * pass for the name "a". */
-        ep->path[0] = '@';
-        memcpy(ep->path + 1, p + 1, n - 1);
-        ep->path[n] = '\0';
-        if (memchr(p + 1, '\0', n - 1) != NULL)
-            ep->path_len = (uint8_t)n;
-    } else {
-        /* A file whose name starts with '@' is not an abstract name. */
-        bool at = p[0] == '@';
-        n = strnlen(p, n);
-        if (at && n + 2 <= UNIX_NAME_MAX)
-            memcpy(ep->path, "./", 2);
-        else
-            at = false;
-        memcpy(ep->path + (at ? 2 : 0), p, n);
-        ep->path[n + (at ? 2 : 0)] = '\0';
-    }
-}
-
-int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
-                          const struct sk_addr *addr)
-{
-    struct sk_endpoint tmp = {.scheme = scheme};
-    const struct in6_addr *a6 = &addr->u.in6.sin6_addr;
-
-    switch (addr->u.sa.sa_family) {
-    case AF_UNIX:
-        unix_from_addr(&tmp, addr);
-        break;
-    case AF_INET:
-        inet_ntop(AF_INET, &addr->u.in.sin_addr, tmp.host, sizeof(tmp.host));
-        tmp.port = ntohs(addr->u.in.sin_port);
-        break;
-    case AF_INET6:
-        /* A dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d. */
-        if (IN6_IS_ADDR_V4MAPPED(a6) && (scheme == SK_TCP || scheme == SK_UDP))
-            inet_ntop(AF_INET, &a6->s6_addr[12], tmp.host, sizeof(tmp.host));
-        else
-            inet_ntop(AF_INET6, a6, tmp.host, sizeof(tmp.host));
-        tmp.port = ntohs(addr->u.in6.sin6_port);
-        break;
-    default:
-        return -EAFNOSUPPORT;
-    }
-    *ep = tmp;
-    return 0;
 }

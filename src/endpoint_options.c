@@ -53,6 +53,13 @@ static int say(const char **why, const char *fmt, const char *name, size_t len)
     return -EINVAL;
 }
 
+static int fail_static(const char **why, const char *msg)
+{
+    if (why != NULL)
+        *why = msg;
+    return -EINVAL;
+}
+
 static const struct option_info *option_find(const char *name, size_t len)
 {
     for (size_t i = 0; i < NOPTIONS; i++)
@@ -265,6 +272,32 @@ static int check_tls(const struct sk_endpoint_options *opts, bool listening,
     return 0;
 }
 
+/* What applies to the kinds of v0.2: fd: and sd: only listen, and their
+ * socket files are not sockit's; unixpacket speaks messages, which TLS
+ * and the PROXY protocol (byte streams) cannot carry. */
+static int check_kind(const struct sk_endpoint *ep,
+                      const struct sk_endpoint_options *opts, bool listening,
+                      const char **why)
+{
+    if (ep->scheme == SK_FD && !listening)
+        return fail_static(why, "fd:N can only listen (it names an inherited "
+                                "socket)");
+    if (ep->scheme == SK_SD && !listening)
+        return fail_static(why, "sd: can only listen (it names sockets "
+                                "passed by systemd)");
+    if ((opts->given & SK_OPT_MODE) && sk__endpoint_inherited(ep))
+        return say(why,
+                   "endpoint option \"%s\" does not apply to inherited "
+                   "sockets (their files are not sockit's)",
+                   "mode", 4);
+    if (ep->scheme == SK_UNIXPACKET && (ep->tls || ep->proxy))
+        return say(why,
+                   "endpoint option \"%s\" does not apply to unixpacket "
+                   "endpoints (they keep message boundaries)",
+                   ep->tls ? "tls" : "proxy", ep->tls ? 3 : 5);
+    return 0;
+}
+
 int sk_endpoint_check_options(const struct sk_endpoint *ep,
                               const struct sk_endpoint_options *opts,
                               bool listening, const char **why)
@@ -273,9 +306,12 @@ int sk_endpoint_check_options(const struct sk_endpoint *ep,
     const unsigned tls_only = SK_OPT_CERT | SK_OPT_KEY | SK_OPT_CA |
                               SK_OPT_VERIFY | SK_OPT_SNI | SK_OPT_ALPN;
     bool stream = sk_endpoint_is_stream(ep);
+    int err;
 
     if (opts == NULL)
         opts = &none;
+    if ((err = check_kind(ep, opts, listening, why)) < 0)
+        return err;
     if (ep->tls && !stream)
         return say(why,
                    "endpoint option \"%s\" applies to stream endpoints "

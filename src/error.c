@@ -40,6 +40,17 @@ static const struct {
     {SK_EAI_FAMILY, "no address of that family"},
     {SK_EAI_OTHER, "name resolution failed"},
     {SK_ENOTSOCKFILE, "file exists and is not a socket"},
+    {-EBADF, "bad file descriptor"},
+    {-ENOTSOCK, "not a socket"},
+    {-EPROTOTYPE, "wrong type of socket"},
+    {SK_ENOTLISTENING,
+     "socket is not listening (fd:N must be bound, and listening if a "
+     "stream)"},
+    {SK_ENOSDSOCKETS, "no sockets passed by systemd"},
+    {SK_ENOSDNAME, "no socket of that name passed by systemd"},
+    {SK_ENOMPTCP, "multipath TCP not available"},
+    {SK_EPROXY, "bad PROXY protocol header"},
+    {SK_EREFUSED, "refused by access rules"},
 };
 
 const char *sk_strerror(int err)

@@ -68,6 +68,10 @@ static inline void sk__link_splice(struct sk_link *to, struct sk_link *from)
 
 /* endpoint.c, endpoint_options.c */
 int sk__endpoint_unescape(const char *p, size_t *used);
+/* The bytes of a UNIX endpoint's path (an abstract name may hold NULs). */
+size_t sk__endpoint_path_length(const struct sk_endpoint *ep);
+/* fd: or sd:, a socket to adopt rather than make. */
+bool sk__endpoint_inherited(const struct sk_endpoint *ep);
 int sk__endpoint_parse_options(struct sk_endpoint *ep,
                                struct sk_endpoint_options *opts,
                                const char *text, const char **why);
@@ -75,13 +79,18 @@ int sk__endpoint_format_options(const struct sk_endpoint *ep, bool tls_shown,
                                 char *out, size_t size);
 
 /* sock.c */
-int sk__sock_bind(const struct sk_addr *addr, int socktype, bool dual_stack,
-                  bool reuseport);
+/* A non-blocking, close-on-exec socket; SK_ENOMPTCP where protocol is
+ * IPPROTO_MPTCP and the kernel has none (or net.mptcp.enabled is 0). */
+int sk__sock_open(int family, int socktype, int protocol);
+int sk__sock_bind(const struct sk_addr *addr, int socktype, int protocol,
+                  bool dual_stack, bool reuseport);
+/* listen() on a connection-oriented socket (stream, seqpacket). */
 int sk__sock_listen(int fd, int socktype);
 int sk__sock_local(int fd, struct sk_addr *addr);
 int sk__sock_set_port(struct sk_addr *addr, uint16_t port);
 uint16_t sk__sock_port(const struct sk_addr *addr);
-int sk__sock_probe(const struct sk_addr *addr, int socktype, bool dual_stack);
+int sk__sock_probe(const struct sk_addr *addr, int socktype, int protocol,
+                   bool dual_stack);
 
 /* unix_file.c: socket files at a path. */
 struct sk_unix_mode {
@@ -110,7 +119,29 @@ struct sk_listener {
     char *created_path; /* the UNIX socket file this server made */
     dev_t created_dev;  /* and its identity, so that a file put there */
     ino_t created_ino;  /* by someone else later is left alone */
+    /* Adopted from fd: or sd: (fds[0], shared by the workers): another's
+     * socket too (systemd keeps its copy), so never shut down, and its
+     * file never removed. */
+    bool inherited;
+    int inherited_fd; /* with inherited: the descriptor as given */
 };
+
+/* inherit.c: sockets of fd:N and sd: (see sk_server_listen()). */
+/* Fills l->ep (canonical, from getsockname()), socktype and family from
+ * what the socket at fd is, changing nothing. Returns 0, -EBADF,
+ * -ENOTSOCK, -EAFNOSUPPORT, -ESOCKTNOSUPPORT, -EPROTONOSUPPORT or
+ * SK_ENOTLISTENING. */
+int sk__inherit_check(int fd, struct sk_listener *l);
+/* The descriptor to keep for fd: fd itself, or with dup a duplicate;
+ * made non-blocking and close-on-exec. Returns it or a negative errno. */
+int sk__inherit_take(int fd, bool dup);
+/* How many sockets systemd passed (> 0), read once per process; or
+ * SK_ENOSDSOCKETS, -EBADF, -ENOMEM. Thread-safe. */
+int sk__sd_count(void);
+/* The i-th (below the count) descriptor passed, and its name. */
+int sk__sd_fd(size_t i, const char **name);
+/* Whether fd is one systemd passed (never before sk__sd_count()). */
+bool sk__sd_holds(int fd);
 
 /* A stream listener's watcher in one worker. */
 struct sk_acceptor {
@@ -133,6 +164,25 @@ struct sk_dgram {
 };
 
 struct sk_dgram_batch;
+struct sk_sources;
+
+/* What a server counts (struct sk_server_stats), per worker: each counter
+ * has one writer, its worker; a worker's counters fill their own cache
+ * lines. */
+enum sk_stat {
+    SK_STAT_ACCEPTED,
+    SK_STAT_REFUSED_ACCESS,
+    SK_STAT_REFUSED_SOURCE,
+    SK_STAT_REFUSED_LIMIT,
+    SK_STAT_PROXY_FAILED,
+    SK_STAT_TLS_FAILED,
+    SK_STAT_DGRAMS_REFUSED,
+    SK_STAT_COUNT
+};
+
+struct sk_counters {
+    _Alignas(64) atomic_uint_fast64_t v[SK_STAT_COUNT];
+};
 
 struct sk_worker {
     struct sk_server *srv;
@@ -151,6 +201,7 @@ struct sk_worker {
     struct sk_hold *holds;
     char *rbuf;
     struct sk_dgram_batch *batch;
+    struct sk_counters *counters; /* NULL for a loop's home */
     struct sk_timer idle_timer;
     struct sk_timer retry_timer;
     bool accept_full; /* accepting paused at max_active */
@@ -172,6 +223,8 @@ struct sk_server {
     atomic_uint nfinished;
     atomic_int run_state; /* 0 before sk_server_run, 1 running, 2 done */
     int handled_level;
+    struct sk_counters *counters; /* one per worker, made with the server */
+    struct sk_sources *sources;   /* with max_per_source, while running */
 };
 
 /* conn.c */
@@ -194,14 +247,18 @@ void sk__conn_abort_all(struct sk_worker *w);
 struct sk_worker *sk__loop_home(struct sk_loop *loop);
 void sk__loop_set_home(struct sk_loop *loop, struct sk_worker *w);
 
-/* conn_tls.c */
-void sk__tls_expire_starting(struct sk_worker *w);
+/* conn_proxy.c: handshakes and PROXY headers past their deadline. */
+void sk__conn_expire_starting(struct sk_worker *w);
+/* Counts one event of w (nothing for a loop's home). */
+void sk__count(struct sk_worker *w, enum sk_stat stat);
 /* tls.c: a reference more; whether made for listening. */
 struct sk_tls *sk__tls_ref(struct sk_tls *tls);
 bool sk__tls_listening(const struct sk_tls *tls);
 
 /* worker.c: a connection of w was freed (accepting may resume). */
 void sk__worker_conn_freed(struct sk_worker *w);
+/* worker.c: the counters of n workers, zeroed, freed with free(). */
+int sk__server_counters_new(struct sk_server *srv, unsigned n);
 
 /* dgram.c */
 int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd);

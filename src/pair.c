@@ -1,7 +1,15 @@
 /* pair.c -- two stream sockets joined: each direction moves bytes through
  * a pipe with splice(2) (read/write with a buffer where splice does not
  * apply), passes a half-close on, and stops reading while the other side
- * is not taking what was read. */
+ * is not taking what was read.
+ *
+ * A SEQPACKET socket (unixpacket:) keeps message boundaries, which splice
+ * and a buffer filled by several reads would not: a direction with one at
+ * either end moves one message at a time, read whole into an empty buffer
+ * (one longer than SK_MESSAGE_MAX ends the pair, as it closes a
+ * connection) and written whole before the next is read. From a byte
+ * stream, each read (at most SK_MESSAGE_MAX bytes) is one message; to
+ * one, a message is just its bytes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -12,6 +20,9 @@
 
 /* Bytes in flight per direction: the pipe's size, or the buffer's. */
 #define PUMP_CAP (256 * 1024)
+/* Messages moved per readable event, when the destination takes each at
+ * once, before the loop sees to other sockets. */
+#define MESSAGE_BATCH 64
 
 struct pump {
     int from, to; /* indexes of the sockets in pair->io */
@@ -20,6 +31,8 @@ struct pump {
     size_t off, queued;
     bool full; /* the pipe refused more (it holds pages, not bytes) */
     bool eof, shut;
+    bool messages;      /* a SEQPACKET end: one message in the buffer */
+    bool from_messages; /* the source is one: read with MSG_TRUNC */
     uint64_t bytes;
 };
 
@@ -43,9 +56,22 @@ static void pump_close_pipe(struct pump *p)
     }
 }
 
-static int pump_init(struct pump *p, int from, int to)
+static bool keeps_messages(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof(type);
+
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+           type == SOCK_SEQPACKET;
+}
+
+static int pump_init(struct pump *p, int from, int to, const int fds[2])
 {
     *p = (struct pump){.from = from, .to = to, .pipe = {-1, -1}};
+    p->from_messages = keeps_messages(fds[from]);
+    p->messages = p->from_messages || keeps_messages(fds[to]);
+    if (p->messages)
+        return (p->buf = malloc(SK_MESSAGE_MAX)) != NULL ? 0 : -ENOMEM;
     if (pipe2(p->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
         return -errno;
     /* A larger pipe moves more per call; the default still works. */
@@ -77,13 +103,34 @@ static void finish(struct sk_pair *pair, int status)
     free(pair);
 }
 
+/* One message into the empty buffer: from a SEQPACKET source whole, its
+ * real length told by MSG_TRUNC (one too long fails with EMSGSIZE); from
+ * a byte stream as much as one message holds. Returns as recv(). */
+static ssize_t read_message(struct pump *p, int fd)
+{
+    ssize_t n;
+
+    if (p->queued > 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    n = recv(fd, p->buf, SK_MESSAGE_MAX, p->from_messages ? MSG_TRUNC : 0);
+    if (n > SK_MESSAGE_MAX) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
 /* Reads from the source into the pipe or buffer. Returns 0 or -errno. */
 static int pump_in(struct sk_pair *pair, struct pump *p)
 {
     int fd = pair->io[p->from].fd;
     ssize_t n;
 
-    if (p->pipe[0] >= 0) {
+    if (p->messages) {
+        n = read_message(p, fd);
+    } else if (p->pipe[0] >= 0) {
         if (p->queued >= PUMP_CAP)
             return 0;
         n = splice(fd, NULL, p->pipe[1], NULL, PUMP_CAP - p->queued,
@@ -117,7 +164,8 @@ static int pump_in(struct sk_pair *pair, struct pump *p)
     return 0;
 }
 
-/* Writes what is queued to the destination; passes on the half-close. */
+/* Writes what is queued to the destination (a message to a SEQPACKET
+ * socket goes whole or not at all); passes on the half-close. */
 static int pump_out(struct sk_pair *pair, struct pump *p)
 {
     int fd = pair->io[p->to].fd;
@@ -151,7 +199,8 @@ static unsigned wanted(const struct sk_pair *pair, int side)
     unsigned ev = 0;
 
     if (!in->eof && !in->full && in->queued < PUMP_CAP &&
-        (in->pipe[0] >= 0 || in->off == 0))
+        (in->pipe[0] >= 0 || in->off == 0) &&
+        (!in->messages || in->queued == 0))
         ev |= SK_READ;
     if (out->queued > 0)
         ev |= SK_WRITE;
@@ -167,6 +216,23 @@ static int rewatch(struct sk_pair *pair)
     return err;
 }
 
+/* Moves what the source has to the destination: all it can at once, or
+ * message by message while the destination takes each at once. */
+static int pump_through(struct sk_pair *pair, struct pump *p)
+{
+    int err = 0;
+
+    for (int i = 0; i < MESSAGE_BATCH && err == 0; i++) {
+        uint64_t before = p->bytes;
+        err = pump_in(pair, p);
+        if (err == 0)
+            err = pump_out(pair, p); /* often the other side takes it now */
+        if (!p->messages || p->queued > 0 || p->eof || p->bytes == before)
+            break;
+    }
+    return err;
+}
+
 static void on_event(struct sk_io *io, unsigned events)
 {
     struct sk_pair *pair = io->data;
@@ -174,11 +240,8 @@ static void on_event(struct sk_io *io, unsigned events)
     struct pump *in = &pair->dir[side], *out = &pair->dir[1 - side];
     int err = 0;
 
-    if (events & SK_READ) {
-        err = pump_in(pair, in);
-        if (err == 0)
-            err = pump_out(pair, in); /* often the other side takes it now */
-    }
+    if (events & SK_READ)
+        err = pump_through(pair, in);
     if (err == 0 && (events & SK_WRITE))
         err = pump_out(pair, out);
     if (err == 0 && in->shut && out->shut)
@@ -215,6 +278,7 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
                   sk_pair_fn done, void *data, struct sk_pair **pairp)
 {
     struct sk_pair *pair = calloc(1, sizeof(*pair));
+    const int fds[2] = {a, b};
     int err = -ENOMEM;
 
     if (pair == NULL)
@@ -226,8 +290,8 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
     pair->last_active = sk_loop_now(loop);
     sk_timer_init(&pair->idle, on_idle_tick);
     pair->idle.data = pair;
-    if ((err = pump_init(&pair->dir[0], 0, 1)) < 0 ||
-        (err = pump_init(&pair->dir[1], 1, 0)) < 0)
+    if ((err = pump_init(&pair->dir[0], 0, 1, fds)) < 0 ||
+        (err = pump_init(&pair->dir[1], 1, 0, fds)) < 0)
         goto out_free;
     if (idle_ms > 0) {
         uint64_t tick = idle_ms / 4 < 10 ? 10 : idle_ms / 4;
@@ -243,8 +307,10 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
     return 0;
 
 out_free:
-    pump_close_pipe(&pair->dir[0]);
-    pump_close_pipe(&pair->dir[1]);
+    for (int i = 0; i < 2; i++) {
+        pump_close_pipe(&pair->dir[i]);
+        free(pair->dir[i].buf);
+    }
     free(pair);
 out_close:
     close(a);

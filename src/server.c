@@ -1,6 +1,7 @@
-/* server.c -- a server: bind its endpoints, run one loop per worker
- * thread plus a control loop for signals and the drain deadline, accept
- * connections and hand them to conn.c, datagram sockets to dgram.c. */
+/* server.c -- a server: bind its endpoints (or adopt the sockets of fd:
+ * and sd:, inherit.c), run one loop per worker thread plus a control loop
+ * for signals and the drain deadline, accept connections and hand them to
+ * conn.c, datagram sockets to dgram.c. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -146,6 +147,8 @@ int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg)
     if (srv->cfg.drain_ms == 0)
         srv->cfg.drain_ms = DRAIN_DEFAULT_MS;
     srv->nworkers = srv->cfg.threads;
+    if ((err = sk__server_counters_new(srv, srv->nworkers)) < 0)
+        goto out_free;
     err = sk_loop_new(&srv->control);
     if (err < 0)
         goto out_free;
@@ -160,6 +163,7 @@ int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg)
 out_loop:
     sk_loop_free(srv->control);
 out_free:
+    free(srv->counters);
     free(srv);
     return err;
 }
@@ -203,7 +207,7 @@ static int unix_listen(struct sk_server *srv, struct sk_listener *l,
         /* An abstract name has no file, hence no mode to give it. */
         if (mode.set)
             return -EINVAL;
-        fd = sk__sock_bind(addr, l->socktype, false, false);
+        fd = sk__sock_bind(addr, l->socktype, 0, false, false);
         if (fd < 0)
             return fd;
         l->fds[l->nfds++] = fd;
@@ -225,21 +229,21 @@ static int unix_listen(struct sk_server *srv, struct sk_listener *l,
 
 /* Binds one socket per worker on addr, joined by SO_REUSEPORT. A first
  * bind without the option finds a port held by anyone else, which the
- * group would otherwise silently share. */
+ * group would otherwise silently share. protocol: 0 or IPPROTO_MPTCP. */
 static int inet_listen(struct sk_server *srv, struct sk_listener *l,
-                       struct sk_addr *addr, bool dual)
+                       struct sk_addr *addr, int protocol, bool dual)
 {
     bool group = srv->nworkers > 1;
     int port, fd, err;
 
     if (group) {
-        port = sk__sock_probe(addr, l->socktype, dual);
+        port = sk__sock_probe(addr, l->socktype, protocol, dual);
         if (port < 0)
             return port;
         sk__sock_set_port(addr, (uint16_t)port);
     }
     for (unsigned i = 0; i < (group ? srv->nworkers : 1); i++) {
-        fd = sk__sock_bind(addr, l->socktype, dual, group);
+        fd = sk__sock_bind(addr, l->socktype, protocol, dual, group);
         if (fd < 0)
             return fd;
         l->fds[l->nfds++] = fd;
@@ -253,7 +257,8 @@ static int inet_listen(struct sk_server *srv, struct sk_listener *l,
 static bool is_wildcard_any(const struct sk_endpoint *ep,
                             const struct sk_addr *addr)
 {
-    return (ep->scheme == SK_TCP || ep->scheme == SK_UDP) &&
+    return (ep->scheme == SK_TCP || ep->scheme == SK_UDP ||
+            ep->scheme == SK_MPTCP) &&
            ep->host[0] == '\0' && addr->u.sa.sa_family == AF_INET6;
 }
 
@@ -273,7 +278,7 @@ static int listen_addr(struct sk_server *srv, struct sk_listener *l,
 {
     struct sk_addr local;
     bool dual = is_wildcard_any(ep, addr);
-    int err;
+    int protocol = sk_endpoint_protocol(ep), err;
 
     l->socktype = sk_endpoint_socktype(ep);
     l->family = addr->u.sa.sa_family;
@@ -284,11 +289,11 @@ static int listen_addr(struct sk_server *srv, struct sk_listener *l,
         l->ep = *ep;
         return unix_listen(srv, l, addr);
     }
-    err = inet_listen(srv, l, addr, dual);
+    err = inet_listen(srv, l, addr, protocol, dual);
     if (err == -EAFNOSUPPORT && dual && l->nfds == 0) {
         use_ipv4_any(addr);
         l->family = AF_INET;
-        err = inet_listen(srv, l, addr, false);
+        err = inet_listen(srv, l, addr, protocol, false);
     }
     if (err < 0)
         return err;
@@ -316,6 +321,107 @@ static void rollback(struct sk_server *srv, size_t first)
 {
     while (srv->nlisteners > first)
         listener_release(&srv->listeners[--srv->nlisteners]);
+}
+
+/* ------------------------------------------------------------ adopting */
+
+/* Whether fd is already a listener's of srv (bound here, or adopted). */
+static bool server_holds(const struct sk_server *srv, int fd)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        const struct sk_listener *l = &srv->listeners[i];
+        if (l->inherited && l->inherited_fd == fd)
+            return true;
+        for (size_t j = 0; j < l->nfds; j++)
+            if (l->fds[j] == fd)
+                return true;
+    }
+    return false;
+}
+
+/* Adopts the socket at fd (a duplicate of it, with dup) as the next
+ * listener, in the room made for it. On failure fd is as it was. */
+static int adopt(struct sk_server *srv, const struct sk_endpoint *ep, int fd,
+                 bool dup, struct sk_tls *tls)
+{
+    struct sk_listener *l = &srv->listeners[srv->nlisteners];
+    int own, err;
+
+    *l = (struct sk_listener){0};
+    if ((err = sk__inherit_check(fd, l)) < 0)
+        return err;
+    /* TLS and the PROXY protocol need a byte stream. */
+    if ((ep->tls || ep->proxy != SK_PROXY_NONE) && l->socktype != SOCK_STREAM)
+        return -EPROTOTYPE;
+    if (l->socktype == SOCK_DGRAM && srv->cfg.handler->on_datagram == NULL)
+        return -EPROTONOSUPPORT;
+    if ((l->fds = malloc(sizeof(*l->fds))) == NULL)
+        return -ENOMEM;
+    if ((own = sk__inherit_take(fd, dup)) < 0) {
+        free(l->fds);
+        return own;
+    }
+    l->fds[l->nfds++] = own;
+    l->inherited = true;
+    l->inherited_fd = fd;
+    l->ep.tls = ep->tls;
+    l->ep.proxy = ep->proxy;
+    l->tls = tls != NULL ? sk__tls_ref(tls) : NULL;
+    srv->nlisteners++;
+    return 0;
+}
+
+static bool sd_match(const struct sk_endpoint *ep, size_t i)
+{
+    const char *name;
+
+    sk__sd_fd(i, &name);
+    return ep->host[0] == '\0' || strcmp(name, ep->host) == 0;
+}
+
+/* sd: every socket systemd passed, in order; sd:NAME those named NAME.
+ * The passed descriptors stay the process's: each is adopted as a
+ * duplicate. */
+static int adopt_systemd(struct sk_server *srv, const struct sk_endpoint *ep,
+                         struct sk_tls *tls)
+{
+    int count = sk__sd_count(), err;
+    size_t matches = 0;
+    const char *name;
+
+    if (count < 0)
+        return count;
+    for (size_t i = 0; i < (size_t)count; i++)
+        matches += sd_match(ep, i);
+    if (matches == 0)
+        return SK_ENOSDNAME;
+    if ((err = grow_listeners(srv, matches)) < 0)
+        return err;
+    for (size_t i = 0; i < (size_t)count; i++)
+        if (sd_match(ep, i) &&
+            (err = adopt(srv, ep, sk__sd_fd(i, &name), true, tls)) < 0)
+            return err;
+    return 0;
+}
+
+/* fd:N takes N itself, unless something holds it already: a listener of
+ * this server, or systemd's sockets kept for sd:. */
+static int adopt_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
+                          struct sk_tls *tls)
+{
+    size_t first = srv->nlisteners;
+    bool dup;
+    int err;
+
+    if (ep->scheme == SK_SD) {
+        err = adopt_systemd(srv, ep, tls);
+    } else if ((err = grow_listeners(srv, 1)) == 0) {
+        dup = server_holds(srv, ep->fd) || sk__sd_holds(ep->fd);
+        err = adopt(srv, ep, ep->fd, dup, tls);
+    }
+    if (err < 0)
+        rollback(srv, first);
+    return err;
 }
 
 static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
@@ -351,6 +457,8 @@ static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
         return -EPROTONOSUPPORT;
     if (failed != NULL)
         *failed = *ep;
+    if (sk__endpoint_inherited(ep))
+        return adopt_endpoint(srv, ep, tls);
     n = sk_endpoint_resolve(ep, true, addrs, RESOLVE_MAX);
     if (n < 0)
         return n;
@@ -398,5 +506,6 @@ void sk_server_free(struct sk_server *srv)
         listener_release(&srv->listeners[i]);
     free(srv->listeners);
     sk_loop_free(srv->control);
+    free(srv->counters);
     free(srv);
 }

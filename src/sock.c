@@ -39,15 +39,28 @@ static int set_bind_options(int fd, const struct sk_addr *addr, int socktype,
     return err;
 }
 
-int sk__sock_bind(const struct sk_addr *addr, int socktype, bool dual_stack,
-                  bool reuseport)
+int sk__sock_open(int family, int socktype, int protocol)
+{
+    int fd = socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+
+    if (fd >= 0)
+        return fd;
+    /* What a kernel without MPTCP says: built without it, or it is
+     * turned off in this network namespace (net.mptcp.enabled = 0). */
+    if (protocol == IPPROTO_MPTCP &&
+        (errno == EPROTONOSUPPORT || errno == EINVAL || errno == ENOPROTOOPT))
+        return SK_ENOMPTCP;
+    return -errno;
+}
+
+int sk__sock_bind(const struct sk_addr *addr, int socktype, int protocol,
+                  bool dual_stack, bool reuseport)
 {
     int fd, err;
 
-    fd = socket(addr->u.sa.sa_family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
+    fd = sk__sock_open(addr->u.sa.sa_family, socktype, protocol);
     if (fd < 0)
-        return -errno;
+        return fd;
     err = set_bind_options(fd, addr, socktype, dual_stack, reuseport);
     if (err < 0)
         goto out_close;
@@ -64,7 +77,9 @@ out_close:
 
 int sk__sock_listen(int fd, int socktype)
 {
-    if (socktype == SOCK_STREAM && listen(fd, LISTEN_BACKLOG) < 0)
+    bool connections = socktype == SOCK_STREAM || socktype == SOCK_SEQPACKET;
+
+    if (connections && listen(fd, LISTEN_BACKLOG) < 0)
         return -errno;
     return 0;
 }
@@ -97,12 +112,13 @@ uint16_t sk__sock_port(const struct sk_addr *addr)
     return 0;
 }
 
-int sk__sock_probe(const struct sk_addr *addr, int socktype, bool dual_stack)
+int sk__sock_probe(const struct sk_addr *addr, int socktype, int protocol,
+                   bool dual_stack)
 {
     struct sk_addr local;
     int fd, err;
 
-    fd = sk__sock_bind(addr, socktype, dual_stack, false);
+    fd = sk__sock_bind(addr, socktype, protocol, dual_stack, false);
     if (fd < 0)
         return fd;
     err = sk__sock_local(fd, &local);

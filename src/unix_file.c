@@ -188,7 +188,7 @@ static int bind_path(int fd, const char *path, int socktype)
  * (one file, one socket). The connection made is taken off the backlog
  * again; a client that got in first, before the server even said it was
  * listening, is closed with it. */
-static int is_own_listener(int listen_fd, int file_fd)
+static int is_own_listener(int listen_fd, int socktype, int file_fd)
 {
     struct sk_addr addr = {.len = sizeof(struct sockaddr_un)};
     struct ucred cred;
@@ -198,7 +198,7 @@ static int is_own_listener(int listen_fd, int file_fd)
     addr.u.un.sun_family = AF_UNIX;
     snprintf(addr.u.un.sun_path, sizeof(addr.u.un.sun_path), "/proc/self/fd/%d",
              file_fd);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = socket(AF_UNIX, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     if (connect(fd, &addr.u.sa, addr.len) == 0 &&
@@ -243,10 +243,11 @@ static int is_own_file(int listen_fd, int socktype, int file_fd,
     }
     /* An older kernel: the listener reached through the file must be this
      * process's. A datagram socket has no window between its bind and the
-     * moment it answers, in which another server could take its path. */
-    if (socktype != SOCK_STREAM)
+     * moment it answers, in which another server could take its path; a
+     * stream or seqpacket one has, until its listen(). */
+    if (socktype == SOCK_DGRAM)
         return 1;
-    return is_own_listener(listen_fd, file_fd);
+    return is_own_listener(listen_fd, socktype, file_fd);
 }
 
 /* The file just bound, reached without following a link: a socket of

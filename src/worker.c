@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sources.h"
 
 /* Rounds of flushing before each wait; see before_wait(). */
 
@@ -108,6 +109,7 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
 
     if (srv->cfg.max_conns > 0 && count > srv->cfg.max_conns) {
         atomic_fetch_sub(&srv->nconns, 1);
+        sk__count(a->w, SK_STAT_REFUSED_LIMIT);
         char text[SK_ENDPOINT_STRLEN] = "?";
         sk_endpoint_format(&a->l->ep, text, sizeof(text));
         sk__server_log(srv, "%s: connection limit reached, closing", text);
@@ -219,7 +221,7 @@ static void on_idle_tick(struct sk_timer *t)
 
 static void on_start_tick(struct sk_timer *t)
 {
-    sk__tls_expire_starting(t->data);
+    sk__conn_expire_starting(t->data);
 }
 
 /* Ticks often enough that a connection lives at most 25% past its idle
@@ -253,10 +255,12 @@ static int add_listener(struct sk_worker *w, size_t index,
     return acceptor_start(a, fd);
 }
 
-static bool server_has_tls(const struct sk_server *srv)
+/* Whether connections may wait for a TLS handshake or a PROXY header. */
+static bool server_has_starts(const struct sk_server *srv)
 {
     for (size_t i = 0; i < srv->nlisteners; i++)
-        if (srv->listeners[i].tls != NULL)
+        if (srv->listeners[i].tls != NULL ||
+            srv->listeners[i].ep.proxy != SK_PROXY_NONE)
             return true;
     return false;
 }
@@ -266,6 +270,7 @@ static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
     int err;
 
     w->srv = srv;
+    w->counters = &srv->counters[index];
     sk__link_init(&w->pending);
     sk__link_init(&w->starting);
     if ((err = sk_loop_new(&w->loop)) < 0)
@@ -287,7 +292,7 @@ static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
     for (size_t i = 0; i < srv->nlisteners; i++)
         if ((err = add_listener(w, index, &srv->listeners[i])) < 0)
             return err;
-    if (server_has_tls(srv)) {
+    if (server_has_starts(srv)) {
         unsigned hs = srv->cfg.handshake_timeout_ms;
         uint64_t p = idle_period(hs > 0 ? hs : 10000);
         if ((err = sk_timer_start(w->loop, &w->start_timer, p, p)) < 0)
@@ -338,6 +343,52 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* The per-source table lives while the workers run; the counters (made
+ * with the server, sk__server_counters_new()) until the server is freed. */
+static int shared_state_new(struct sk_server *srv)
+{
+    if (srv->cfg.max_per_source > 0 &&
+        (srv->sources = sk__sources_new()) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+static void shared_state_free(struct sk_server *srv)
+{
+    sk__sources_free(srv->sources);
+    srv->sources = NULL;
+}
+
+int sk__server_counters_new(struct sk_server *srv, unsigned n)
+{
+    srv->counters =
+        aligned_alloc(_Alignof(struct sk_counters), n * sizeof(*srv->counters));
+    if (srv->counters == NULL)
+        return -ENOMEM;
+    memset(srv->counters, 0, n * sizeof(*srv->counters));
+    return 0;
+}
+
+void sk_server_get_stats(const struct sk_server *srv,
+                         struct sk_server_stats *stats)
+{
+    uint64_t v[SK_STAT_COUNT] = {0};
+
+    for (int k = 0; k < SK_STAT_COUNT; k++)
+        for (unsigned i = 0; i < srv->nworkers; i++)
+            v[k] += atomic_load_explicit(&srv->counters[i].v[k],
+                                         memory_order_relaxed);
+    *stats = (struct sk_server_stats){
+        .accepted = v[SK_STAT_ACCEPTED],
+        .refused_access = v[SK_STAT_REFUSED_ACCESS],
+        .refused_source = v[SK_STAT_REFUSED_SOURCE],
+        .refused_limit = v[SK_STAT_REFUSED_LIMIT],
+        .proxy_failed = v[SK_STAT_PROXY_FAILED],
+        .tls_failed = v[SK_STAT_TLS_FAILED],
+        .dgrams_refused = v[SK_STAT_DGRAMS_REFUSED],
+    };
+}
+
 static void stop_workers(struct sk_server *srv, unsigned started)
 {
     atomic_store(&srv->stop_level, 2);
@@ -349,6 +400,7 @@ static void stop_workers(struct sk_server *srv, unsigned started)
         worker_release(&srv->workers[i]);
     free(srv->workers);
     srv->workers = NULL;
+    shared_state_free(srv);
 }
 
 int sk_server_run(struct sk_server *srv)
@@ -361,7 +413,10 @@ int sk_server_run(struct sk_server *srv)
     if (!atomic_compare_exchange_strong(&srv->run_state, &state, 1))
         return state == 1 ? -EBUSY : -EALREADY;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
-    if (srv->workers == NULL) {
+    if (srv->workers == NULL || shared_state_new(srv) < 0) {
+        free(srv->workers);
+        srv->workers = NULL;
+        shared_state_free(srv);
         atomic_store(&srv->run_state, 2);
         return -ENOMEM;
     }
@@ -377,6 +432,8 @@ int sk_server_run(struct sk_server *srv)
         /* A stop that came before the run is seen on the first wake-up,
          * once the control loop's clock is fresh. */
         sk_loop_wake(srv->control);
+        if (srv->cfg.ready != NULL)
+            srv->cfg.ready(srv->cfg.data);
         err = sk_loop_run(srv->control);
     }
     stop_workers(srv, started);

@@ -250,6 +250,12 @@ int bench_client_start(struct client *cl, int fd)
     cl->fd = fd;
     cl->io.data = cl;
     cl->last_reply = bench_now_ns();
+    if (cl->g->b->opts.ep.proxy != SK_PROXY_NONE &&
+        (err = sk_proxy_send(fd, (enum sk_proxy)cl->g->b->opts.ep.proxy)) < 0) {
+        close(fd);
+        cl->fd = -1;
+        return err;
+    }
     err = sk_io_start(cl->g->loop, &cl->io, fd, SK_READ, false, on_client_io);
     if (err < 0) {
         close(fd);

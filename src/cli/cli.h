@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <sockit.h>
 
@@ -59,6 +60,10 @@ enum {
     OPT_UNIX_MODE,
     OPT_DRAIN,
     OPT_HANDSHAKE,
+    OPT_ALLOW,
+    OPT_DENY,
+    OPT_MAX_PER_SOURCE,
+    OPT_USER,
     OPT_COMMAND_FIRST, /* a command's own long options start here */
 };
 
@@ -70,6 +75,10 @@ enum {
         {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},                 \
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},                 \
         {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE},         \
+        {"allow", required_argument, NULL, OPT_ALLOW},                         \
+        {"deny", required_argument, NULL, OPT_DENY},                           \
+        {"max-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE},       \
+        {"user", required_argument, NULL, OPT_USER},                           \
         {"quiet", no_argument, NULL, 'q'},                                     \
         {"verbose", no_argument, NULL, 'v'},                                   \
     {                                                                          \
@@ -101,6 +110,17 @@ int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
                  struct sk_tls *const *tls, size_t n);
 /* Prints "listening on ENDPOINT" for each bound socket, unless quiet. */
 void cli_print_listening(const struct sk_server *srv);
+/* privs.c: --user USER[:GROUP], looked up (names or numbers; the group
+ * defaults to the user's own), then taken with every supplementary group
+ * dropped. Each returns 0, or -1 after printing why. */
+struct cli_user {
+    const char *spec;
+    uid_t uid;
+    gid_t gid;
+};
+int cli_user_lookup(const char *spec, struct cli_user *u);
+int cli_user_become(const struct cli_user *u);
+
 /* A struct sk_server_config log hook printing "sockit: MSG". */
 void cli_log_line(void *data, const char *msg);
 /* Milliseconds on the monotonic clock. */

@@ -1,7 +1,11 @@
 /* connect_stream.c -- the stream side of `sockit connect`: stdin to the
  * connection and the connection to stdout, on a loop with an outbound
  * connection (TLS or not); at the end of stdin the sending side is shut
- * down (FIN or close_notify) and reading goes on until the peer closes. */
+ * down (FIN or close_notify) and reading goes on until the peer closes.
+ * A message connection (unixpacket:) is sent each line of stdin, without
+ * its LF, as one message, and each message it sends is printed with a LF
+ * after it unless it ends in one, as datagrams are; an empty line sends
+ * nothing, as an empty message would read as the end of the stream. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -13,11 +17,17 @@
 
 #define CHUNK (64 * 1024)
 
+/* How stdin is sent and what comes back is printed, chosen at open: as
+ * bytes, or by line and by message. send returns 0, SK_LINES_PAUSE (the
+ * rest kept until the queue drains) or a negative errno. */
 struct pump {
     struct sk_loop *loop;
     struct sk_conn *c;
     const struct sk_endpoint *ep;
     struct sk_io in;
+    struct sk_lines lines; /* stdin's, on a message connection */
+    int (*send)(struct pump *p, const char *data, size_t len);
+    int (*print)(const char *data, size_t len);
     bool in_watched; /* stdin is pollable (not a regular file) */
     bool in_eof, in_tty, peer_eof;
     int status;
@@ -43,10 +53,80 @@ static int write_out(const char *data, size_t len)
     return 0;
 }
 
+/* A message, with a LF after it unless it ends in one. */
+static int print_message(const char *data, size_t len)
+{
+    int err = write_out(data, len);
+
+    if (err == 0 && (len == 0 || data[len - 1] != '\n'))
+        err = write_out("\n", 1);
+    return err;
+}
+
+static int send_bytes(struct pump *p, const char *data, size_t len)
+{
+    return sk_conn_write(p->c, data, len);
+}
+
+/* One line of stdin as one message; a full queue pauses the splitter. */
+static int send_line(void *ctx, const char *line, size_t len)
+{
+    struct pump *p = ctx;
+    int err = len > 0 ? sk_conn_write(p->c, line, len) : 0;
+
+    if (err < 0)
+        return err;
+    return sk_conn_pending(p->c) >= sk_conn_output_max(p->c) ? SK_LINES_PAUSE
+                                                             : 0;
+}
+
+/* A line longer than SK_MESSAGE_MAX fails with -EMSGSIZE. */
+static int send_lines(struct pump *p, const char *data, size_t len)
+{
+    return sk_lines_feed(&p->lines, data, len, send_line, p);
+}
+
+/* Ends the connection for err, which connect reports. */
+static void give_up(struct pump *p, int err)
+{
+    if (p->status == 0)
+        p->status = err;
+    sk_conn_abort(p->c);
+}
+
 static void maybe_done(struct pump *p)
 {
     if (p->peer_eof && (p->in_eof || p->in_tty))
         sk_conn_close(p->c);
+}
+
+/* The queue takes more, and no lines wait in the splitter. */
+static bool has_room(const struct pump *p)
+{
+    return sk_conn_pending(p->c) < sk_conn_output_max(p->c) &&
+           !sk_lines_paused(&p->lines);
+}
+
+static void read_stdin(struct pump *p);
+
+/* Passes on the lines a pause kept (at the end of stdin the last one,
+ * unterminated, too; a stream keeps none), then reads stdin again or, at
+ * its end, shuts the sending side down. */
+static void go_on(struct pump *p)
+{
+    int ret = p->in_eof ? sk_lines_finish(&p->lines, send_line, p)
+                        : sk_lines_resume(&p->lines, send_line, p);
+
+    if (ret == SK_LINES_PAUSE)
+        return;
+    if (ret < 0) {
+        give_up(p, ret);
+    } else if (!p->in_eof) {
+        read_stdin(p);
+    } else {
+        sk_conn_shutdown(p->c);
+        maybe_done(p);
+    }
 }
 
 static void stdin_ended(struct pump *p)
@@ -54,8 +134,7 @@ static void stdin_ended(struct pump *p)
     p->in_eof = true;
     if (p->in_watched)
         sk_io_stop(&p->in);
-    sk_conn_shutdown(p->c);
-    maybe_done(p);
+    go_on(p);
 }
 
 /* Reads stdin while the connection takes more. Returns after one read for
@@ -63,8 +142,9 @@ static void stdin_ended(struct pump *p)
 static void read_stdin(struct pump *p)
 {
     static char buf[CHUNK];
+    int ret;
 
-    while (!p->in_eof && sk_conn_pending(p->c) < sk_conn_output_max(p->c)) {
+    while (!p->in_eof && has_room(p)) {
         ssize_t n = read(0, buf, sizeof(buf));
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -72,17 +152,15 @@ static void read_stdin(struct pump *p)
             stdin_ended(p);
             return;
         }
-        if (sk_conn_write(p->c, buf, (size_t)n) < 0) {
-            sk_conn_abort(p->c);
+        if ((ret = p->send(p, buf, (size_t)n)) < 0) {
+            give_up(p, ret);
             return;
         }
         if (p->in_watched)
             break;
     }
     if (p->in_watched && !p->in_eof)
-        sk_io_set(&p->in, sk_conn_pending(p->c) < sk_conn_output_max(p->c)
-                              ? SK_READ
-                              : 0);
+        sk_io_set(&p->in, has_room(p) ? SK_READ : 0);
 }
 
 static void on_stdin(struct sk_io *io, unsigned events)
@@ -111,6 +189,8 @@ static int on_open(struct sk_conn *c)
     struct pump *p = sk_conn_data(c);
 
     announce(p);
+    p->send = sk_conn_keeps_messages(c) ? send_lines : send_bytes;
+    p->print = sk_conn_keeps_messages(c) ? print_message : write_out;
     p->in_tty = isatty(0);
     p->in.data = p;
     p->in_watched =
@@ -123,7 +203,7 @@ static int on_open(struct sk_conn *c)
 static void on_read(struct sk_conn *c, const char *data, size_t len)
 {
     struct pump *p = sk_conn_data(c);
-    int err = write_out(data, len);
+    int err = p->print(data, len);
 
     if (err < 0) {
         p->status = err;
@@ -149,7 +229,10 @@ static void on_eof(struct sk_conn *c)
 
 static void on_drain(struct sk_conn *c)
 {
-    read_stdin(sk_conn_data(c));
+    struct pump *p = sk_conn_data(c);
+
+    if (!p->in_eof || sk_lines_paused(&p->lines))
+        go_on(p);
 }
 
 static void on_close(struct sk_conn *c, int status)
@@ -191,10 +274,12 @@ int connect_stream(const struct sk_endpoint *ep, struct sk_tls *tls,
 
     if ((err = sk_loop_new(&p.loop)) < 0)
         return err;
+    sk_lines_init(&p.lines, SK_MESSAGE_MAX);
     err = sk_conn_connect(p.loop, ep, &o, &p.c);
     if (err == 0)
         err = sk_loop_run(p.loop);
     sk_loop_free(p.loop);
+    sk_lines_release(&p.lines);
     if (err < 0)
         return err;
     return p.status == -EPIPE ? -ECONNRESET : p.status;

@@ -29,7 +29,26 @@ struct relay_conn {
     bool connecting;
     struct sk_connector cn;
     struct sk_pair *pair;
+    int header_len; /* of the PROXY header TARGET is sent first */
+    char header[SK_PROXY_HEADER_MAX];
 };
+
+int relay_proxy_header(const struct relay *r, const struct sk_conn *c,
+                       char *out, size_t size)
+{
+    enum sk_proxy v = (enum sk_proxy)r->target.proxy;
+    struct sk_addr peer, local;
+    int n = -EINVAL;
+
+    if (v == SK_PROXY_NONE)
+        return 0;
+    if (sk_conn_addrs(c, &peer, &local) == 0)
+        n = sk_proxy_format(v, SOCK_STREAM, &peer, &local, out, size);
+    /* Addresses a header cannot carry (an unnamed client): LOCAL. */
+    if (n == -EINVAL)
+        n = sk_proxy_format(v, SOCK_STREAM, NULL, NULL, out, size);
+    return n;
+}
 
 static void log_target(struct relay_conn *rc, int err)
 {
@@ -57,6 +76,12 @@ static void on_target(struct sk_connector *cn, int fd)
     int err;
 
     rc->connecting = false;
+    if (fd >= 0 && rc->header_len > 0 &&
+        send(fd, rc->header, (size_t)rc->header_len,
+             MSG_NOSIGNAL | MSG_DONTWAIT) != rc->header_len) {
+        close(fd);
+        fd = -EPIPE;
+    }
     if (fd < 0) {
         log_target(rc, fd);
         sk_conn_close(rc->c); /* the client's socket closes with it */
@@ -81,6 +106,9 @@ static int stream_open(struct sk_conn *c)
     rc->c = c;
     rc->client_fd = -1;
     sk_conn_set_data(c, rc);
+    rc->header_len = relay_proxy_header(r, c, rc->header, sizeof(rc->header));
+    if (rc->header_len < 0)
+        return -1;
     rc->client_fd = sk_conn_detach(c);
     if (rc->client_fd < 0)
         return -1;

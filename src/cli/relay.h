@@ -34,6 +34,13 @@ int relay_flow_setup(struct relay *r, unsigned workers, unsigned long budget);
  * flow, made (or found) on the calling worker. */
 void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len);
 
+/* The PROXY header TARGET is sent first for client c (TARGET with proxy=):
+ * the client's addresses as the relay saw them, or as LISTEN's own PROXY
+ * header said. Returns its length, 0 without proxy= on TARGET, or a
+ * negative code. */
+int relay_proxy_header(const struct relay *r, const struct sk_conn *c,
+                       char *out, size_t size);
+
 /* relay_tls.c: a client connection of a relay with TLS on either side,
  * joined to its own connection to TARGET; and its end. */
 int relay_tls_open(struct sk_conn *c, struct relay *r);

@@ -64,8 +64,17 @@ int relay_tls_open(struct sk_conn *c, struct relay *r)
                                 .timeout_ms = r->connect_timeout_ms,
                                 .idle_ms = r->idle_ms};
 
+    char header[SK_PROXY_HEADER_MAX];
+    int n;
+
     if (leg == NULL)
         return -1;
+    if ((n = relay_proxy_header(r, c, header, sizeof(header))) < 0) {
+        free(leg);
+        return -1;
+    }
+    o.preamble = header;
+    o.preamble_len = (size_t)n;
     leg->client = c;
     leg->r = r;
     sk_conn_set_data(c, leg);

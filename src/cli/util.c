@@ -115,9 +115,8 @@ int cli_parse_endpoint_tls(const char *text, bool listening,
         cli_error("%s: %s", text, why);
         return -1;
     }
-    if (ep->proxy != SK_PROXY_NONE || (opts.given & SK_OPT_MODE)) {
-        cli_error("%s: endpoint option \"%s\" is not available yet", text,
-                  ep->proxy != SK_PROXY_NONE ? "proxy" : "mode");
+    if (opts.given & SK_OPT_MODE) {
+        cli_error("%s: endpoint option \"mode\" is not available yet", text);
         return -1;
     }
     if (ep->tls &&
@@ -155,15 +154,59 @@ const char cli_server_options_help[] =
     "2)\n"
     "      --handshake-timeout S  close TLS clients that have not finished\n"
     "                         the handshake in S seconds (default 10)\n"
+    "      --allow CIDR       serve only peers in CIDR (10.0.0.0/8, ::1, "
+    "uid:N,\n"
+    "                         gid:N for UNIX peers); repeatable\n"
+    "      --deny CIDR        refuse peers in CIDR (wins over --allow); "
+    "repeatable\n"
+    "      --max-per-source N connections at once from one address (UNIX: "
+    "one uid);\n"
+    "                         more are closed at once (default 0: no "
+    "limit)\n"
+    "      --user USER[:GROUP] once bound and every file read, run as "
+    "USER\n"
     "  -q, --quiet            no 'listening on' lines\n"
     "  -v, --verbose          log connections and server events\n"
     "  -h, --help             this help\n";
+
+static struct sk_access *access_rules;
+static const char *user_spec;
+
+/* --allow and --deny: rules of one sk_access, made on first use. */
+static int add_rule(struct sk_server_config *cfg, bool allow, const char *arg)
+{
+    const char *why = NULL;
+    int err;
+
+    if (access_rules == NULL && (err = sk_access_new(&access_rules)) < 0) {
+        cli_error("%s", sk_strerror(err));
+        return -1;
+    }
+    if ((err = sk_access_add(access_rules, allow, arg, &why)) < 0) {
+        cli_error("%s %s: %s", allow ? "--allow" : "--deny", arg,
+                  why != NULL ? why : sk_strerror(err));
+        return -1;
+    }
+    cfg->access = access_rules;
+    return 0;
+}
 
 int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
 {
     unsigned long v;
 
     switch (c) {
+    case OPT_ALLOW:
+    case OPT_DENY:
+        return add_rule(cfg, c == OPT_ALLOW, arg);
+    case OPT_MAX_PER_SOURCE:
+        if (cli_parse_uint("--max-per-source", arg, 0, 100000000, &v) < 0)
+            return -1;
+        cfg->max_per_source = (unsigned)v;
+        return 0;
+    case OPT_USER:
+        user_spec = arg;
+        return 0;
     case OPT_THREADS:
         if (cli_parse_uint("--threads", arg, 1, 1024, &v) < 0)
             return -1;
@@ -244,10 +287,20 @@ static int check_unix_mode(const struct sk_server_config *cfg,
     return 0;
 }
 
+/* The server of cli_run_server(), for its ready hook. */
+static struct sk_server *running;
+
+static void on_ready(void *data)
+{
+    (void)data;
+    cli_print_listening(running);
+}
+
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
                    const struct sk_endpoint *eps, struct sk_tls *const *tls,
                    size_t n, bool single_worker)
 {
+    struct cli_user user;
     struct sk_server *srv;
     int err, status = EXIT_RUNTIME;
 
@@ -256,25 +309,33 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     cfg->handle_signals = true;
     cfg->log = cli_verbose ? cli_log_line : NULL;
     cfg->warn = cli_log_line;
+    cfg->ready = on_ready;
     if (!cli_max_conns_given && cfg->max_conns == 0)
         cfg->max_conns = CLI_MAX_CONNS_DEFAULT;
     if (!cli_idle_given && cfg->idle_timeout_ms == 0)
         cfg->idle_timeout_ms = CLI_STREAM_IDLE_DEFAULT_MS;
+    if (user_spec != NULL && cli_user_lookup(user_spec, &user) < 0)
+        return EXIT_RUNTIME;
     if ((err = sk_server_new(&srv, cfg)) < 0) {
         cli_error("%s: %s", cmd, sk_strerror(err));
         return EXIT_RUNTIME;
     }
     if (single_worker)
         sk_server_set_single_worker(srv);
-    if (cli_bind_all(srv, eps, tls, n) == 0) {
-        cli_print_listening(srv);
+    if (cli_bind_all(srv, eps, tls, n) == 0 &&
+        (user_spec == NULL || cli_user_become(&user) == 0)) {
+        running = srv;
         err = sk_server_run(srv);
+        running = NULL;
         if (err < 0)
             cli_error("%s: %s", cmd, sk_strerror(err));
         else
             status = EXIT_OK;
     }
     sk_server_free(srv);
+    sk_access_free(access_rules);
+    access_rules = NULL;
+    cfg->access = NULL;
     return status;
 }
 

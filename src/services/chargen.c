@@ -1,6 +1,7 @@
 /* chargen.c -- RFC 864: 72-character lines over the 95 printable ASCII
  * characters, each line starting one character further, until the client
- * goes; a datagram gets one line. */
+ * goes; a datagram gets one line, and so does each message of a message
+ * connection (unixpacket:), its lines going on round the ring. */
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -57,15 +58,51 @@ static void refill(struct sk_conn *c)
     sk_conn_set_data(c, (void *)(uintptr_t)pos);
 }
 
+/* Sends a message connection its next line as one message; the line's
+ * number in the cycle is kept in the data pointer. */
+static void next_line(struct sk_conn *c)
+{
+    size_t line = (size_t)(uintptr_t)sk_conn_data(c);
+    char reply[CHARGEN_LINE];
+
+    chargen_fill(reply, sizeof(reply), line * CHARGEN_LINE);
+    if (sk_conn_write(c, reply, sizeof(reply)) < 0) {
+        sk_conn_abort(c);
+        return;
+    }
+    sk_conn_set_data(c, (void *)(uintptr_t)((line + 1) % 95));
+}
+
+/* A stream is sent the endless stream, topped up as it drains; a message
+ * connection is sent a line per message, and nothing before its first. */
 static int chargen_open(struct sk_conn *c)
 {
-    refill(c);
+    if (!sk_conn_keeps_messages(c))
+        refill(c);
     return 0;
 }
 
+/* A stream's input is dropped. A message asks for one line: the
+ * connection stops reading while its limit is queued, so a client that
+ * sends without reading is never sent more than that. */
+static void chargen_read(struct sk_conn *c, const char *data, size_t len)
+{
+    if (sk_conn_keeps_messages(c))
+        next_line(c);
+}
+
+static void chargen_drain(struct sk_conn *c)
+{
+    if (!sk_conn_keeps_messages(c))
+        refill(c);
+}
+
+/* A half-close does not stop a stream: only the client going does. A
+ * message connection that sends no more asks for no more. */
 static void chargen_eof(struct sk_conn *c)
 {
-    /* A half-close does not stop the stream: only the client going does. */
+    if (sk_conn_keeps_messages(c))
+        sk_conn_close(c);
 }
 
 static void chargen_datagram(struct sk_dgram *d, const char *data, size_t len)
@@ -80,8 +117,9 @@ static void chargen_datagram(struct sk_dgram *d, const char *data, size_t len)
 
 static const struct sk_handler handler = {
     .on_open = chargen_open,
+    .on_read = chargen_read,
     .on_eof = chargen_eof,
-    .on_drain = refill,
+    .on_drain = chargen_drain,
     .on_datagram = chargen_datagram,
 };
 

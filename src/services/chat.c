@@ -14,7 +14,13 @@
  * can cause, are skipped for a member they would take past its limit. A
  * congested member that does not drain within CHAT_STALL_MS is not reading
  * and is dropped, as is one whose queue a line would take past the limit:
- * a client that does not read never holds the others for long. */
+ * a client that does not read never holds the others for long.
+ *
+ * On a message connection (unixpacket:) each message is whole lines: its
+ * LF-separated pieces are lines, one at its end without a LF too, so a
+ * message never runs into the next and a LF inside one cannot pass a
+ * forged "[NAME] " line to the stream members. Each line and notice a
+ * member of that kind is sent is one message, without its LF. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +33,18 @@
 /* The most of a refused name or command echoed back (before escaping). */
 #define ECHO_MAX 64
 
+struct member;
+
+/* Queues for m the line a + b + e, which ends in its LF. */
+typedef int (*put_fn)(struct member *m, const char *a, size_t alen,
+                      const char *b, size_t blen, const char *e, size_t elen);
+/* Takes what m sent; returns as sk_lines_feed(). */
+typedef int (*take_fn)(struct member *m, const char *data, size_t len);
+
 struct member {
     struct sk_conn *c;
+    put_fn put;   /* chosen at open: by bytes or by message */
+    take_fn take; /* likewise */
     struct room *room;
     struct member *prev, *next;           /* the room's members */
     struct member *held_prev, *held_next; /* the room's held senders */
@@ -46,6 +62,7 @@ struct room {
     struct sk_timer wake;                 /* lets held senders go on */
     unsigned long unnamed;                /* numbers the unnamed UNIX peers */
     unsigned congested;                   /* members congested now */
+    char message[SK_MESSAGE_MAX];         /* put_message()'s, one at a time */
 };
 
 static int on_line(void *ctx, const char *line, size_t len);
@@ -154,6 +171,43 @@ enum overflow {
     SKIP,        /* a notice: the member misses it */
 };
 
+static int put_bytes(struct member *m, const char *a, size_t alen,
+                     const char *b, size_t blen, const char *e, size_t elen)
+{
+    int err;
+
+    if ((err = sk_conn_write(m->c, a, alen)) < 0 ||
+        (err = sk_conn_write(m->c, b, blen)) < 0)
+        return err;
+    return sk_conn_write(m->c, e, elen);
+}
+
+/* Appends what of n bytes fits the room's message buffer after used. */
+static size_t add_piece(struct room *room, size_t used, const char *p,
+                        size_t n)
+{
+    size_t room_left = sizeof(room->message) - used;
+
+    n = n < room_left ? n : room_left;
+    memcpy(room->message + used, p, n);
+    return used + n;
+}
+
+/* The line as one message without its LF, cut to SK_MESSAGE_MAX: a long
+ * name before a line of --max-line may not fit. */
+static int put_message(struct member *m, const char *a, size_t alen,
+                       const char *b, size_t blen, const char *e, size_t elen)
+{
+    struct room *room = m->room;
+    size_t n = add_piece(room, 0, a, alen);
+
+    n = add_piece(room, n, b, blen);
+    n = add_piece(room, n, e, elen);
+    if (n > 0 && room->message[n - 1] == '\n')
+        n--;
+    return sk_conn_write(m->c, room->message, n);
+}
+
 /* Queues a + b + c for m. Returns whether it was queued. */
 static bool send_to(struct member *m, enum overflow of, const char *a,
                     size_t alen, const char *b, size_t blen, const char *c,
@@ -166,8 +220,7 @@ static bool send_to(struct member *m, enum overflow of, const char *a,
             sk_conn_abort(m->c); /* a slow reader: drop it */
         return false;
     }
-    if (sk_conn_write(m->c, a, alen) < 0 || sk_conn_write(m->c, b, blen) < 0 ||
-        sk_conn_write(m->c, c, clen) < 0) {
+    if (m->put(m, a, alen, b, blen, c, clen) < 0) {
         sk_conn_abort(m->c);
         return false;
     }
@@ -299,6 +352,29 @@ static void name_member(struct member *m)
         snprintf(m->name, sizeof(m->name), "unix#%lu", ++m->room->unnamed);
 }
 
+/* Feeds a read to m's splitter, or keeps it whole while the room is
+ * congested: read in the same round as a line that filled the room, not
+ * a line of it goes out before the room drains. */
+static int take_bytes(struct member *m, const char *data, size_t len)
+{
+    if (m->room->congested > 0)
+        return sk_lines_keep(&m->lines, data, len) < 0 ? -ENOMEM
+                                                       : SK_LINES_PAUSE;
+    return sk_lines_feed(&m->lines, data, len, on_line, m);
+}
+
+/* A message is whole lines: a last piece without its LF ends with it
+ * (after a pause, its LF is kept with it). */
+static int take_message(struct member *m, const char *data, size_t len)
+{
+    int ret = take_bytes(m, data, len);
+
+    if ((ret == 0 || ret == SK_LINES_PAUSE) && len > 0 &&
+        data[len - 1] != '\n')
+        ret = take_bytes(m, "\n", 1);
+    return ret;
+}
+
 static int chat_open(struct sk_conn *c)
 {
     struct service_opts *opts = service_opts_of(sk_conn_server(c));
@@ -308,6 +384,8 @@ static int chat_open(struct sk_conn *c)
         return -1;
     m->c = c;
     m->room = opts->state;
+    m->put = sk_conn_keeps_messages(c) ? put_message : put_bytes;
+    m->take = sk_conn_keeps_messages(c) ? take_message : take_bytes;
     sk_lines_init(&m->lines, opts->max_line);
     sk_timer_init(&m->stall, on_stall);
     m->stall.data = m;
@@ -324,15 +402,7 @@ static int chat_open(struct sk_conn *c)
 static void chat_read(struct sk_conn *c, const char *data, size_t len)
 {
     struct member *m = sk_conn_data(c);
-    int ret;
-
-    /* Read in the same round as a line that filled the room: not a line of
-     * it goes out before the room drains. */
-    if (m->room->congested > 0)
-        ret =
-            sk_lines_keep(&m->lines, data, len) < 0 ? -ENOMEM : SK_LINES_PAUSE;
-    else
-        ret = sk_lines_feed(&m->lines, data, len, on_line, m);
+    int ret = m->take(m, data, len);
 
     if (ret == SK_LINES_PAUSE)
         hold(m);

@@ -1,22 +1,9 @@
 /* endpoint_options.c -- unit tests of src/endpoint_options.c: the options
- * after an endpoint (",tls,cert=FILE"), their values and escapes, whether
- * each applies to every kind of endpoint on either side, and the canonical
- * form that keeps tls and proxy= only. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+ * after an endpoint (",tls,cert=FILE"), their values and escapes, and the
+ * canonical form that keeps tls and proxy= only, for every kind of
+ * endpoint (endpoint_check.c: whether each applies to each kind). */
+#include "endpoint_helpers.h"
 
-#include <cmocka.h>
-
-#include <errno.h>
-#include <stdio.h>
-#include <string.h>
-
-#include <sockit.h>
-
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define OK NULL /* check_options() accepts */
 #define E (-EINVAL)
 
 /* Long inputs, filled by fill_long_inputs() before the tests run. */
@@ -66,33 +53,6 @@ static int fill_long_inputs(void **state)
 }
 
 /* ------------------------------------------------------------ helpers */
-
-static void expect_why(const char *in, const char *why, const char *want)
-{
-    if (want == NULL && why != NULL)
-        fail_msg("\"%.80s\": why \"%s\", want none", in, why);
-    if (want != NULL && (why == NULL || strcmp(why, want) != 0))
-        fail_msg("\"%.80s\": why \"%s\", want \"%s\"", in, why ? why : "(null)",
-                 want);
-}
-
-static void expect_code(const char *in, int got, int want)
-{
-    if (got != want)
-        fail_msg("\"%.80s\": returned %d (%s), want %d (%s)", in, got,
-                 sk_strerror(got), want, sk_strerror(want));
-}
-
-/* Parses text into zeroed structs (so that whole structs compare). */
-static int parse(struct sk_endpoint *ep, struct sk_endpoint_options *opts,
-                 const char *text, const char **why)
-{
-    memset(ep, 0, sizeof(*ep));
-    if (opts != NULL)
-        memset(opts, 0, sizeof(*opts));
-    *why = NULL;
-    return sk_endpoint_parse_options(ep, opts, text, why);
-}
 
 /* Formats ep, requires want (if not NULL), parses it again with and
  * without options, and requires the same endpoint and the same text. */
@@ -219,6 +179,23 @@ static const struct {
     {"unix:/s,mode=7", "unix:/s", "mode=0007"},
     {"unix:/s,mode=0777", "unix:/s", "mode=0777"},
     {"tls://:1,sni=127.0.0.1", "tls://:1", "sni=127.0.0.1"},
+    /* The kinds of v0.2: tls is ",tls" but on tcp. */
+    {"mptcp://127.0.0.1:1,tls", NULL, ""},
+    {"mptcp4://:1,tls,proxy=v2", NULL, ""},
+    {"mptcp6://[::1]:1,proxy=any,tls", "mptcp6://[::1]:1,tls,proxy=any", ""},
+    {"mptcp://:443,tls,cert=c.pem", "mptcp://:443,tls", "cert=c.pem"},
+    {"unixpacket:/p,mode=660", "unixpacket:/p", "mode=0660"},
+    {"unixpacket:@p,tls", NULL, ""}, /* parses; check_options() refuses */
+    {"unixpacket:/a\\,b,proxy=v1", NULL, ""},
+    {"fd:3,tls", NULL, ""},
+    {"fd:03,tls,cert=c.pem", "fd:3,tls", "cert=c.pem"},
+    {"fd:0,proxy=v1", NULL, ""},
+    {"fd:7,cert=c.pem", "fd:7", "cert=c.pem"},
+    {"sd:,tls,proxy=v2", NULL, ""},
+    {"sd:web,tls,cert=c.pem,key=k.pem", "sd:web,tls", "cert=c.pem key=k.pem"},
+    {"sd:a\\,b,tls", NULL, ""},       /* the name "a,b" */
+    {"sd:a\\\\,proxy=any", NULL, ""}, /* the name "a\\" */
+    {"sd:\\x61,mode=600", "sd:a", "mode=0600"},
 };
 
 /* Each parses to its options, formats to its canonical form (and to
@@ -261,7 +238,7 @@ static void test_options_parse_format_and_round_trip(void **state)
 #define W_MUST(n, what) "endpoint option \"" n "\" must be " what
 #define W_SCHEME                                                               \
     "unknown scheme (tcp, tcp4, tcp6, tls, tls4, tls6, udp, udp4, udp6, "      \
-    "unix, unixgram)"
+    "unix, unixgram, unixpacket, mptcp, mptcp4, mptcp6, fd, sd)"
 
 /* Inputs that fail with code and why, with opts and without. */
 static const struct {
@@ -359,7 +336,21 @@ static const struct {
     {E, "IPv4 address with an IPv6-only scheme", {"tls6://127.0.0.1:1"}},
     {E,
      W_SCHEME,
-     {"tls:/x:1", "tls:x:1", "tls5://:1", "TLS://:1", "tls", ",tls"}},
+     {"tls:/x:1", "tls:x:1", "tls5://:1", "TLS://:1", "tls", ",tls", "fd,tls",
+      "sd,tls"}},
+    /* The kinds of v0.2: the endpoint first, then its options. */
+    {E, W_UNKNOWN("crt"), {"fd:3,crt=a", "sd:web,crt", "mptcp://:1,crt"}},
+    {E, W_UNKNOWN("fd"), {"sd:,fd=3"}},
+    {E, W_TWICE("tls"), {"fd:3,tls,tls", "sd:,tls,tls", "mptcp://:1,tls,tls"}},
+    {E, "missing descriptor number", {"fd:,tls", "fd:"}},
+    {E, "descriptor is not a number", {"fd:3\\,tls", "fd:x,tls", "fd:-1,tls"}},
+    {-ERANGE, "descriptor out of range 0..2147483647", {"fd:2147483648,tls"}},
+    {E,
+     "bad character in socket name (printable ASCII but ':')",
+     {"sd:a:b,tls", "sd:\\x3a,proxy=v1"}},
+    {E, "bad escape in socket name (write \\\\ or \\,)", {"sd:a\\q,tls"}},
+    {E, "empty path", {"unixpacket:,tls", "unixpacket:,mode=600"}},
+    {E, "IPv6 address with an IPv4-only scheme", {"mptcp4://[::1]:1,tls"}},
 };
 
 /* sk_endpoint_parse() takes tls and proxy= only: these parse with opts. */
@@ -416,182 +407,11 @@ static void test_options_bad_inputs_fail_with_why(void **state)
     }
 }
 
-/* ---------------------------------------------- applying, every kind */
-
-/* Kinds: t tcp, T tls (tcp with tls), u udp, x unix, X unix with tls,
- * g unixgram; U and G, udp and unixgram with tls, are always refused
- * first, as datagram kinds with tls. */
-static const char kind_names[] = "tTuxXgUG";
-static const char *const bases[][7] = {
-    {"tcp://127.0.0.1:8080", "tcp4://0.0.0.0:1", "tcp6://[::1]:1", "tcp://:0"},
-    {"tls://127.0.0.1:8443", "tls4://:1", "tls6://[::]:1", "tcp://host:1,tls",
-     "tcp4://:1,tls", "tcp6://[::1]:1,tls"},
-    {"udp://:53", "udp4://127.0.0.1:53", "udp6://[::1]:53"},
-    {"unix:/run/a.sock", "unix:rel.sock", "unix:@name", "unix:/a\\,b"},
-    {"unix:/run/a.sock,tls", "unix:@name,tls"},
-    {"unixgram:/run/g.sock", "unixgram:@g"},
-    {"udp://:53,tls", "udp4://:53,tls", "udp6://[::1]:53,tls"},
-    {"unixgram:/g.sock,tls", "unixgram:@g,tls"},
-};
-
-#define A_STREAM(n) "endpoint option \"" n "\" applies to stream endpoints only"
-#define A_TLS(n) "endpoint option \"" n "\" needs tls"
-#define A_CONN(n)                                                              \
-    "endpoint option \"" n "\" applies to connecting endpoints only"
-#define A_LISTEN(n)                                                            \
-    "endpoint option \"" n "\" applies to listening endpoints only"
-#define A_UNIX(n) "endpoint option \"" n "\" applies to UNIX endpoints only"
-#define A_CERT "tls needs cert=FILE when listening"
-#define A_KEY "endpoint option \"key\" needs cert=FILE"
-#define A_ANY "endpoint option \"proxy\" must be v1 or v2 when connecting"
-#define ALL_LISTEN ",cert=c.pem,key=k.pem,ca=ca.pem,alpn=h2,proxy=v2"
-#define ALL_CONNECT ",ca=ca.pem,sni=example.org,verify=none,alpn=h2,proxy=v1"
-#define A_NO_PROXY "ug", A_STREAM("proxy"), A_STREAM("proxy")
-
-/* What check_options() says, listening and connecting, of an option
- * string after every base of some kinds; the rows of an option string
- * name each kind but U and G once. */
-static const struct {
-    const char *opts, *kinds, *listen, *connect;
-} apply[] = {
-    {"", "tuxg", OK, OK},
-    {"", "TX", A_CERT, OK},
-    {",cert=c.pem", "tuxg", A_TLS("cert"), A_TLS("cert")},
-    {",cert=c.pem", "TX", OK, OK},
-    {",key=k.pem", "tuxg", A_TLS("key"), A_TLS("key")},
-    {",key=k.pem", "TX", A_KEY, A_KEY},
-    {",ca=ca.pem", "tuxg", A_TLS("ca"), A_TLS("ca")},
-    {",ca=ca.pem", "TX", A_CERT, OK},
-    {",verify=none", "tuxg", A_TLS("verify"), A_TLS("verify")},
-    {",verify=none", "TX", A_CONN("verify"), OK},
-    {",sni=example.org", "tuxg", A_TLS("sni"), A_TLS("sni")},
-    {",sni=example.org", "TX", A_CONN("sni"), OK},
-    {",sni=example.org,verify=none", "tuxg", A_TLS("verify"), A_TLS("verify")},
-    {",sni=example.org,verify=none", "TX", A_CONN("verify"), OK},
-    {",alpn=h2:http/1.1", "tuxg", A_TLS("alpn"), A_TLS("alpn")},
-    {",alpn=h2:http/1.1", "TX", A_CERT, OK},
-    {",proxy=v1", "tx", OK, OK}, /* v2 is the same */
-    {",proxy=v1", A_NO_PROXY},
-    {",proxy=v1", "TX", A_CERT, OK},
-    {",proxy=any", "tx", OK, A_ANY},
-    {",proxy=any", A_NO_PROXY},
-    {",proxy=any", "TX", A_CERT, A_ANY},
-    {",cert=c.pem,proxy=any", "tx", A_TLS("cert"), A_ANY},
-    {",cert=c.pem,proxy=any", A_NO_PROXY},
-    {",cert=c.pem,proxy=any", "TX", OK, A_ANY},
-    {",mode=660", "tTu", A_UNIX("mode"), A_UNIX("mode")},
-    {",mode=660", "xg", OK, A_LISTEN("mode")},
-    {",mode=660", "X", A_CERT, A_LISTEN("mode")},
-    {",cert=c.pem,mode=600", "tTu", A_UNIX("mode"), A_UNIX("mode")},
-    {",cert=c.pem,mode=600", "xg", A_TLS("cert"), A_LISTEN("mode")},
-    {",cert=c.pem,mode=600", "X", OK, A_LISTEN("mode")},
-    {ALL_LISTEN, "tx", A_TLS("cert"), A_TLS("cert")},
-    {ALL_LISTEN, A_NO_PROXY},
-    {ALL_LISTEN, "TX", OK, OK},
-    {ALL_CONNECT, "tx", A_TLS("ca"), A_TLS("ca")},
-    {ALL_CONNECT, A_NO_PROXY},
-    {ALL_CONNECT, "TX", A_CONN("verify"), OK},
-};
-
-static void expect_applies(const char *text, const struct sk_endpoint *ep,
-                           const struct sk_endpoint_options *o, bool listening,
-                           const char *want)
-{
-    const char *why = NULL;
-    char in[400];
-
-    snprintf(in, sizeof(in), "%s (%s%s)", text,
-             listening ? "listening" : "connecting", o ? "" : ", opts NULL");
-    expect_code(in, sk_endpoint_check_options(ep, o, listening, &why),
-                want ? -EINVAL : 0);
-    expect_why(in, why, want);
-    expect_code(in, sk_endpoint_check_options(ep, o, listening, NULL),
-                want ? -EINVAL : 0);
-}
-
-/* Every base of kinds with opts after it, on both sides; where only tls
- * and proxy= are given, opts NULL must say the same. */
-static void check_kinds(const char *opts, const char *kinds, const char *listen,
-                        const char *connect)
-{
-    for (const char *k = kinds; *k != '\0'; k++) {
-        const char *const *b = bases[strchr(kind_names, *k) - kind_names];
-
-        for (size_t i = 0; i < 7 && b[i] != NULL; i++) {
-            struct sk_endpoint ep;
-            struct sk_endpoint_options o;
-            const char *why;
-            char text[200];
-
-            /* mode= on an abstract name: see the test below. */
-            if (strchr(b[i], '@') && strstr(opts, "mode="))
-                continue;
-            snprintf(text, sizeof(text), "%s%s", b[i], opts);
-            expect_code(text, parse(&ep, &o, text, &why), 0);
-            expect_applies(text, &ep, &o, true, listen);
-            expect_applies(text, &ep, &o, false, connect);
-            if (o.given & ~(SK_OPT_TLS | SK_OPT_PROXY))
-                continue;
-            expect_applies(text, &ep, NULL, true, listen);
-            expect_applies(text, &ep, NULL, false, connect);
-        }
-    }
-}
-
-static void test_options_apply_to_every_kind_and_side(void **state)
-{
-    (void)state;
-    for (size_t i = 0; i < ARRAY_LEN(apply); i++) {
-        char seen[16] = "";
-
-        check_kinds(apply[i].opts, apply[i].kinds, apply[i].listen,
-                    apply[i].connect);
-        if (i > 0 && strcmp(apply[i - 1].opts, apply[i].opts) == 0)
-            continue;
-        /* The first row of an option string: its rows cover each kind
-         * once, and tls on a datagram kind is refused. */
-        for (size_t j = i; j < ARRAY_LEN(apply); j++)
-            if (strcmp(apply[j].opts, apply[i].opts) == 0)
-                strcat(seen, apply[j].kinds);
-        for (const char *k = kind_names; *k != 'U'; k++)
-            if (!strchr(seen, *k) || strchr(seen, *k) != strrchr(seen, *k))
-                fail_msg("\"%s\": kind %c not once in \"%s\"", apply[i].opts,
-                         *k, seen);
-        assert_int_equal(strlen(seen), 6);
-        check_kinds(apply[i].opts, "UG", A_STREAM("tls"), A_STREAM("tls"));
-    }
-}
-
-/* BUG: mode= is the mode of the socket file (as --unix-mode, which the
- * command refuses for an abstract name): an abstract name has no file,
- * yet check_options() accepts mode= on one when listening. */
-static void test_options_mode_refused_on_abstract_name(void **state)
-{
-    static const char *const ins[] = {"unix:@name,mode=660",
-                                      "unixgram:@g,mode=600",
-                                      "unix:@name,tls,cert=c.pem,mode=660"};
-
-    (void)state;
-    for (size_t i = 0; i < ARRAY_LEN(ins); i++) {
-        struct sk_endpoint ep;
-        struct sk_endpoint_options o;
-        const char *why;
-
-        assert_int_equal(parse(&ep, &o, ins[i], &why), 0);
-        expect_code(ins[i], sk_endpoint_check_options(&ep, &o, true, &why),
-                    -EINVAL);
-        if (why == NULL || !strstr(why, "\"mode\"") || !strstr(why, "abstract"))
-            fail_msg("\"%s\": why \"%s\"", ins[i], why ? why : "(null)");
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options_parse_format_and_round_trip),
         cmocka_unit_test(test_options_bad_inputs_fail_with_why),
-        cmocka_unit_test(test_options_apply_to_every_kind_and_side),
-        cmocka_unit_test(test_options_mode_refused_on_abstract_name),
     };
 
     return cmocka_run_group_tests(tests, fill_long_inputs, NULL);

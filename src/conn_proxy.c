@@ -1,0 +1,237 @@
+/* conn_proxy.c -- the first steps of an accepted connection: who may
+ * connect (access rules, the per-source limit), and, on a listener with
+ * proxy=, the PROXY protocol header read before anything else (before the
+ * TLS handshake too), whose addresses then name the peer everywhere. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+/* The handshake budget, which a PROXY header shares. */
+#define START_TIMEOUT_DEFAULT_MS 10000
+
+void sk__count(struct sk_worker *w, enum sk_stat stat)
+{
+    atomic_uint_fast64_t *v;
+
+    if (w->counters == NULL)
+        return;
+    /* One writer per counter: a load and a store, no locked add. */
+    v = &w->counters->v[stat];
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* -v: "refused PEER: reason", for a connection refused before it opened. */
+static void log_refusal(struct sk_worker *w, const struct sk_addr *peer,
+                        enum sk_scheme scheme, const char *why)
+{
+    char text[SK_ENDPOINT_STRLEN] = "?";
+    struct sk_endpoint ep;
+
+    if (w->srv->cfg.log == NULL)
+        return;
+    if (sk_endpoint_from_addr(&ep, scheme, peer) == 0)
+        sk_endpoint_format(&ep, text, sizeof(text));
+    sk__server_log(w->srv, "refused %s: %s", text, why);
+}
+
+int sk__conn_admit(struct sk_worker *w, const struct sk_addr *peer,
+                   enum sk_scheme scheme, const struct sk_peer_cred *cred,
+                   struct sk_source_key *key, bool *keyed)
+{
+    const struct sk_server_config *cfg = &w->srv->cfg;
+
+    *keyed = false;
+    if (cfg->access != NULL && !sk_access_permits(cfg->access, peer, cred)) {
+        sk__count(w, SK_STAT_REFUSED_ACCESS);
+        log_refusal(w, peer, scheme, "access rules");
+        return SK_EREFUSED;
+    }
+    if (cfg->max_per_source == 0 || w->srv->sources == NULL ||
+        !sk__source_key(key, peer, cred))
+        return 0;
+    if (sk__sources_take(w->srv->sources, key, cfg->max_per_source) < 0) {
+        sk__count(w, SK_STAT_REFUSED_SOURCE);
+        log_refusal(w, peer, scheme, "too many connections from this source");
+        return SK_EREFUSED;
+    }
+    *keyed = true;
+    return 0;
+}
+
+void sk__conn_unadmit(struct sk_conn *c)
+{
+    if (!c->keyed)
+        return;
+    sk__sources_put(c->w->srv->sources, &c->source);
+    c->keyed = false;
+}
+
+/* ------------------------------------------------------ PROXY header */
+
+int sk__proxy_conn_start(struct sk_conn *c)
+{
+    struct sk_worker *w = c->w;
+    unsigned ms = w->srv->cfg.handshake_timeout_ms;
+
+    c->flags |= CONN_STARTING | CONN_PROXY;
+    c->start_wants = SK_READ;
+    c->start_due =
+        sk_loop_now(w->loop) + (ms > 0 ? ms : START_TIMEOUT_DEFAULT_MS);
+    sk__link_append(&w->starting, &c->starting);
+    return 0;
+}
+
+static enum sk_scheme scheme_of(const struct sk_proxy_header *h)
+{
+    bool dgram = h->socktype == SOCK_DGRAM;
+
+    if (h->src.u.sa.sa_family == AF_UNIX)
+        return dgram ? SK_UNIXGRAM : SK_UNIX;
+    return dgram ? SK_UDP : SK_TCP;
+}
+
+/* The header's addresses are the connection's from now on; a LOCAL one
+ * (a proxy's health check) keeps the socket's. */
+static void take_addresses(struct sk_conn *c, const struct sk_proxy_header *h)
+{
+    if (h->local)
+        return;
+    c->peer_addr = h->src;
+    c->local_addr = h->dst;
+    c->has_local = true;
+    c->scheme = scheme_of(h);
+    /* The credentials were the proxy's, not the client's. */
+    if (h->src.u.sa.sa_family != AF_UNIX)
+        c->has_cred = false;
+    free(c->names);
+    c->names = NULL;
+}
+
+static void proxy_failed(struct sk_conn *c, const char *why, int status)
+{
+    if (why != NULL)
+        sk__conn_set_error(c, why);
+    sk__conn_finish(c, status);
+}
+
+/* What follows the header: the TLS handshake, or the connection opens. */
+static void proxy_done(struct sk_conn *c)
+{
+    int err;
+
+    c->flags &= ~(CONN_PROXY | CONN_STARTING);
+    sk__link_remove(&c->starting);
+    if (sk__conn_admit(c->w, &c->peer_addr, c->scheme,
+                       c->has_cred ? &c->cred : NULL, &c->source,
+                       &c->keyed) < 0) {
+        c->flags |= CONN_QUIET;
+        sk__conn_finish(c, SK_EREFUSED);
+        return;
+    }
+    if (c->l->tls == NULL) {
+        sk__conn_opened(c);
+        return;
+    }
+    if ((err = sk__tls_conn_start(c, c->l->tls)) < 0) {
+        sk__conn_finish(c, err);
+        return;
+    }
+    sk__tls_conn_step(c);
+}
+
+/* Takes n bytes the socket holds (peeked before) into c's partial header:
+ * all of them belong to the header, which goes on past them. */
+static int keep_part(struct sk_conn *c, char *at, size_t n)
+{
+    if (recv(c->io.fd, at, n, 0) != (ssize_t)n)
+        return SK_EPROXY;
+    return sk_buf_append(&c->proxy_part, at, n);
+}
+
+/* Readable while the header is awaited: peek at what came after the part
+ * kept so far. Once the whole header is there, take exactly its bytes,
+ * leaving the client's first data in the socket for whoever reads next
+ * (TLS, or on_read). Short of it, take what came (all header), so that
+ * the socket is readable again only when more comes. */
+void sk__proxy_conn_step(struct sk_conn *c)
+{
+    struct sk_proxy_header h;
+    const char *why = "bad PROXY header";
+    size_t have = c->proxy_part.len;
+    char *buf = c->w->rbuf;
+    ssize_t n;
+    int len;
+
+    if (have > 0)
+        memcpy(buf, sk_buf_head(&c->proxy_part), have);
+    n = recv(c->io.fd, buf + have, SK_PROXY_V2_MAX - have, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        proxy_failed(c, n == 0 ? "closed before its PROXY header" : NULL,
+                     n == 0 ? SK_EPROXY : -errno);
+        return;
+    }
+    len = sk_proxy_parse(buf, have + (size_t)n, (enum sk_proxy)c->l->ep.proxy,
+                         &h, &why);
+    if (len == 0 && (len = keep_part(c, buf + have, (size_t)n)) == 0)
+        return; /* more to come */
+    if (len < 0) {
+        proxy_failed(c, why, SK_EPROXY);
+        return;
+    }
+    if (recv(c->io.fd, buf, (size_t)len - have, 0) != (ssize_t)(len - have)) {
+        proxy_failed(c, "PROXY header lost", SK_EPROXY);
+        return;
+    }
+    sk_buf_release(&c->proxy_part);
+    take_addresses(c, &h);
+    proxy_done(c);
+}
+
+/* ------------------------------------------------------------ sending */
+
+int sk_proxy_send(int fd, enum sk_proxy version)
+{
+    struct sk_addr self = {.len = sizeof(self.u)},
+                   peer = {.len = sizeof(peer.u)};
+    char header[SK_PROXY_HEADER_MAX];
+    int len = -EINVAL;
+    ssize_t n;
+
+    if (getsockname(fd, &self.u.sa, &self.len) == 0 &&
+        getpeername(fd, &peer.u.sa, &peer.len) == 0)
+        len = sk_proxy_format(version, SOCK_STREAM, &self, &peer, header,
+                              sizeof(header));
+    if (len == -EINVAL) /* addresses no header can carry: LOCAL */
+        len = sk_proxy_format(version, SOCK_STREAM, NULL, NULL, header,
+                              sizeof(header));
+    if (len < 0)
+        return len;
+    n = send(fd, header, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0)
+        return -errno;
+    return n == len ? 0 : -ENOBUFS;
+}
+
+/* ---------------------------------------------------------- deadlines */
+
+void sk__conn_expire_starting(struct sk_worker *w)
+{
+    uint64_t now = sk_loop_now(w->loop);
+
+    while (!sk__link_empty(&w->starting)) {
+        struct sk_conn *c =
+            (struct sk_conn *)((char *)w->starting.next -
+                               offsetof(struct sk_conn, starting));
+        if (c->start_due > now)
+            break;
+        sk__conn_set_error(c, c->flags & CONN_PROXY ? "no PROXY header in time"
+                                                    : "handshake timed out");
+        sk__conn_finish(c, -ETIMEDOUT); /* takes it off the list */
+    }
+}
