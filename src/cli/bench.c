@@ -1,7 +1,10 @@
 /* bench.c -- `sockit bench ENDPOINT`: a closed-loop load generator for echo
  * services on every endpoint kind. Each connection (or datagram socket)
  * keeps --pipeline requests in flight and verifies every reply byte for
- * byte; latencies go to a high-dynamic-range histogram per thread. */
+ * byte; latencies go to a high-dynamic-range histogram per thread. On a
+ * message connection (unixpacket:) each request is one message and each
+ * reply must be one message, whole, as on datagrams, but nothing is lost:
+ * a wrong or missing reply ends the connection, as on a stream. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -83,6 +86,12 @@ static void client_watch(struct client *cl)
         bench_client_end(cl);
 }
 
+/* unixpacket: requests and replies go message by message. */
+static bool by_message(const struct bench *b)
+{
+    return sk_endpoint_socktype(&b->opts.ep) == SOCK_SEQPACKET;
+}
+
 /* Writes what is queued; returns 0 or a negative errno. */
 static int dgram_flush(struct client *cl);
 
@@ -90,7 +99,7 @@ static int client_flush(struct client *cl)
 {
     ssize_t n;
 
-    if (cl->g->b->dgram)
+    if (cl->g->b->dgram || by_message(cl->g->b))
         return dgram_flush(cl);
     while (cl->out_len > 0) {
         n = send(cl->fd, cl->out + cl->out_off, cl->out_len,
@@ -196,6 +205,35 @@ static int stream_read(struct client *cl)
     return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 }
 
+/* Reads the replies waiting, each one message: a message not the size of
+ * a request, or not the reply to the request it answers, is -EBADMSG. */
+static int message_read(struct client *cl)
+{
+    struct gen *g = cl->g;
+    ssize_t n;
+
+    for (unsigned i = 0; i < g->b->opts.pipeline; i++) {
+        n = recv(cl->fd, g->rbuf, g->rbuf_size, MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        if (n == 0)
+            return cl->inflight > 0 ? -ECONNRESET : -EPIPE;
+        atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
+                                  memory_order_relaxed);
+        if ((size_t)n != g->b->opts.size || cl->inflight == 0 ||
+            !client_reply(cl, g->rbuf))
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+static int client_read(struct client *cl)
+{
+    if (cl->g->b->dgram)
+        return bench_dgram_read(cl);
+    return by_message(cl->g->b) ? message_read(cl) : stream_read(cl);
+}
+
 /* After replies: churn clients reconnect, others issue more or end. */
 static void client_next(struct client *cl)
 {
@@ -225,15 +263,30 @@ static void client_next(struct client *cl)
     client_watch(cl);
 }
 
+/* --keep-going: a churned request that failed is counted, and the next
+ * one made on a new connection. */
+static bool churn_on(struct client *cl, int err)
+{
+    if (!cl->g->b->opts.keep_going)
+        return false;
+    bench_fail(cl, err);
+    cl->inflight = 0;
+    cl->out_off = cl->out_len = cl->rx_len = 0;
+    client_next(cl);
+    return true;
+}
+
 static void on_client_io(struct sk_io *io, unsigned events)
 {
     struct client *cl = io->data;
     int err = 0;
 
     if (events & SK_READ)
-        err = cl->g->b->dgram ? bench_dgram_read(cl) : stream_read(cl);
+        err = client_read(cl);
     if (err == 0 && (events & SK_WRITE))
         err = client_flush(cl);
+    if (err < 0 && churn_on(cl, err))
+        return;
     if (err < 0) {
         if (err != -EPIPE)
             bench_fail(cl, err);
@@ -276,6 +329,12 @@ static void on_churn_connected(struct sk_connector *cn, int fd)
 
     cl->connecting = false;
     err = fd < 0 ? fd : bench_client_start(cl, fd);
+    if (err < 0 && cl->g->b->opts.keep_going && cl->fd < 0 &&
+        bench_may_issue(cl->g)) {
+        bench_fail(cl, err);
+        bench_churn_connect(cl);
+        return;
+    }
     if (err < 0) {
         bench_fail(cl, err);
         bench_client_end(cl);
@@ -290,9 +349,10 @@ void bench_churn_connect(struct client *cl)
     cl->cn.data = cl;
     /* The latency of a churned request counts from the connect. */
     cl->stamps[cl->sent % b->opts.pipeline] = bench_now_ns();
-    if (sk_connector_start(cl->g->loop, &cl->cn, b->addrs, b->naddrs,
-                           SOCK_STREAM, BENCH_CONNECT_TIMEOUT_MS,
-                           on_churn_connected) < 0) {
+    if (sk_connector_start_proto(
+            cl->g->loop, &cl->cn, b->addrs, b->naddrs,
+            sk_endpoint_socktype(&b->opts.ep), sk_endpoint_protocol(&b->opts.ep),
+            BENCH_CONNECT_TIMEOUT_MS, on_churn_connected) < 0) {
         cl->connecting = false;
         bench_fail(cl, -ENOMEM);
         bench_client_end(cl);
@@ -301,8 +361,9 @@ void bench_churn_connect(struct client *cl)
 
 /* ---------------------------------------------------------- datagrams */
 
-/* Sends the queued datagrams (out_off and out_len count whole requests).
- * A full queue at the receiver (EAGAIN) keeps the rest for writability. */
+/* Sends the queued datagrams, or messages (out_off and out_len count whole
+ * requests). A full queue at the receiver (EAGAIN) keeps the rest for
+ * writability. */
 static int dgram_flush(struct client *cl)
 {
     struct mmsghdr msgs[BENCH_PIPELINE_MAX];

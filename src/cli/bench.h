@@ -27,7 +27,8 @@ struct bench_opts {
     unsigned threads;
     bool json;
     bool churn;
-    bool resume; /* --resume: TLS sessions resumed */
+    bool resume;     /* --resume: TLS sessions resumed */
+    bool keep_going; /* --keep-going: churn on past failed requests */
 };
 
 struct bench {

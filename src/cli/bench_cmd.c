@@ -42,6 +42,10 @@ static void usage(FILE *out)
             "                     (over TLS: a full handshake each time)\n"
             "      --resume       TLS: resume the session on each new "
             "connection\n"
+            "      --keep-going   with --connect: a failed request (refused, "
+            "reset) is\n"
+            "                     counted and the next one made (exit 1 "
+            "still)\n"
             "      --json         one JSON object on stdout\n"
             "  -h, --help         this help\n\n"
             "Latency (microseconds) runs from the send of a request (the "
@@ -62,6 +66,7 @@ enum {
     OPT_JSON,
     OPT_CONNECT,
     OPT_RESUME,
+    OPT_KEEP_GOING,
 };
 
 static const struct option options[] = {
@@ -71,6 +76,7 @@ static const struct option options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"connect", no_argument, NULL, OPT_CONNECT},
     {"resume", no_argument, NULL, OPT_RESUME},
+    {"keep-going", no_argument, NULL, OPT_KEEP_GOING},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -117,6 +123,9 @@ static int apply_option(struct bench_opts *o, int c, char **argv)
     case OPT_RESUME:
         o->resume = true;
         break;
+    case OPT_KEEP_GOING:
+        o->keep_going = true;
+        break;
     case 'h':
         return 1;
     default:
@@ -145,9 +154,20 @@ static int check_opts(struct bench *b, const char *text)
                   SK_DGRAM_MAX);
         return -1;
     }
+    if (sk_endpoint_socktype(&o->ep) == SOCK_SEQPACKET &&
+        o->size > SK_MESSAGE_MAX) {
+        cli_error("bench: --size: a unixpacket message holds at most %d "
+                  "bytes",
+                  SK_MESSAGE_MAX);
+        return -1;
+    }
     if (o->churn && (b->dgram || o->pipeline > 1)) {
         cli_error("bench: --connect needs a stream endpoint and no "
                   "--pipeline");
+        return -1;
+    }
+    if (o->keep_going && !o->churn) {
+        cli_error("bench: --keep-going needs --connect");
         return -1;
     }
     if (o->resume && !o->ep.tls) {
