@@ -742,6 +742,11 @@ int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
  * endpoint with tls (-EINVAL). */
 int sk_server_listen_tls(struct sk_server *srv, const struct sk_endpoint *ep,
                          struct sk_tls *tls, struct sk_endpoint *failed);
+/* Gives the UNIX socket files the server created to uid and gid, so that
+ * after a switch to that user (setuid) the server may still remove them
+ * at exit (a sticky directory, such as /tmp, lets only a file's owner).
+ * Returns 0 or a negative errno. */
+int sk_server_set_owner(struct sk_server *srv, uid_t uid, gid_t gid);
 /* Bound sockets so far, in the order bound, and each one's canonical
  * endpoint (real address and port). */
 size_t sk_server_listener_count(const struct sk_server *srv);

@@ -7,11 +7,10 @@
  * mask and a compare per rule.
  *
  * Each rule speaks of one kind of peer: CIDR blocks of IP peers, uid: and
- * gid: of UNIX peers. An allow list restricts the kinds it has rules of
- * and no other: "--allow 10.0.0.0/8" on a server that also listens on a
- * UNIX socket keeps serving that socket's clients (whom its file's mode
- * already guards, and whom no CIDR could ever name), as "--allow
- * uid:1000" keeps serving TCP clients; rules of both kinds restrict both.
+ * gid: of UNIX peers. An allow list names who is served, and nobody else
+ * is, of whatever kind (fail closed): "--allow 10.0.0.0/8" on a server
+ * that also listens on a UNIX socket refuses that socket's clients unless
+ * a uid: or gid: rule lets them in.
  *
  * An IPv4 client is the same whatever socket it came through: an
  * IPv4-mapped IPv6 peer (::ffff:a.b.c.d, what a dual-stack [::] listener

@@ -356,7 +356,9 @@ const struct sk_endpoint *sk_conn_peer(const struct sk_conn *c)
 int sk_conn_peer_cred(const struct sk_conn *c, struct sk_peer_cred *cred)
 {
     if (!c->has_cred)
-        return c->scheme == SK_UNIX ? -ENODATA : -EAFNOSUPPORT;
+        return c->scheme == SK_UNIX || c->scheme == SK_UNIXPACKET
+                   ? -ENODATA
+                   : -EAFNOSUPPORT;
     *cred = c->cred;
     return 0;
 }

@@ -3,6 +3,7 @@
  * for signals and the drain deadline, accept connections and hand them to
  * conn.c, datagram sockets to dgram.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -480,6 +481,23 @@ static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
         }
         port = l->ep.port;
         l->tls = tls != NULL ? sk__tls_ref(tls) : NULL;
+    }
+    return 0;
+}
+
+int sk_server_set_owner(struct sk_server *srv, uid_t uid, gid_t gid)
+{
+    struct stat st;
+
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        const struct sk_listener *l = &srv->listeners[i];
+        /* Only the file this server made, if it is still that file. */
+        if (l->created_path == NULL || lstat(l->created_path, &st) < 0 ||
+            st.st_dev != l->created_dev || st.st_ino != l->created_ino)
+            continue;
+        if (fchownat(AT_FDCWD, l->created_path, uid, gid, AT_SYMLINK_NOFOLLOW) <
+            0)
+            return -errno;
     }
     return 0;
 }

@@ -1,5 +1,6 @@
-/* sock.c -- listening sockets: create, set options, bind, listen (socket
- * files are unix_file.c's). Every descriptor is non-blocking and
+/* sock.c -- listening sockets of every kind (TCP, MPTCP, UDP; UNIX
+ * stream, datagram and seqpacket): create, set options, bind, listen
+ * (socket files are unix_file.c's). Every descriptor is non-blocking and
  * close-on-exec. */
 #include <errno.h>
 #include <netinet/tcp.h>

@@ -183,6 +183,11 @@ static void begin_drain(struct sk_worker *w)
      * instead of waiting in a backlog nobody will accept from. */
     for (size_t i = 0; i < w->nacceptors; i++) {
         sk_io_stop(&w->acceptors[i].io);
+        /* An inherited socket is also its parent's (systemd keeps it for
+         * the next activation): its queued clients wait for that, and it
+         * stays listening. */
+        if (w->acceptors[i].l->inherited)
+            continue;
         close_backlog(&w->acceptors[i]);
         shutdown(w->acceptors[i].io.fd, SHUT_RDWR);
     }

@@ -1,6 +1,8 @@
 /* connect.c -- `sockit connect ENDPOINT`: a netcat-like client. Streams
  * copy stdin to the socket and the socket to stdout; datagram endpoints
- * send one datagram per line and print each reply on a line. */
+ * send one datagram per line and print each reply on a line; message
+ * connections (unixpacket:) send a message per line, print each one back
+ * on a line, and end as streams do (connect_stream.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -31,12 +33,17 @@ static void usage(FILE *out)
             "shut down and reading goes on until the\npeer closes.\n"
             "Datagram endpoints: each line of stdin (without its LF) is one "
             "datagram; each\nreply is printed on a line; after the end of "
-            "stdin, replies are awaited for -w.\n\n"
+            "stdin, replies are awaited for -w.\n"
+            "Message endpoints (unixpacket:): each line of stdin (without "
+            "its LF) is one\nmessage of at most 65536 bytes, an empty line "
+            "none (an empty message would\nread as the end); each message "
+            "back is printed on a line; at the end of stdin\nthe sending "
+            "side is shut down and reading goes on until the peer closes.\n\n"
             "options:\n"
-            "  -w, --wait S     connect timeout for streams (default 10), "
-            "wait for replies\n"
-            "                   after the end of stdin for datagrams "
-            "(default 1); fractions allowed\n"
+            "  -w, --wait S     connect timeout for streams and messages "
+            "(default 10), wait\n                   for replies after the "
+            "end of stdin for datagrams (default 1);\n                   "
+            "fractions allowed\n"
             "  -q, --quiet      no messages but errors\n"
             "  -v, --verbose    say when connected\n"
             "  -h, --help       this help\n\n"

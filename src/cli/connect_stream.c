@@ -109,6 +109,16 @@ static bool has_room(const struct pump *p)
 
 static void read_stdin(struct pump *p);
 
+/* Reads stdin again: a file now, a pollable stdin once it is readable (a
+ * blocking read would hold the replies until the next line is typed). */
+static void want_stdin(struct pump *p)
+{
+    if (p->in_watched)
+        sk_io_set(&p->in, has_room(p) ? SK_READ : 0);
+    else
+        read_stdin(p);
+}
+
 /* Passes on the lines a pause kept (at the end of stdin the last one,
  * unterminated, too; a stream keeps none), then reads stdin again or, at
  * its end, shuts the sending side down. */
@@ -122,7 +132,7 @@ static void go_on(struct pump *p)
     if (ret < 0) {
         give_up(p, ret);
     } else if (!p->in_eof) {
-        read_stdin(p);
+        want_stdin(p);
     } else {
         sk_conn_shutdown(p->c);
         maybe_done(p);
@@ -160,7 +170,7 @@ static void read_stdin(struct pump *p)
             break;
     }
     if (p->in_watched && !p->in_eof)
-        sk_io_set(&p->in, has_room(p) ? SK_READ : 0);
+        want_stdin(p);
 }
 
 static void on_stdin(struct sk_io *io, unsigned events)

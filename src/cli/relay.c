@@ -114,8 +114,10 @@ static int stream_open(struct sk_conn *c)
         return -1;
     rc->cn.data = rc;
     rc->connecting = true;
-    if (sk_connector_start(sk_conn_loop(c), &rc->cn, r->addrs, r->naddrs,
-                           SOCK_STREAM, r->connect_timeout_ms, on_target) < 0) {
+    if (sk_connector_start_proto(sk_conn_loop(c), &rc->cn, r->addrs, r->naddrs,
+                                 sk_endpoint_socktype(&r->target),
+                                 sk_endpoint_protocol(&r->target),
+                                 r->connect_timeout_ms, on_target) < 0) {
         rc->connecting = false;
         return -1;
     }
@@ -221,6 +223,16 @@ static int check_pair(const struct relay *r, const char *target_text)
         sk_endpoint_is_stream(&r->target)) {
         cli_error("relay: LISTEN and TARGET must both be stream or both "
                   "datagram endpoints");
+        return -1;
+    }
+    /* Messages and a byte stream do not map onto each other. The kind of
+     * an inherited LISTEN is not known here: a mismatch then fails each
+     * connection (TARGET refuses the wrong type of socket). */
+    if (r->listen.scheme != SK_FD && r->listen.scheme != SK_SD &&
+        (r->listen.scheme == SK_UNIXPACKET) !=
+            (r->target.scheme == SK_UNIXPACKET)) {
+        cli_error("relay: unixpacket relays only to unixpacket (messages "
+                  "are not a byte stream)");
         return -1;
     }
     if (!sk_endpoint_is_unix(&r->target) && r->target.host[0] == '\0') {

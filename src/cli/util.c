@@ -41,14 +41,15 @@ void cli_note(const char *fmt, ...)
 
 void cli_error_ep(const char *verb, const struct sk_endpoint *ep, int err)
 {
-    char text[SK_ENDPOINT_STRLEN];
+    char text[SK_ENDPOINT_STRLEN], why[256];
     const char *hint = "";
 
     sk_endpoint_format(ep, text, sizeof(text));
     if ((err == -EACCES || err == -EPERM) && !sk_endpoint_is_unix(ep) &&
         ep->port > 0 && ep->port < 1024)
         hint = " (ports below 1024 need privileges)";
-    cli_error("%s %s: %s%s", verb, text, sk_strerror(err), hint);
+    cli_error("%s %s: %s%s", verb, text,
+              sk_endpoint_strerror(ep, err, why, sizeof(why)), hint);
 }
 
 int cli_parse_uint(const char *opt, const char *text, unsigned long min,
@@ -287,6 +288,18 @@ static int check_unix_mode(const struct sk_server_config *cfg,
     return 0;
 }
 
+/* --user: the socket files made are the user's, then the process is. */
+static int become(struct sk_server *srv, const struct cli_user *user)
+{
+    int err = sk_server_set_owner(srv, user->uid, user->gid);
+
+    if (err < 0) {
+        cli_error("--user %s: socket files: %s", user->spec, sk_strerror(err));
+        return -1;
+    }
+    return cli_user_become(user);
+}
+
 /* The server of cli_run_server(), for its ready hook. */
 static struct sk_server *running;
 
@@ -323,7 +336,7 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     if (single_worker)
         sk_server_set_single_worker(srv);
     if (cli_bind_all(srv, eps, tls, n) == 0 &&
-        (user_spec == NULL || cli_user_become(&user) == 0)) {
+        (user_spec == NULL || become(srv, &user) == 0)) {
         running = srv;
         err = sk_server_run(srv);
         running = NULL;

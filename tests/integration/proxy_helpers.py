@@ -8,10 +8,8 @@ import os
 import re
 import socket
 import struct
-import time
 
-from helpers import (TIMEOUT, ServeTest, SockitTest, endpoint_address, read_to_close,  # noqa: F401
-                     recv_exactly)
+from helpers import TIMEOUT, SockitTest, endpoint_address, read_to_close, recv_exactly
 
 V2_SIG = b'\r\n\r\n\x00\r\nQUIT\n'
 V2_CMD_LOCAL, V2_CMD_PROXY = 0x20, 0x21
@@ -108,15 +106,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def wait_until(predicate, what, timeout=TIMEOUT):
-    """Poll predicate (bounded); fails with what if it never holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f'{what}: not within {timeout}s')
-        time.sleep(0.01)
-
-
 # --------------------------------------------------------------------------- reading headers
 
 def _recv_n(conn, n):
@@ -194,5 +183,3 @@ class ProxyTest(SockitTest):
         sock.sendall(payload)
         self.assertEqual(recv_exactly(sock, len(payload)), payload)
 
-    def assertRefused(self, sock, what=''):
-        self.assertTrue(closed_at_once(sock), f'{what}: the connection was not closed at once')

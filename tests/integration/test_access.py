@@ -166,6 +166,7 @@ class CidrTest(AccessTest):
                               (0, v2('198.51.100.1', '10.0.0.1', 4242, 80), True),
                               (0, v2('2001:db8:bad::1', '2001:db8::2', 1, 2), False),
                               (0, v2('2001:db8:900d::1', '2001:db8::2', 1, 2), True),
+                              (0, v2('::ffff:203.0.113.7', '::1', 1, 2), False),   # IPv4-mapped
                               (0, V2_LOCAL, False),             # the socket's own peer: 127.0.0.1
                               (1, v1('203.0.113.200', '10.0.0.1', 1, 80), False),
                               (1, v1('198.51.100.1', '10.0.0.1', 1, 80), True),
@@ -179,7 +180,8 @@ class CidrTest(AccessTest):
     def test_allow_on_a_proxy_listener(self):
         server = self.echo('tcp://127.0.0.1:0,proxy=any', opts=['--allow', '198.51.100.0/24'])
         self.assertServed(self.pconnect(server, v1('198.51.100.77', '10.0.0.1', 1, 2)))
-        self.assertServed(self.pconnect(server, v2('198.51.100.78', '10.0.0.1', 1, 2), data=b''))
+        self.assertServed(self.pconnect(server, v2('198.51.100.78', '10.0.0.1', 1, 2)))
+        self.assertServed(self.pconnect(server, v1('::ffff:198.51.100.79', '::1', 1, 2)))
         self.assertFalse(served(self.pconnect(server, v2('203.0.113.7', '10.0.0.1', 1, 2))))
         self.assertFalse(served(self.pconnect(server, V2_LOCAL)), 'LOCAL: 127.0.0.1 is not allowed')
 
@@ -276,6 +278,8 @@ class PerSourceTest(AccessTest):
         self.assertServed(a)
         self.assertFalse(served(self.pconnect(server, v2('203.0.113.7', '10.0.0.1', 1001, 80))),
                          'the same source address on another port')
+        self.assertFalse(served(self.pconnect(server, v2('::ffff:203.0.113.7', '::1', 1000, 80))),
+                         'the same source as an IPv4-mapped IPv6 address')
         b = self.pconnect(server, v2('203.0.113.8', '10.0.0.1', 1000, 80))
         c = self.pconnect(server, v2('2001:db8::7', '2001:db8::1', 1000, 80))
         self.assertServed(b, 'another source')
@@ -284,6 +288,27 @@ class PerSourceTest(AccessTest):
         self.poll_served(lambda: self.pconnect(server, v2('203.0.113.7', '10.0.0.1', 1002, 80)),
                          '203.0.113.7 after its connection closed')
         self.assertServed(b)
+
+    def test_max_per_source_counts_an_ipv4_client_once_across_listeners(self):
+        server = self.echo('tcp://:0', 'tcp://127.0.0.1:0', opts=['--max-per-source', '1'])
+        held = self.client(server, 1)
+        self.assertServed(held)
+        via_dual = self.client(server, family=socket.AF_INET, addr=('127.0.0.1', ep_port(server.endpoints[0])))
+        self.assertNotServed(via_dual, f'127.0.0.1 again, through {server.endpoints[0]}')
+        self.assertServed(held)
+
+    def test_relay_applies_the_rules(self):
+        target = self.echo('tcp://127.0.0.1:0')
+        denying = self.relay('tcp://127.0.0.1:0', target.endpoints[0], opts=['--deny', '127.0.0.0/8'])
+        self.assertNotServed(self.client(denying), 'relay --deny 127.0.0.0/8')
+        limited = self.relay('tcp://127.0.0.1:0,proxy=v1', target.endpoints[0],
+                             opts=['--max-per-source', '1', '--allow', '203.0.113.0/24'])
+        a = self.pconnect(limited, v1('203.0.113.7', '10.0.0.1', 1, 2))
+        self.assertServed(a)
+        self.assertFalse(served(self.pconnect(limited, v1('203.0.113.7', '10.0.0.1', 3, 2))), 'second')
+        self.assertFalse(served(self.pconnect(limited, v1('198.51.100.1', '10.0.0.1', 1, 2))), 'not allowed')
+        self.assertServed(self.pconnect(limited, v1('203.0.113.8', '10.0.0.1', 1, 2)))
+        self.assertServed(a)
 
     def test_max_per_source_on_unix_counts_the_uid(self):
         server = self.echo(self.endpoint('unix'), opts=['--max-per-source', '1'])
@@ -342,6 +367,17 @@ class UserTest(AccessTest):
         s = self.client(server)
         want = f'{self.pw.pw_uid}\n{self.pw.pw_gid}\n{self.pw.pw_gid}\n'.encode()
         self.assertEqual(recv_until_eof(s), want)
+
+    def test_socket_file_is_removed_at_exit(self):
+        # The contract: files the server created are removed when it exits. In a sticky,
+        # world-writable directory (as /tmp) the user could remove a file of its own.
+        os.chmod(self.tmp, 0o1777)
+        path = self.path('dropped.sock')
+        server = self.echo(f'unix:{path}', opts=['--user', 'nobody'])
+        self.assertServed(self.client(server))
+        self.assertEqual(server.stop(), 0)
+        self.assertFalse(os.path.exists(path), f'{path} left behind after --user nobody; stderr '
+                                               f'{server.stderr!r}')
 
     def test_unknown_user_or_group_binds_nothing(self):
         port = free_port()

@@ -11,9 +11,9 @@
 
 #include "server_fixture.h"
 
+#include <linux/sockios.h>
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
-#include <linux/sockios.h>
 
 #define READ_MAX 512
 
@@ -176,50 +176,55 @@ static void wait_stat_at(struct fixture *f, size_t off, uint64_t n,
 /* Every counter at once, in order: accepted, refused_access,
  * refused_source, refused_limit, proxy_failed, tls_failed,
  * dgrams_refused. */
-static void expect_stats(struct fixture *f, uint64_t accepted,
-                         uint64_t access, uint64_t source, uint64_t limit,
-                         uint64_t proxy, uint64_t tls, uint64_t dgrams)
+#define expect_stats(...) expect_stats_at(__FILE__, __LINE__, __VA_ARGS__)
+
+static void expect_stats_at(const char *file, int line, struct fixture *f,
+                            uint64_t accepted, uint64_t access, uint64_t source,
+                            uint64_t limit, uint64_t proxy, uint64_t tls,
+                            uint64_t dgrams)
 {
     struct sk_server_stats s = stats_of(f);
     struct sk_server_stats want = {accepted, access, source, limit,
                                    proxy,    tls,    dgrams};
 
     if (memcmp(&s, &want, sizeof(s)) != 0)
-        fail_msg("stats: accepted %llu refused_access %llu refused_source "
-                 "%llu refused_limit %llu proxy_failed %llu tls_failed %llu "
-                 "dgrams_refused %llu; want %llu %llu %llu %llu %llu %llu "
-                 "%llu",
-                 (unsigned long long)s.accepted,
-                 (unsigned long long)s.refused_access,
-                 (unsigned long long)s.refused_source,
-                 (unsigned long long)s.refused_limit,
-                 (unsigned long long)s.proxy_failed,
-                 (unsigned long long)s.tls_failed,
-                 (unsigned long long)s.dgrams_refused,
-                 (unsigned long long)accepted, (unsigned long long)access,
-                 (unsigned long long)source, (unsigned long long)limit,
-                 (unsigned long long)proxy, (unsigned long long)tls,
-                 (unsigned long long)dgrams);
+        fail_msg(
+            "%s:%d: stats: accepted %llu refused_access %llu refused_source "
+            "%llu refused_limit %llu proxy_failed %llu tls_failed %llu "
+            "dgrams_refused %llu; want %llu %llu %llu %llu %llu %llu "
+            "%llu",
+            file, line, (unsigned long long)s.accepted,
+            (unsigned long long)s.refused_access,
+            (unsigned long long)s.refused_source,
+            (unsigned long long)s.refused_limit,
+            (unsigned long long)s.proxy_failed,
+            (unsigned long long)s.tls_failed,
+            (unsigned long long)s.dgrams_refused, (unsigned long long)accepted,
+            (unsigned long long)access, (unsigned long long)source,
+            (unsigned long long)limit, (unsigned long long)proxy,
+            (unsigned long long)tls, (unsigned long long)dgrams);
 }
 
 /* -------------------------------------------------------------- client */
 
-/* The server closed fd without sending a byte: end of stream or reset. */
-static void expect_closed(int fd)
+/* The server closed fd (a client that what says) without sending a
+ * byte: end of stream or reset. Then fd is closed. */
+static void close_refused_as(int fd, const char *what)
 {
     char c;
     ssize_t n = recv(fd, &c, 1, 0);
 
-    if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE)))
-        return;
-    fail_msg("want the connection closed, recv gave %zd (%s)", n,
-             n < 0 ? strerror(errno) : "data");
+    if (n < 0 && (errno == ECONNRESET || errno == EPIPE))
+        n = 0;
+    if (n != 0)
+        fail_msg("%s: want the connection closed, recv gave %zd (%s)", what, n,
+                 n < 0 ? strerror(errno) : "data");
+    close(fd);
 }
 
 static void close_refused(int fd)
 {
-    expect_closed(fd);
-    close(fd);
+    close_refused_as(fd, "refused client");
 }
 
 /* A connection to listener i that the server opened (on_open seen). */
@@ -363,5 +368,38 @@ static uint16_t local_port(int fd)
     return ntohs(a.u.sa.sa_family == AF_INET6 ? a.u.in6.sin6_port
                                               : a.u.in.sin_port);
 }
+
+/* ------------------------------------------------- a proxy= server */
+
+/* Serves the admission handler on fmt, "%s" standing for the fixture's
+ * socket path. */
+static void serve_proxy(struct fixture *f, struct sk_server_config cfg,
+                        const char *fmt)
+{
+    char text[256];
+
+    snprintf(text, sizeof(text), fmt, f->path);
+    cfg.log = log_wake;
+    serve(f, &admit_handler, cfg, text);
+}
+
+static struct admit_seen admit_snapshot(struct fixture *f)
+{
+    struct admit_seen a;
+
+    pthread_mutex_lock(&f->lock);
+    a = aseen;
+    pthread_mutex_unlock(&f->lock);
+    return a;
+}
+
+/* Header texts and bytes. */
+static const char v1_tcp4[] =
+    "PROXY TCP4 203.0.113.7 198.51.100.9 4242 443\r\n";
+static const char v1_tcp6[] = "PROXY TCP6 2001:db8::1 2001:db8::2 80 443\r\n";
+#define PEER4 "tcp://203.0.113.7:4242"
+#define LOCAL4 "tcp://198.51.100.9:443"
+#define PEER6 "tcp://[2001:db8::1]:80"
+#define LOCAL6 "tcp://[2001:db8::2]:443"
 
 #endif
