@@ -742,6 +742,18 @@ int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
  * endpoint with tls (-EINVAL). */
 int sk_server_listen_tls(struct sk_server *srv, const struct sk_endpoint *ep,
                          struct sk_tls *tls, struct sk_endpoint *failed);
+/* What an endpoint's own options give sk_server_listen_with(). */
+struct sk_listen_options {
+    struct sk_tls *tls; /* for an endpoint with tls (made listening) */
+    unsigned unix_mode; /* with unix_mode_set: the socket file's mode */
+    bool unix_mode_set; /* (mode=), over the server's unix_mode */
+};
+/* sk_server_listen() and sk_server_listen_tls() with every option: o may
+ * be NULL. -EINVAL for tls without a listening context or the reverse, or
+ * a mode for an endpoint with no socket file (not UNIX, or abstract). */
+int sk_server_listen_with(struct sk_server *srv, const struct sk_endpoint *ep,
+                          const struct sk_listen_options *o,
+                          struct sk_endpoint *failed);
 /* Gives the UNIX socket files the server created to uid and gid, so that
  * after a switch to that user (setuid) the server may still remove them
  * at exit (a sticky directory, such as /tmp, lets only a file's owner).

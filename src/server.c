@@ -198,11 +198,15 @@ static void listener_release(struct sk_listener *l)
 }
 
 static int unix_listen(struct sk_server *srv, struct sk_listener *l,
-                       const struct sk_addr *addr)
+                       const struct sk_addr *addr,
+                       const struct sk_listen_options *o)
 {
     const char *path = addr->u.un.sun_path;
     struct sk_unix_mode mode = {srv->cfg.unix_mode_set, srv->cfg.unix_mode};
     int fd;
+
+    if (o->unix_mode_set) /* the endpoint's own mode= */
+        mode = (struct sk_unix_mode){true, o->unix_mode};
 
     if (path[0] == '\0') {
         /* An abstract name has no file, hence no mode to give it. */
@@ -275,7 +279,8 @@ static void use_ipv4_any(struct sk_addr *addr)
 }
 
 static int listen_addr(struct sk_server *srv, struct sk_listener *l,
-                       const struct sk_endpoint *ep, struct sk_addr *addr)
+                       const struct sk_endpoint *ep, struct sk_addr *addr,
+                       const struct sk_listen_options *o)
 {
     struct sk_addr local;
     bool dual = is_wildcard_any(ep, addr);
@@ -288,7 +293,7 @@ static int listen_addr(struct sk_server *srv, struct sk_listener *l,
         return -ENOMEM;
     if (sk_endpoint_is_unix(ep)) {
         l->ep = *ep;
-        return unix_listen(srv, l, addr);
+        return unix_listen(srv, l, addr, o);
     }
     err = inet_listen(srv, l, addr, protocol, dual);
     if (err == -EAFNOSUPPORT && dual && l->nfds == 0) {
@@ -426,28 +431,49 @@ static int adopt_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
 }
 
 static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
-                           struct sk_tls *tls, struct sk_endpoint *failed);
+                           const struct sk_listen_options *o,
+                           struct sk_endpoint *failed);
 
 int sk_server_listen(struct sk_server *srv, const struct sk_endpoint *ep,
                      struct sk_endpoint *failed)
 {
-    if (ep->tls)
-        return -EINVAL;
-    return listen_endpoint(srv, ep, NULL, failed);
+    return sk_server_listen_with(srv, ep, NULL, failed);
 }
 
 int sk_server_listen_tls(struct sk_server *srv, const struct sk_endpoint *ep,
                          struct sk_tls *tls, struct sk_endpoint *failed)
 {
-    if (!ep->tls || tls == NULL || !sk__tls_listening(tls) ||
-        !sk_endpoint_is_stream(ep))
+    struct sk_listen_options o = {.tls = tls};
+
+    if (tls == NULL)
         return -EINVAL;
-    return listen_endpoint(srv, ep, tls, failed);
+    return sk_server_listen_with(srv, ep, &o, failed);
+}
+
+int sk_server_listen_with(struct sk_server *srv, const struct sk_endpoint *ep,
+                          const struct sk_listen_options *o,
+                          struct sk_endpoint *failed)
+{
+    static const struct sk_listen_options none;
+
+    if (o == NULL)
+        o = &none;
+    if (ep->tls != (o->tls != NULL))
+        return -EINVAL;
+    if (o->tls != NULL &&
+        (!sk__tls_listening(o->tls) || !sk_endpoint_is_stream(ep)))
+        return -EINVAL;
+    if (o->unix_mode_set && (!sk_endpoint_is_unix(ep) || ep->path[0] == '@'))
+        return -EINVAL;
+    return listen_endpoint(srv, ep, o, failed);
 }
 
 static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
-                           struct sk_tls *tls, struct sk_endpoint *failed)
+                           const struct sk_listen_options *o,
+                           struct sk_endpoint *failed)
 {
+    struct sk_tls *tls = o->tls;
+
     struct sk_addr addrs[RESOLVE_MAX];
     size_t first = srv->nlisteners;
     uint16_t port = ep->port;
@@ -472,7 +498,7 @@ static int listen_endpoint(struct sk_server *srv, const struct sk_endpoint *ep,
         /* Every address of one name shares the port the first one got. */
         if (!sk_endpoint_is_unix(ep))
             sk__sock_set_port(&addrs[i], port);
-        err = listen_addr(srv, l, ep, &addrs[i]);
+        err = listen_addr(srv, l, ep, &addrs[i], o);
         if (err < 0) {
             if (failed != NULL)
                 sk_endpoint_from_addr(failed, ep->scheme, &addrs[i]);

@@ -47,6 +47,10 @@ int cli_parse_mode(const char *opt, const char *text, unsigned *mode);
  * when a TLS file cannot be used (each printed as one line). */
 int cli_parse_endpoint_tls(const char *text, bool listening,
                            struct sk_endpoint *ep, struct sk_tls **tls);
+/* As cli_parse_endpoint_tls() for a listening endpoint, with its mode= as
+ * well: lo->tls is its context (NULL without tls), to free. */
+int cli_parse_listen(const char *text, struct sk_endpoint *ep,
+                     struct sk_listen_options *lo);
 /* Reports an unknown option ('?') or a missing value (':') as getopt_long
  * returned it, with opterr off and ':' leading the short options. */
 void cli_bad_option(const char *cmd, char **argv, int code);
@@ -102,12 +106,13 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg);
  * endpoint or none, prints the "listening on" lines, serves until a
  * signal. Returns the exit status; errors are printed as "sockit: CMD:". */
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
-                   const struct sk_endpoint *eps, struct sk_tls *const *tls,
-                   size_t n, bool single_worker);
-/* Binds every endpoint, or none: the first failure is printed. tls: NULL,
- * or each endpoint's context (NULL without tls). */
+                   const struct sk_endpoint *eps,
+                   const struct sk_listen_options *lo, size_t n,
+                   bool single_worker);
+/* Binds every endpoint, or none: the first failure is printed. lo: NULL,
+ * or each endpoint's options (cli_parse_listen()). */
 int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
-                 struct sk_tls *const *tls, size_t n);
+                 const struct sk_listen_options *lo, size_t n);
 /* Prints "listening on ENDPOINT" for each bound socket, unless quiet. */
 void cli_print_listening(const struct sk_server *srv);
 /* privs.c: --user USER[:GROUP], looked up (names or numbers; the group

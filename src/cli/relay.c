@@ -99,7 +99,7 @@ static int stream_open(struct sk_conn *c)
     struct relay *r = sk_server_data(sk_conn_server(c));
     struct relay_conn *rc;
 
-    if (r->listen_tls != NULL || r->target_tls != NULL)
+    if (r->listen_lo.tls != NULL || r->target_tls != NULL)
         return relay_tls_open(c, r);
     if ((rc = calloc(1, sizeof(*rc))) == NULL)
         return -1;
@@ -143,7 +143,7 @@ static void stream_close(struct sk_conn *c, int status)
     struct relay *r = sk_server_data(sk_conn_server(c));
     struct relay_conn *rc = sk_conn_data(c);
 
-    if (r->listen_tls != NULL || r->target_tls != NULL) {
+    if (r->listen_lo.tls != NULL || r->target_tls != NULL) {
         relay_tls_close(c);
         return;
     }
@@ -264,8 +264,7 @@ static int parse_args(struct relay *r, struct sk_server_config *cfg, int argc,
                   "--help')");
         return -1;
     }
-    if ((ret = cli_parse_endpoint_tls(argv[optind], true, &r->listen,
-                                      &r->listen_tls)) < 0 ||
+    if ((ret = cli_parse_listen(argv[optind], &r->listen, &r->listen_lo)) < 0 ||
         (ret = cli_parse_endpoint_tls(argv[optind + 1], false, &r->target,
                                       &r->target_tls)) < 0)
         return ret;
@@ -338,7 +337,7 @@ static int run(struct relay *r, struct sk_server_config *cfg)
     cli_idle_given = true;
     cfg->handler = &relay_handler;
     cfg->data = r;
-    return cli_run_server("relay", cfg, &r->listen, &r->listen_tls, 1, false);
+    return cli_run_server("relay", cfg, &r->listen, &r->listen_lo, 1, false);
 }
 
 int cmd_relay(int argc, char **argv)
@@ -355,7 +354,7 @@ int cmd_relay(int argc, char **argv)
         status = EXIT_RUNTIME;
     else
         status = run(&r, &cfg);
-    sk_tls_free(r.listen_tls);
+    sk_tls_free(r.listen_lo.tls);
     sk_tls_free(r.target_tls);
     return status;
 }

@@ -15,7 +15,8 @@
 
 struct relay {
     struct sk_endpoint listen, target;
-    struct sk_tls *listen_tls, *target_tls; /* with tls; else NULL */
+    struct sk_listen_options listen_lo; /* LISTEN's tls (or NULL), mode= */
+    struct sk_tls *target_tls;          /* with tls; else NULL */
     struct sk_addr addrs[SK_CONNECT_ADDRS];
     size_t naddrs;
     unsigned connect_timeout_ms;

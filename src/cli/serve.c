@@ -22,7 +22,7 @@ struct serve_args {
     bool exec_timeout_given, max_children_given;
     struct sk_server_config cfg;
     struct sk_endpoint *eps;
-    struct sk_tls **tls; /* each endpoint's, NULL without tls */
+    struct sk_listen_options *lo; /* each endpoint's (tls, mode=) */
     size_t neps;
 };
 
@@ -167,14 +167,13 @@ static int parse_endpoints(struct serve_args *a, int argc, char **argv)
     size_t n = (size_t)(argc - optind);
 
     a->eps = calloc(n > 0 ? n : 2, sizeof(*a->eps));
-    a->tls = calloc(n > 0 ? n : 2, sizeof(*a->tls));
-    if (a->eps == NULL || a->tls == NULL) {
+    a->lo = calloc(n > 0 ? n : 2, sizeof(*a->lo));
+    if (a->eps == NULL || a->lo == NULL) {
         cli_error("serve: out of memory");
         return -1;
     }
     for (int i = optind; i < argc; i++) {
-        int err = cli_parse_endpoint_tls(argv[i], true, &a->eps[a->neps],
-                                         &a->tls[a->neps]);
+        int err = cli_parse_listen(argv[i], &a->eps[a->neps], &a->lo[a->neps]);
         a->neps++;
         if (err < 0)
             return err == -2 ? -3 : -1;
@@ -249,7 +248,7 @@ static int serve(struct serve_args *a)
                   sk_strerror(err));
         return EXIT_RUNTIME;
     }
-    status = cli_run_server("serve", &a->cfg, a->eps, a->tls, a->neps,
+    status = cli_run_server("serve", &a->cfg, a->eps, a->lo, a->neps,
                             a->svc->single_worker);
     if (a->svc->teardown != NULL)
         a->svc->teardown(&a->opts);
@@ -271,9 +270,9 @@ int cmd_serve(int argc, char **argv)
     } else {
         status = serve(&a);
     }
-    for (size_t i = 0; a.tls != NULL && i < a.neps; i++)
-        sk_tls_free(a.tls[i]);
-    free(a.tls);
+    for (size_t i = 0; a.lo != NULL && i < a.neps; i++)
+        sk_tls_free(a.lo[i].tls);
+    free(a.lo);
     free(a.eps);
     return status;
 }

@@ -103,8 +103,11 @@ int cli_parse_mode(const char *opt, const char *text, unsigned *mode)
     return 0;
 }
 
-int cli_parse_endpoint_tls(const char *text, bool listening,
-                           struct sk_endpoint *ep, struct sk_tls **tls)
+/* Parses text for one side: its TLS context made, its mode= in *mode
+ * (mode NULL: refused). */
+static int parse_endpoint(const char *text, bool listening,
+                          struct sk_endpoint *ep, struct sk_tls **tls,
+                          struct sk_listen_options *lo)
 {
     static struct sk_endpoint_options opts; /* large; one parse at a time */
     char err[SK_TLS_ERRLEN];
@@ -116,9 +119,9 @@ int cli_parse_endpoint_tls(const char *text, bool listening,
         cli_error("%s: %s", text, why);
         return -1;
     }
-    if (opts.given & SK_OPT_MODE) {
-        cli_error("%s: endpoint option \"mode\" is not available yet", text);
-        return -1;
+    if (lo != NULL && (opts.given & SK_OPT_MODE)) {
+        lo->unix_mode = opts.mode;
+        lo->unix_mode_set = true;
     }
     if (ep->tls &&
         sk_tls_new(tls, ep, &opts, listening, err, sizeof(err)) < 0) {
@@ -126,6 +129,19 @@ int cli_parse_endpoint_tls(const char *text, bool listening,
         return -2;
     }
     return 0;
+}
+
+int cli_parse_endpoint_tls(const char *text, bool listening,
+                           struct sk_endpoint *ep, struct sk_tls **tls)
+{
+    return parse_endpoint(text, listening, ep, tls, NULL);
+}
+
+int cli_parse_listen(const char *text, struct sk_endpoint *ep,
+                     struct sk_listen_options *lo)
+{
+    *lo = (struct sk_listen_options){0};
+    return parse_endpoint(text, true, ep, &lo->tls, lo);
 }
 
 void cli_bad_option(const char *cmd, char **argv, int code)
@@ -252,16 +268,14 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
 }
 
 int cli_bind_all(struct sk_server *srv, const struct sk_endpoint *eps,
-                 struct sk_tls *const *tls, size_t n)
+                 const struct sk_listen_options *lo, size_t n)
 {
     struct sk_endpoint failed;
     int err;
 
     for (size_t i = 0; i < n; i++) {
-        if (tls != NULL && tls[i] != NULL)
-            err = sk_server_listen_tls(srv, &eps[i], tls[i], &failed);
-        else
-            err = sk_server_listen(srv, &eps[i], &failed);
+        err = sk_server_listen_with(srv, &eps[i], lo != NULL ? &lo[i] : NULL,
+                                    &failed);
         if (err < 0) {
             bool resolve = err <= SK_EAI_NONAME && err >= SK_EAI_OTHER;
             cli_error_ep(resolve ? "resolve" : "bind", &failed, err);
@@ -310,8 +324,9 @@ static void on_ready(void *data)
 }
 
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
-                   const struct sk_endpoint *eps, struct sk_tls *const *tls,
-                   size_t n, bool single_worker)
+                   const struct sk_endpoint *eps,
+                   const struct sk_listen_options *lo, size_t n,
+                   bool single_worker)
 {
     struct cli_user user;
     struct sk_server *srv;
@@ -335,7 +350,7 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     }
     if (single_worker)
         sk_server_set_single_worker(srv);
-    if (cli_bind_all(srv, eps, tls, n) == 0 &&
+    if (cli_bind_all(srv, eps, lo, n) == 0 &&
         (user_spec == NULL || become(srv, &user) == 0)) {
         running = srv;
         err = sk_server_run(srv);
