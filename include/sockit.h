@@ -596,9 +596,12 @@ typedef void (*sk_pair_fn)(struct sk_pair *pair, int status, void *data);
 /* Joins two connected stream sockets, taking both: bytes flow both ways
  * (through a pipe with splice(2), so that they are not copied through user
  * space; read/write where splice does not apply), a half-close on one side
- * is passed on to the other, an error on either closes both. idle_ms: close
- * both after that long without traffic (0: never). Returns 0 or a negative
- * errno (then both sockets are closed and done never runs). */
+ * is passed on to the other, an error on either closes both. A SOCK_SEQPACKET
+ * end keeps message boundaries: that direction moves one message at a time,
+ * without splice, and a message over SK_MESSAGE_MAX ends the pair
+ * (-EMSGSIZE). idle_ms: close both after that long without traffic (0:
+ * never). Returns 0 or a negative errno (then both sockets are closed and
+ * done never runs). */
 int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
                   sk_pair_fn done, void *data, struct sk_pair **pairp);
 /* Closes both sockets now; done runs with -ECANCELED. */

@@ -349,10 +349,11 @@ void bench_churn_connect(struct client *cl)
     cl->cn.data = cl;
     /* The latency of a churned request counts from the connect. */
     cl->stamps[cl->sent % b->opts.pipeline] = bench_now_ns();
-    if (sk_connector_start_proto(
-            cl->g->loop, &cl->cn, b->addrs, b->naddrs,
-            sk_endpoint_socktype(&b->opts.ep), sk_endpoint_protocol(&b->opts.ep),
-            BENCH_CONNECT_TIMEOUT_MS, on_churn_connected) < 0) {
+    if (sk_connector_start_proto(cl->g->loop, &cl->cn, b->addrs, b->naddrs,
+                                 sk_endpoint_socktype(&b->opts.ep),
+                                 sk_endpoint_protocol(&b->opts.ep),
+                                 BENCH_CONNECT_TIMEOUT_MS,
+                                 on_churn_connected) < 0) {
         cl->connecting = false;
         bench_fail(cl, -ENOMEM);
         bench_client_end(cl);

@@ -183,8 +183,7 @@ static int put_bytes(struct member *m, const char *a, size_t alen,
 }
 
 /* Appends what of n bytes fits the room's message buffer after used. */
-static size_t add_piece(struct room *room, size_t used, const char *p,
-                        size_t n)
+static size_t add_piece(struct room *room, size_t used, const char *p, size_t n)
 {
     size_t room_left = sizeof(room->message) - used;
 
@@ -369,8 +368,7 @@ static int take_message(struct member *m, const char *data, size_t len)
 {
     int ret = take_bytes(m, data, len);
 
-    if ((ret == 0 || ret == SK_LINES_PAUSE) && len > 0 &&
-        data[len - 1] != '\n')
+    if ((ret == 0 || ret == SK_LINES_PAUSE) && len > 0 && data[len - 1] != '\n')
         ret = take_bytes(m, "\n", 1);
     return ret;
 }

@@ -3,12 +3,22 @@
 
 #include "services.h"
 
+/* The line, CRLF included: one write, so that a message connection
+ * (unixpacket) gets it as one message. */
+static size_t daytime_line(char out[CTIME_LEN + 3])
+{
+    size_t n = strlen(clock_ctime_now());
+
+    memcpy(out, clock_ctime_now(), n);
+    memcpy(out + n, "\r\n", 2);
+    return n + 2;
+}
+
 static int daytime_open(struct sk_conn *c)
 {
-    const char *now = clock_ctime_now();
+    char line[CTIME_LEN + 3];
 
-    if (sk_conn_write(c, now, strlen(now)) < 0 ||
-        sk_conn_write(c, "\r\n", 2) < 0)
+    if (sk_conn_write(c, line, daytime_line(line)) < 0)
         return -1;
     sk_conn_close(c);
     return 0;
@@ -17,11 +27,8 @@ static int daytime_open(struct sk_conn *c)
 static void daytime_datagram(struct sk_dgram *d, const char *data, size_t len)
 {
     char line[CTIME_LEN + 3];
-    size_t n = strlen(clock_ctime_now());
 
-    memcpy(line, clock_ctime_now(), n);
-    memcpy(line + n, "\r\n", 2);
-    sk_dgram_reply(d, line, n + 2);
+    sk_dgram_reply(d, line, daytime_line(line));
 }
 
 static const struct sk_handler handler = {

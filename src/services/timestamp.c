@@ -10,7 +10,8 @@
 /* "[DATE] ": what comes before every reply. */
 #define HEAD_LEN (CTIME_LEN + 3)
 /* The longest reply sent whole: a datagram or a message. */
-#define WHOLE_MAX (SK_DGRAM_MAX > SK_MESSAGE_MAX ? SK_DGRAM_MAX : SK_MESSAGE_MAX)
+#define WHOLE_MAX                                                              \
+    (SK_DGRAM_MAX > SK_MESSAGE_MAX ? SK_DGRAM_MAX : SK_MESSAGE_MAX)
 
 /* A connection's line splitter, whether the peer has sent its EOF, and
  * how its input is answered, chosen at open: line by line (a stream) or

@@ -346,6 +346,12 @@ class RelayTest(PacketTest):
         sock.shutdown(socket.SHUT_WR)           # passed on: the echo closes, then the relay
         self.assertEnd(sock)
 
+    def test_relay_between_unixpacket_and_a_byte_stream_is_a_usage_error(self):
+        packet, stream = 'unixpacket:' + self.path('p.sock'), 'unix:' + self.path('s.sock')
+        for listen, target in ((packet, stream), (stream, packet)):
+            with self.subTest(listen=listen, target=target):
+                self.assertExit(run_sockit(['relay', listen, target]), 2)
+
     def test_relay_between_abstract_names(self):
         target = self.serve_packet('timestamp', name=abstract_name('pkt-target'))
         relay = self.relay('unixpacket:' + abstract_name('pkt-relay'), target)
