@@ -784,7 +784,9 @@ int sk_server_set_single_worker(struct sk_server *srv);
  * without locks; the sum is read at any time from any thread, each counter
  * exact on its own but not a snapshot of all at one instant). */
 struct sk_server_stats {
-    uint64_t accepted;       /* stream connections accepted */
+    uint64_t accepted;       /* stream connections admitted: past the
+                                access rules, the limits and (proxy=)
+                                the PROXY header */
     uint64_t refused_access; /* connections closed by --allow/--deny */
     uint64_t refused_source; /* closed past max_per_source */
     uint64_t refused_limit;  /* closed past max_conns */

@@ -170,7 +170,9 @@ int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
     c->has_cred = has_cred;
     c->source = key;
     c->keyed = keyed;
-    sk__count(w, SK_STAT_ACCEPTED);
+    /* Counted once admitted: with proxy=, after its header. */
+    if (l->ep.proxy == SK_PROXY_NONE)
+        sk__count(w, SK_STAT_ACCEPTED);
     if ((err = conn_begin(c, fd)) < 0) {
         conn_unmake(c);
         return err;

@@ -104,9 +104,9 @@ static void take_addresses(struct sk_conn *c, const struct sk_proxy_header *h)
     c->local_addr = h->dst;
     c->has_local = true;
     c->scheme = scheme_of(h);
-    /* The credentials were the proxy's, not the client's. */
-    if (h->src.u.sa.sa_family != AF_UNIX)
-        c->has_cred = false;
+    /* The credentials were the proxy's, not its client's: nothing
+     * vouches for a proxied UNIX client. */
+    c->has_cred = false;
     free(c->names);
     c->names = NULL;
 }
@@ -132,6 +132,7 @@ static void proxy_done(struct sk_conn *c)
         sk__conn_finish(c, SK_EREFUSED);
         return;
     }
+    sk__count(c->w, SK_STAT_ACCEPTED);
     if (c->l->tls == NULL) {
         sk__conn_opened(c);
         return;

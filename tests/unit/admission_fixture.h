@@ -283,7 +283,8 @@ static size_t v2_header(unsigned char *out, unsigned cmd, unsigned ft,
     out[13] = (unsigned char)ft;
     out[14] = (unsigned char)(len >> 8);
     out[15] = (unsigned char)len;
-    memcpy(out + 16, body, len);
+    if (len > 0)
+        memcpy(out + 16, body, len);
     return 16 + len;
 }
 
@@ -313,7 +314,8 @@ static size_t v2_inet6(unsigned char *out, const char *src, const char *dst,
     assert_int_equal(inet_pton(AF_INET6, dst, b + 16), 1);
     b[32] = (unsigned char)(sport >> 8), b[33] = (unsigned char)sport;
     b[34] = (unsigned char)(dport >> 8), b[35] = (unsigned char)dport;
-    memcpy(b + 36, tlvs, tlv_len);
+    if (tlv_len > 0)
+        memcpy(b + 36, tlvs, tlv_len);
     return v2_header(out, 0x21, 0x21, b, 36 + tlv_len);
 }
 
