@@ -9,7 +9,8 @@ Each scenario starts `sockit serve -s echo --threads 1` pinned to CPU 0,
 runs `sockit bench --json` pinned to CPU 1, and reads the server's CPU time
 from /proc; scenarios are interleaved round by round and the medians of
 the server's CPU time per connection (churn) or per request are printed,
-with their ratios. Needs build/sockit and util-linux (taskset).
+with their ratios, on stdout and in bench/DEPLOY.md. Needs build/sockit and
+util-linux (taskset).
 """
 import argparse
 import json
@@ -119,11 +120,21 @@ def main():
     med = {k: statistics.median(x["cpu_us"] for x in v if x["cpu_us"]) for k, v in runs.items()}
     rps = {k: statistics.median(x["rps"] for x in v) for k, v in runs.items()}
     base = med["accepted (echo, churn)"]
-    print("| scenario | connections or requests/s | server CPU µs each | ÷ accepted |")
-    print("|---|---|---|---|")
+    lines = ["# What refusals and PROXY headers cost the server", "",
+             "`python3 bench/deploy.py --duration %g --rounds %d`: `sockit serve -s echo "
+             "--threads 1` on CPU 0, `sockit bench` on CPU 1, medians of %d interleaved "
+             "rounds; server CPU per connection (churn rows) or per request (50-connection "
+             "rows), and its ratio to the accepted row of the same kind." %
+             (args.duration, args.rounds, args.rounds), "",
+             "| scenario | connections or requests/s | server CPU µs each | ÷ accepted |",
+             "|---|---|---|---|"]
     for name in runs:
         ref = med["50 conns, no PROXY"] if name.startswith("50") else base
-        print("| %s | %.0f | %.2f | %.2f |" % (name, rps[name], med[name], med[name] / ref))
+        lines.append("| %s | %.0f | %.2f | %.2f |" % (name, rps[name], med[name], med[name] / ref))
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    with open(os.path.join(run.ROOT, "bench", "DEPLOY.md"), "w") as f:
+        f.write(text)
 
 
 if __name__ == "__main__":
