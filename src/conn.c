@@ -286,11 +286,13 @@ static int append_message(struct sk_conn *c, const void *data, size_t len)
 
 int sk__conn_write(struct sk_conn *c, const void *data, size_t len)
 {
+    /* A message is queued behind its 4-byte length. */
+    size_t need = len + (c->flags & CONN_MESSAGES ? sizeof(uint32_t) : 0);
     int err;
 
     if (c->flags & (CONN_CLOSING | CONN_DETACHED | CONN_SHUT_WR))
         return -EPIPE;
-    if (len > hard_cap(c) - c->out.len)
+    if (c->out.len >= hard_cap(c) || need > hard_cap(c) - c->out.len)
         return -ENOBUFS;
     if (c->flags & CONN_MESSAGES)
         err = append_message(c, data, len);

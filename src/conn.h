@@ -7,14 +7,15 @@
 #include "internal.h"
 #include "sources.h"
 
-#define CONN_CLOSING 1u         /* no more reading; close once output is sent */
-#define CONN_CLOSED 2u          /* socket closed; freed after this iteration */
-#define CONN_QUEUED 4u          /* on the worker's pending list */
-#define CONN_PAUSED 8u          /* reading paused for backpressure */
-#define CONN_EOF 16u            /* the peer sent FIN (or close_notify) */
-#define CONN_DETACHED 32u       /* the descriptor belongs to the service */
-#define CONN_HELD 64u           /* reading paused by the service */
-#define CONN_STARTING 128u      /* connecting or in the TLS handshake */
+#define CONN_CLOSING 1u   /* no more reading; close once output is sent */
+#define CONN_CLOSED 2u    /* socket closed; freed after this iteration */
+#define CONN_QUEUED 4u    /* on the worker's pending list */
+#define CONN_PAUSED 8u    /* reading paused for backpressure */
+#define CONN_EOF 16u      /* the peer sent FIN (or close_notify) */
+#define CONN_DETACHED 32u /* the descriptor belongs to the service */
+#define CONN_HELD 64u     /* reading paused by the service */
+#define CONN_STARTING                                                          \
+    128u /* connecting, awaiting a PROXY header, or in the TLS handshake */
 #define CONN_UNOPENED 256u      /* on_open not called (yet) */
 #define CONN_OUTBOUND 512u      /* made by sk_conn_connect() */
 #define CONN_SHUT_WR 1024u      /* half-close asked for */

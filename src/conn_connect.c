@@ -136,14 +136,17 @@ int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
     c->ob->tls = opts->tls != NULL ? sk__tls_ref(opts->tls) : NULL;
     c->ob->idle_ms = opts->idle_ms;
     c->ob->proxy = (enum sk_proxy)ep->proxy;
+    /* Both timers stopped (as sk__outbound_free() expects) before any
+     * failure. */
+    sk_timer_init(&c->ob->timer, on_timer);
+    sk_timer_init(&c->ob->cn.timer, NULL);
+    c->ob->timer.data = c;
     if (opts->preamble_len > 0 &&
         (err = keep_preamble(c->ob, opts->preamble, opts->preamble_len)) < 0) {
         c->flags |= CONN_QUIET;
         sk__conn_finish(c, err);
         return err;
     }
-    sk_timer_init(&c->ob->timer, on_timer);
-    c->ob->timer.data = c;
     c->ob->cn.data = c;
     if (opts->timeout_ms > 0)
         sk_timer_start(loop, &c->ob->timer, opts->timeout_ms, 0);

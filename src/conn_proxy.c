@@ -9,9 +9,6 @@
 
 #include "conn.h"
 
-/* The handshake budget, which a PROXY header shares. */
-#define START_TIMEOUT_DEFAULT_MS 10000
-
 void sk__count(struct sk_worker *w, enum sk_stat stat)
 {
     atomic_uint_fast64_t *v;
@@ -43,6 +40,7 @@ int sk__conn_admit(struct sk_worker *w, const struct sk_addr *peer,
                    struct sk_source_key *key, bool *keyed)
 {
     const struct sk_server_config *cfg = &w->srv->cfg;
+    int err;
 
     *keyed = false;
     if (cfg->access != NULL && !sk_access_permits(cfg->access, peer, cred)) {
@@ -53,7 +51,12 @@ int sk__conn_admit(struct sk_worker *w, const struct sk_addr *peer,
     if (cfg->max_per_source == 0 || w->srv->sources == NULL ||
         !sk__source_key(key, peer, cred))
         return 0;
-    if (sk__sources_take(w->srv->sources, key, cfg->max_per_source) < 0) {
+    if ((err = sk__sources_take(w->srv->sources, key, cfg->max_per_source)) ==
+        -ENOMEM) {
+        log_refusal(w, peer, scheme, sk_strerror(err));
+        return err;
+    }
+    if (err < 0) {
         sk__count(w, SK_STAT_REFUSED_SOURCE);
         log_refusal(w, peer, scheme, "too many connections from this source");
         return SK_EREFUSED;
@@ -79,8 +82,7 @@ int sk__proxy_conn_start(struct sk_conn *c)
 
     c->flags |= CONN_STARTING | CONN_PROXY;
     c->start_wants = SK_READ;
-    c->start_due =
-        sk_loop_now(w->loop) + (ms > 0 ? ms : START_TIMEOUT_DEFAULT_MS);
+    c->start_due = sk_loop_now(w->loop) + (ms > 0 ? ms : SK_START_TIMEOUT_MS);
     sk__link_append(&w->starting, &c->starting);
     return 0;
 }
@@ -118,13 +120,13 @@ static void proxy_failed(struct sk_conn *c, const char *why, int status)
     sk__conn_finish(c, status);
 }
 
-/* What follows the header: the TLS handshake, or the connection opens. */
+/* What follows the header: the TLS handshake, within what is left of the
+ * same deadline (c stays on the worker's starting list), or on_open. */
 static void proxy_done(struct sk_conn *c)
 {
     int err;
 
-    c->flags &= ~(CONN_PROXY | CONN_STARTING);
-    sk__link_remove(&c->starting);
+    c->flags &= ~CONN_PROXY;
     if (sk__conn_admit(c->w, &c->peer_addr, c->scheme,
                        c->has_cred ? &c->cred : NULL, &c->source,
                        &c->keyed) < 0) {
@@ -134,6 +136,8 @@ static void proxy_done(struct sk_conn *c)
     }
     sk__count(c->w, SK_STAT_ACCEPTED);
     if (c->l->tls == NULL) {
+        c->flags &= ~CONN_STARTING;
+        sk__link_remove(&c->starting);
         sk__conn_opened(c);
         return;
     }

@@ -32,9 +32,11 @@ int sk__tls_conn_start(struct sk_conn *c, struct sk_tls *tls)
         return -ENOMEM;
     c->flags |= CONN_STARTING;
     c->start_wants = SK_READ;
-    if (c->l != NULL && w->srv != NULL) {
+    /* After a PROXY header, the deadline it had holds for both. */
+    if (c->l != NULL && w->srv != NULL && sk__link_empty(&c->starting)) {
         unsigned ms = w->srv->cfg.handshake_timeout_ms;
-        c->start_due = sk_loop_now(w->loop) + (ms > 0 ? ms : 10000);
+        c->start_due =
+            sk_loop_now(w->loop) + (ms > 0 ? ms : SK_START_TIMEOUT_MS);
         sk__link_append(&w->starting, &c->starting);
     }
     return 0;

@@ -171,9 +171,11 @@ int sk__sd_fd(size_t i, const char **name)
     return SD_FIRST_FD + (int)i;
 }
 
+/* Reads systemd's variables first if nobody did: an fd:N that is one of
+ * its sockets must be duplicated, not taken, whichever comes first. */
 bool sk__sd_holds(int fd)
 {
-    return atomic_load(&sd.ready) && fd >= SD_FIRST_FD &&
+    return sk__sd_count() > 0 && fd >= SD_FIRST_FD &&
            fd < SD_FIRST_FD + sd.nfds;
 }
 

@@ -20,6 +20,8 @@
 #define SK_ACCEPT_BATCH 64
 /* Queued connections closed cleanly per listener when a drain begins. */
 #define SK_BACKLOG_SWEEP 4096
+/* Default time for a TLS handshake and a PROXY header, together. */
+#define SK_START_TIMEOUT_MS 10000
 /* Pause after accept fails for lack of descriptors or memory. */
 #define SK_ACCEPT_RETRY_MS 100
 
@@ -140,7 +142,7 @@ int sk__inherit_take(int fd, bool dup);
 int sk__sd_count(void);
 /* The i-th (below the count) descriptor passed, and its name. */
 int sk__sd_fd(size_t i, const char **name);
-/* Whether fd is one systemd passed (never before sk__sd_count()). */
+/* Whether fd is one systemd passed (its variables read if not yet). */
 bool sk__sd_holds(int fd);
 
 /* A stream listener's watcher in one worker. */

@@ -290,6 +290,10 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
     pair->last_active = sk_loop_now(loop);
     sk_timer_init(&pair->idle, on_idle_tick);
     pair->idle.data = pair;
+    /* No pipe yet on either side: a failure below closes only what was
+     * made (a zeroed pipe would close descriptor 0). */
+    for (int i = 0; i < 2; i++)
+        pair->dir[i].pipe[0] = pair->dir[i].pipe[1] = -1;
     if ((err = pump_init(&pair->dir[0], 0, 1, fds)) < 0 ||
         (err = pump_init(&pair->dir[1], 1, 0, fds)) < 0)
         goto out_free;

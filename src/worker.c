@@ -299,7 +299,7 @@ static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
             return err;
     if (server_has_starts(srv)) {
         unsigned hs = srv->cfg.handshake_timeout_ms;
-        uint64_t p = idle_period(hs > 0 ? hs : 10000);
+        uint64_t p = idle_period(hs > 0 ? hs : SK_START_TIMEOUT_MS);
         if ((err = sk_timer_start(w->loop, &w->start_timer, p, p)) < 0)
             return err;
     }

@@ -81,8 +81,11 @@ int cli_user_become(const struct cli_user *u)
         cli_error("--user %s: %s", u->spec, sk_strerror(-errno));
         return -1;
     }
-    /* A root that could come back would make the drop pointless. */
-    if (u->uid != 0 && (setuid(0) == 0 || geteuid() != u->uid)) {
+    /* A root (or a group) that could come back would make the drop
+     * pointless. */
+    if (getgid() != u->gid || getegid() != u->gid || getgroups(0, NULL) != 0 ||
+        (u->uid != 0 && (setuid(0) == 0 || (u->gid != 0 && setgid(0) == 0))) ||
+        getuid() != u->uid || geteuid() != u->uid) {
         cli_error("--user %s: privileges could not be dropped", u->spec);
         return -1;
     }

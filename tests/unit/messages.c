@@ -185,6 +185,54 @@ static void test_pair_between_seqpacket_and_stream(void **state)
     assert_int_equal(pair_join(&r), 0);
 }
 
+/* ------------------------------------------------------------ the cap */
+
+static size_t flood_pending;
+static int flood_writes;
+
+/* Writes 1-byte messages until one is refused, or far past any cap. */
+static int flood_open(struct sk_conn *c)
+{
+    struct fixture *f = sk_server_data(sk_conn_server(c));
+
+    pthread_mutex_lock(&f->lock);
+    for (flood_writes = 0; flood_writes < 1000000; flood_writes++)
+        if (sk_conn_write(c, "x", 1) < 0)
+            break;
+    flood_pending = sk_conn_pending(c);
+    f->seen.opens++;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+/* The length queued with each message counts against the output cap: a
+ * queue that passed the cap by those 4 bytes took every later write. */
+static void test_message_queue_keeps_its_cap(void **state)
+{
+    static const struct sk_handler flood = {.on_open = flood_open};
+    struct fixture *f = *state;
+    struct sk_server_config cfg = {.handler = &flood, .data = f};
+    size_t cap = 2 * SK_OUTPUT_MAX; /* the limit plus the larger of it
+                                       and one 64 KiB read */
+    char text[160];
+    int fd;
+
+    assert_int_equal(sk_server_new(&f->srv, &cfg), 0);
+    snprintf(text, sizeof(text), "unixpacket:%s", f->path);
+    assert_int_equal(server_listen(f, text, NULL), 0);
+    server_start(f);
+    fd = connect_listener(f, 0);
+    wait_for(f, &f->seen.opens, 1, "opens");
+    pthread_mutex_lock(&f->lock);
+    assert_true(flood_writes < 1000000);
+    assert_true(flood_pending <= cap);
+    assert_int_equal(flood_pending, (size_t)flood_writes * 5);
+    pthread_mutex_unlock(&f->lock);
+    close(fd);
+    stop_and_free(f);
+}
+
 /* ------------------------------------------------------------ services */
 
 /* Serves svc on a unixpacket: endpoint in the fixture's directory. */
@@ -316,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_pair_keeps_seqpacket_messages_both_ways),
         cmocka_unit_test(test_pair_ends_on_a_message_over_the_limit),
         cmocka_unit_test(test_pair_between_seqpacket_and_stream),
+        ONE_WORKER(test_message_queue_keeps_its_cap),
         ONE_WORKER(test_timestamp_answers_each_message_whole),
         ONE_WORKER(test_echo_sends_each_message_back_whole),
         ONE_WORKER(test_chargen_sends_a_line_per_message),

@@ -247,6 +247,34 @@ static struct sk_tls *serve_tls_proxy(struct fixture *f)
                      "tls://127.0.0.1:0,proxy=v2," SERVER_CERT);
 }
 
+/* The header and the handshake share one deadline: a header sent late
+ * leaves the handshake only what is left of it, not a deadline anew. */
+static void test_proxy_header_and_handshake_share_the_deadline(void **state)
+{
+    struct fixture *f = *state;
+    struct sk_server_config cfg = {.log = log_wake,
+                                   .handshake_timeout_ms = 1000};
+    struct timespec late = {0, 700 * 1000 * 1000};
+    uint64_t t0, took;
+    int fd;
+
+    serve_tls(f, &admit_handler, cfg,
+              "tls://127.0.0.1:0,proxy=v1," SERVER_CERT);
+    t0 = now_ms();
+    fd = connect_listener(f, 0);
+    nanosleep(&late, NULL);
+    send_all(fd, v1_tcp4, strlen(v1_tcp4)); /* and then no ClientHello */
+    close_refused(fd);
+    took = now_ms() - t0;
+    /* The deadline is 1000 ms, checked every 250 ms: closed by about
+     * 1250 ms, where a deadline anew would have waited to 1700. */
+    if (took < 995 || took >= 1500)
+        fail_msg("closed after %llu ms, the deadline being 1000 ms",
+                 (unsigned long long)took);
+    WAIT_STAT(f, tls_failed, 1);
+    stop_and_free(f);
+}
+
 /* The header first, then the handshake: on_open names the header's peer
  * over TLS. */
 static void test_proxy_header_then_tls_handshake(void **state)
@@ -357,6 +385,7 @@ int main(void)
         BOTH(test_proxy_late_header_is_closed_at_the_deadline),
         BOTH(test_proxy_stop_closes_connection_awaiting_header),
         BOTH(test_proxy_header_then_tls_handshake),
+        BOTH(test_proxy_header_and_handshake_share_the_deadline),
         BOTH(test_proxy_good_header_then_bad_tls_is_a_tls_failure),
         BOTH(test_proxy_bad_header_on_tls_closes_unshaken),
     };
