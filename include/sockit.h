@@ -381,10 +381,13 @@ int sk_proxy_format(enum sk_proxy version, int socktype,
                     const struct sk_addr *src, const struct sk_addr *dst,
                     void *out, size_t size);
 
+/* A header is at most a few hundred bytes: a socket just connected takes
+ * it at once; SK_PROXY_SEND_MS bounds the wait of one that does not. */
+#define SK_PROXY_SEND_MS 100
 /* Sends, on a connected stream socket, a header carrying its own addresses
  * (its local address as the source, its peer as the destination): what a
- * client of a proxy= listener sends first. Returns 0 or a negative errno
- * (-ENOBUFS if the socket took only part of it). */
+ * client of a proxy= listener sends first (sk_send_all(), within
+ * SK_PROXY_SEND_MS). Returns 0 or a negative errno. */
 int sk_proxy_send(int fd, enum sk_proxy version);
 
 /* -------------------------------------------------------- access control */

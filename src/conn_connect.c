@@ -46,18 +46,13 @@ static void start_idle(struct sk_conn *c)
                        p < 10 ? 10 : p);
 }
 
-/* The preamble goes out in one send on a socket just connected, whose
- * send buffer is empty: a short send means a socket that cannot. */
+/* The preamble, or the endpoint's own PROXY header, on a socket just
+ * connected, whose send buffer is empty. */
 static int send_preamble(struct sk_outbound *ob, int fd)
 {
-    ssize_t n;
-
     if (ob->preamble_len == 0)
         return ob->proxy != SK_PROXY_NONE ? sk_proxy_send(fd, ob->proxy) : 0;
-    n = send(fd, ob->preamble, ob->preamble_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0)
-        return -errno;
-    return (size_t)n == ob->preamble_len ? 0 : -ENOBUFS;
+    return sk_send_all(fd, ob->preamble, ob->preamble_len, SK_PROXY_SEND_MS);
 }
 
 static void on_connected(struct sk_connector *cn, int fd)

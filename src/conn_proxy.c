@@ -206,7 +206,6 @@ int sk_proxy_send(int fd, enum sk_proxy version)
                    peer = {.len = sizeof(peer.u)};
     char header[SK_PROXY_HEADER_MAX];
     int len = -EINVAL;
-    ssize_t n;
 
     if (getsockname(fd, &self.u.sa, &self.len) == 0 &&
         getpeername(fd, &peer.u.sa, &peer.len) == 0)
@@ -217,10 +216,7 @@ int sk_proxy_send(int fd, enum sk_proxy version)
                               sizeof(header));
     if (len < 0)
         return len;
-    n = send(fd, header, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0)
-        return -errno;
-    return n == len ? 0 : -ENOBUFS;
+    return sk_send_all(fd, header, (size_t)len, SK_PROXY_SEND_MS);
 }
 
 /* ---------------------------------------------------------- deadlines */

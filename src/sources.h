@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h"
 #include "internal.h"
 
 /* Who a connection comes from, in a fixed size that compares with memcmp:
@@ -49,10 +50,5 @@ void sk__sources_put(struct sk_sources *t, const struct sk_source_key *key);
 unsigned sk__sources_count(struct sk_sources *t,
                            const struct sk_source_key *key);
 size_t sk__sources_size(struct sk_sources *t);
-
-/* SipHash-1-3 of data[0..len) under the 128-bit key (k[0], k[1]): the
- * first and last 8 key bytes read little-endian. The table's hash;
- * declared for its test vectors. */
-uint64_t sk__siphash13(const uint64_t k[2], const void *data, size_t len);
 
 #endif

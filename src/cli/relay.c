@@ -77,10 +77,10 @@ static void on_target(struct sk_connector *cn, int fd)
 
     rc->connecting = false;
     if (fd >= 0 && rc->header_len > 0 &&
-        send(fd, rc->header, (size_t)rc->header_len,
-             MSG_NOSIGNAL | MSG_DONTWAIT) != rc->header_len) {
+        (err = sk_send_all(fd, rc->header, (size_t)rc->header_len,
+                           SK_PROXY_SEND_MS)) < 0) {
         close(fd);
-        fd = -EPIPE;
+        fd = err;
     }
     if (fd < 0) {
         log_target(rc, fd);

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../hash.h"
 #include "relay.h"
 
 /* Flows per worker, whatever the descriptor limit. */
@@ -65,62 +66,6 @@ static void lru_unlink(struct lru *l, struct lru_node *n)
         n->older->newer = n->newer;
     else
         l->oldest = n->newer;
-}
-
-/* ------------------------------------------------------- SipHash-1-3 */
-
-static uint64_t rotl(uint64_t x, unsigned b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void sip_round(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = rotl(v[1], 13) ^ v[0];
-    v[0] = rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = rotl(v[1], 17) ^ v[2];
-    v[2] = rotl(v[2], 32);
-}
-
-static void sip_absorb(uint64_t v[4], uint64_t m)
-{
-    v[3] ^= m;
-    sip_round(v);
-    v[0] ^= m;
-}
-
-/* SipHash with one compression and three finalization rounds. */
-static uint64_t siphash13(const uint64_t key[2], const unsigned char *p,
-                          size_t len)
-{
-    uint64_t v[4] = {
-        key[0] ^ 0x736f6d6570736575ull,
-        key[1] ^ 0x646f72616e646f6dull,
-        key[0] ^ 0x6c7967656e657261ull,
-        key[1] ^ 0x7465646279746573ull,
-    };
-    uint64_t last = (uint64_t)(len & 0xff) << 56;
-    size_t whole = len - len % 8;
-
-    for (size_t i = 0; i < whole; i += 8) {
-        uint64_t m = 0;
-        for (unsigned k = 0; k < 8; k++)
-            m |= (uint64_t)p[i + k] << (8 * k);
-        sip_absorb(v, m);
-    }
-    for (size_t k = 0; k < len % 8; k++)
-        last |= (uint64_t)p[whole + k] << (8 * k);
-    sip_absorb(v, last);
-    v[2] ^= 0xff;
-    for (int i = 0; i < 3; i++)
-        sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
 /* ------------------------------------------------------------ table */
@@ -215,7 +160,7 @@ static size_t addr_key(const struct sk_addr *a, bool with_port,
 static size_t key_slot(const struct flow_table *t, const unsigned char *key,
                        size_t len)
 {
-    return (size_t)siphash13(t->relay->seed, key, len) & t->mask;
+    return (size_t)sk__siphash13(t->relay->seed, key, len) & t->mask;
 }
 
 static struct flow **flow_slot(struct flow_table *t, const struct sk_addr *a)
