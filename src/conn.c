@@ -130,8 +130,8 @@ static bool reading(const struct sk_conn *c)
 }
 
 /* A connection that hung up while it was not reading is unwatched (a
- * hang-up is reported whatever is asked for) until it reads again: what
- * the peer sent before it went is read then, not dropped. */
+ * hang-up is reported whatever is asked for) until it reads or sends
+ * again: what the peer sent before it went is read then, not dropped. */
 static int unpark(struct sk_conn *c, unsigned ev)
 {
     c->flags &= ~CONN_PARKED;
@@ -145,8 +145,6 @@ static void watch(struct sk_conn *c)
 
     if (c->flags & (CONN_CLOSED | CONN_DETACHED))
         return;
-    if ((c->flags & CONN_PARKED) && !reading(c))
-        return;
     if (!(c->flags & CONN_PARKED) && !sk_io_is_active(&c->io))
         return; /* still connecting: the connector watches */
     if (c->flags & CONN_STARTING) {
@@ -158,6 +156,10 @@ static void watch(struct sk_conn *c)
             (c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) == CONN_SHUT_WR)
             ev |= SK_WRITE;
     }
+    /* Parked, it waits until it reads again or has something to send (the
+     * send then tells whether the peer is gone). */
+    if ((c->flags & CONN_PARKED) && !reading(c) && !(ev & SK_WRITE))
+        return;
     err = c->flags & CONN_PARKED ? unpark(c, ev) : sk_io_set(&c->io, ev);
     if (err < 0) {
         finish(c, err);
@@ -528,9 +530,12 @@ static void check_hangup(struct sk_conn *c)
     if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLERR | POLLHUP | POLLNVAL)))
         return;
     if ((p.revents & POLLHUP) && !(p.revents & POLLERR) &&
-        (c->flags & (CONN_HELD | CONN_PAUSED)) &&
-        !(c->flags & (CONN_EOF | CONN_CLOSING | CONN_STARTING))) {
-        sk_io_stop(&c->io); /* read what is left once it reads again */
+        (c->flags & (CONN_HELD | CONN_PAUSED | CONN_EOF)) &&
+        !(c->flags & (CONN_CLOSING | CONN_STARTING))) {
+        /* Read what is left once it reads again; after the end of the
+         * input (a UNIX peer that closed hangs up at once), nothing is
+         * wrong until a send fails. */
+        sk_io_stop(&c->io);
         c->flags |= CONN_PARKED;
         return;
     }
