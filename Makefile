@@ -5,13 +5,20 @@
 #                   tests, integration tests, README example and symbol
 #                   check (build/); the same under ASan+UBSan (build/asan);
 #                   the unit and integration tests under ThreadSanitizer
-#                   (build/tsan); each libFuzzer target for FUZZ_SECONDS
-#   make test       the tests of one build (BUILD=..., SAN=1 for ASan+UBSan,
+#                   (build/tsan); each libFuzzer target for FUZZ_SECONDS;
+#                   the Debian packages (package-test)
+#   make test       the tests of one build, the man pages' lint included
+#                   (BUILD=..., SAN=1 for ASan+UBSan,
 #                   TSAN=1 for ThreadSanitizer)
 #   make fuzz       build every fuzz/NAME.c as $(BUILD)/fuzz-NAME and run
 #                   each FUZZ_SECONDS (default 10) on fuzz/corpus/NAME/
 #   make bench      the benchmark suite (bench/install-deps first)
 #   make format     rewrite the sources with clang-format (format-check: CI)
+#   make install    the command, both libraries, the header, sockit.pc and
+#                   the man pages, under DESTDIR and PREFIX (/usr/local);
+#                   make uninstall removes them (same variables)
+#   make package-test  build the Debian packages, lintian, install and try
+#                   them (tests/package/test-deb.sh)
 #
 # A test failure, a sanitizer report (a race under TSan included) or a
 # fuzzer crash fails `make check`.
@@ -55,6 +62,14 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LDLIBS += -lssl -lcrypto -pthread
 
+# The version is the header's (SK_VERSION_*); the shared library is named
+# after it, and its SONAME after MAJOR alone.
+version_part = $(shell awk '$$2 == "SK_VERSION_$(1)" { print $$3 }' include/sockit.h)
+MAJOR := $(call version_part,MAJOR)
+VERSION := $(MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+SONAME = libsockit.so.$(MAJOR)
+SHLIB = libsockit.so.$(VERSION)
+
 # loop_epoll.c is included by loop.c: one file per poller backend.
 LIB_SRC = $(filter-out src/loop_epoll.c,$(sort $(wildcard src/*.c)))
 SVC_SRC = $(sort $(wildcard src/services/*.c))
@@ -77,9 +92,17 @@ $(BUILD)/libsockit.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/libsockit.so: $(LIB_OBJ) src/libsockit.map
+$(BUILD)/$(SHLIB): $(LIB_OBJ) src/libsockit.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=src/libsockit.map \
-	    -Wl,-soname,libsockit.so.0 -o $@ $(LIB_OBJ) $(LDLIBS)
+	    -Wl,-soname,$(SONAME) -o $@ $(LIB_OBJ) $(LDLIBS)
+
+# The links a program finds the library through: the SONAME at run time
+# (LD_LIBRARY_PATH=build), libsockit.so when it is linked (-lsockit).
+$(BUILD)/$(SONAME): $(BUILD)/$(SHLIB)
+	ln -sf $(SHLIB) $@
+
+$(BUILD)/libsockit.so: $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BUILD)/sockit: $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CLI_OBJ) $(SVC_OBJ) $(BUILD)/libsockit.a $(LDLIBS)
@@ -102,7 +125,8 @@ unit: $(UNIT_BIN)
 	@$(TSAN_CLEAR); st=0; for t in $(UNIT_BIN); do echo "== $$t"; \
 	    $(RUN) $$t || st=1; done; $(TSAN_VERDICT); exit $$st
 
-integration: $(BUILD)/sockit
+# all, not just sockit: test_install.py installs and links the libraries.
+integration: all
 	@echo "== integration: $(BUILD)/sockit"; $(TSAN_CLEAR); st=0; \
 	SOCKIT=$(BUILD)/sockit $(RUN) python3 -m unittest discover \
 	    -s tests/integration || st=1; $(TSAN_VERDICT); exit $$st
@@ -114,7 +138,12 @@ example: $(BUILD)/readme-example $(BUILD)/readme-tls-client
 symbols: $(BUILD)/libsockit.so
 	sh tests/check-symbols.sh $(BUILD)/libsockit.so
 
-test: all unit integration example symbols
+test: all unit integration example symbols man-lint
+
+# The man pages: mandoc -Tlint clean, and every option of --help and every
+# function of the header in them.
+man-lint: $(BUILD)/sockit
+	SOCKIT=$(BUILD)/sockit sh tests/man/lint.sh
 
 # Every fuzz/NAME.c is a libFuzzer target, $(BUILD)/fuzz-NAME, linked with
 # the library and the services compiled for it (not the objects of the
@@ -157,6 +186,55 @@ check: format-check
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-g -Werror" test
 	$(MAKE) BUILD=build/tsan TSAN=1 CFLAGS="-g -Werror" all unit integration
 	$(MAKE) BUILD=build fuzz
+	$(MAKE) package-test
+
+# Where make install puts each file; DESTDIR is prepended to all of them.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+MAN1 = $(wildcard man/*.1)
+MAN3 = $(wildcard man/*.3)
+
+# Made at each install, since it holds the directories of that install
+# (as ${prefix}/... where they are under PREFIX).
+$(BUILD)/sockit.pc: sockit.pc.in include/sockit.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' sockit.pc.in > $@
+
+install: all $(BUILD)/sockit.pc
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 755 $(BUILD)/sockit $(DESTDIR)$(BINDIR)/sockit
+	$(INSTALL) -m 755 $(BUILD)/$(SHLIB) $(DESTDIR)$(LIBDIR)/$(SHLIB)
+	ln -sf $(SHLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsockit.so
+	$(INSTALL) -m 644 $(BUILD)/libsockit.a $(DESTDIR)$(LIBDIR)/libsockit.a
+	$(INSTALL) -m 644 include/sockit.h $(DESTDIR)$(INCLUDEDIR)/sockit.h
+	$(INSTALL) -m 644 $(BUILD)/sockit.pc $(DESTDIR)$(PKGCONFIGDIR)/sockit.pc
+	$(if $(MAN1),$(INSTALL) -d $(DESTDIR)$(MANDIR)/man1 && \
+	    $(INSTALL) -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/)
+	$(if $(MAN3),$(INSTALL) -d $(DESTDIR)$(MANDIR)/man3 && \
+	    $(INSTALL) -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/)
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/sockit $(DESTDIR)$(LIBDIR)/$(SHLIB) \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsockit.so \
+	    $(DESTDIR)$(LIBDIR)/libsockit.a $(DESTDIR)$(INCLUDEDIR)/sockit.h \
+	    $(DESTDIR)$(PKGCONFIGDIR)/sockit.pc \
+	    $(MAN1:man/%=$(DESTDIR)$(MANDIR)/man1/%) \
+	    $(MAN3:man/%=$(DESTDIR)$(MANDIR)/man3/%)
+
+# The Debian packages built from a copy of the tree, checked with lintian,
+# then installed and tried (as root) or unpacked and listed (otherwise).
+package-test:
+	sh tests/package/test-deb.sh
 
 FORMATTED = include/*.h src/*.[ch] src/*/*.[ch] tests/unit/*.[ch] \
             tests/tools/*.c fuzz/*.c bench/peers/*.[ch]
@@ -170,4 +248,5 @@ format-check:
 clean:
 	rm -rf build
 
-.PHONY: all unit integration example symbols test fuzz bench check format format-check clean
+.PHONY: all unit integration example symbols man-lint test fuzz bench check format format-check clean \
+        install uninstall package-test $(BUILD)/sockit.pc

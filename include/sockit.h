@@ -35,7 +35,14 @@
 extern "C" {
 #endif
 
-#define SK_VERSION "0.1.0"
+/* The version this header is of; sk_version() is the one of the library
+ * actually loaded (the shared one may be newer: same MAJOR, same ABI). */
+#define SK_VERSION_MAJOR 0
+#define SK_VERSION_MINOR 2
+#define SK_VERSION_PATCH 0
+#define SK_VERSION "0.2.0"
+/* "MAJOR.MINOR.PATCH" of the library; a static string. */
+const char *sk_version(void);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -471,8 +478,10 @@ int sk_loop_new(struct sk_loop **loopp);
 void sk_loop_free(struct sk_loop *loop);
 /* Runs until sk_loop_stop(). Returns 0 or a negative errno from the poll. */
 int sk_loop_run(struct sk_loop *loop);
-/* Makes sk_loop_run() return after the current iteration. Loop thread only;
- * from another thread use sk_loop_wake() in a wake-up callback. */
+/* Makes sk_loop_run() return after the current iteration; called while no
+ * run is going on (by a callback that ran before it), makes the next run
+ * return at once. Loop thread only; from another thread use sk_loop_wake()
+ * in a wake-up callback. */
 void sk_loop_stop(struct sk_loop *loop);
 /* Milliseconds on the monotonic clock, read once per iteration. */
 uint64_t sk_loop_now(const struct sk_loop *loop);
@@ -542,6 +551,11 @@ void sk_signal_stop(struct sk_signal *sig);
  * close-on-exec descriptor, or -ECONNREFUSED, -ETIMEDOUT, -ENETUNREACH,
  * -ENOENT, SK_EAI_NONAME... Blocks; see sk_connector_start() for the loop. */
 int sk_connect(const struct sk_endpoint *ep, int timeout_ms);
+/* As sk_connect(), to addresses resolved already (with sockets of socktype
+ * and protocol, as sk_endpoint_socktype() and sk_endpoint_protocol() give
+ * them): the first of n that accepts. A datagram socket never waits. */
+int sk_connect_addrs(const struct sk_addr *addrs, size_t n, int socktype,
+                     int protocol, int timeout_ms);
 /* Sends all len bytes, waiting at most timeout_ms for room each time the
  * socket is full (0: no limit). Returns 0 or a negative errno. */
 int sk_send_all(int fd, const void *data, size_t len, int timeout_ms);
@@ -567,15 +581,19 @@ struct sk_connector {
     int socktype;
     int protocol;
     int last_err;
+    int result; /* known inside the start, given to cb just after */
+    bool has_result;
+    bool starting;
     sk_connect_fn cb;
     void *data;
 };
 
 /* Starts connecting to the first of n addresses (then the next on failure)
  * with a socket of socktype, for at most timeout_ms in all (0: no limit).
- * cb runs exactly once, on the loop's thread, unless cancelled; when the
- * outcome is known at once (UNIX sockets, datagrams) it runs before this
- * returns. Returns 0, or a negative code (and cb never runs). */
+ * cb runs exactly once, on the loop's thread, unless cancelled, and never
+ * before this returns (when the outcome is known at once, as for UNIX
+ * sockets and datagrams, in the loop's next iteration). Returns 0, or a
+ * negative code (and cb never runs). */
 int sk_connector_start(struct sk_loop *loop, struct sk_connector *cn,
                        const struct sk_addr *addrs, size_t n, int socktype,
                        unsigned timeout_ms, sk_connect_fn cb);
@@ -652,6 +670,35 @@ struct sk_handler {
     void (*on_datagram)(struct sk_dgram *d, const char *data, size_t len);
 };
 
+/* One event of a server's log, for the record hook: the whole line and
+ * its parts, for a log of another format (JSON). Strings are valid during
+ * the call only; peer names come escaped (sk_endpoint_format()). */
+struct sk_log_record {
+    const char *event;  /* "open", "close", "refused", "limit", "accept",
+                           "reload", "error" */
+    const char *line;   /* the event as one line, as log and warn get it */
+    const char *peer;   /* the client's endpoint, or NULL */
+    const char *local;  /* the listener's endpoint, or NULL */
+    const char *reason; /* why it closed, was refused or failed, or NULL */
+    double duration_s;  /* "close": how long the connection lived */
+    uint64_t bytes_in, bytes_out; /* "close": sk_conn_bytes() */
+    unsigned suppressed; /* a warning: how many of its kind were left out
+                            since the one before (one a second per kind) */
+    bool warning;        /* it drops service: to be seen without -v */
+};
+
+/* At most one event a period, from any number of threads: a limiter for
+ * what could flood a log. Zero-initialized; the fields are private. */
+struct sk_ratelimit {
+    uint64_t next_ms;
+    unsigned skipped;
+};
+/* Whether an event at now_ms (any monotonic clock) passes: the first one
+ * does, then one per period_ms. *skipped (may be NULL) gets, for one that
+ * passes, how many were held back since the last that passed. */
+bool sk_ratelimit_pass(struct sk_ratelimit *rl, uint64_t now_ms,
+                       unsigned period_ms, unsigned *skipped);
+
 /* Server settings; zero means the default for every field. */
 struct sk_server_config {
     const struct sk_handler *handler;
@@ -671,9 +718,11 @@ struct sk_server_config {
                                  which must be mounted); default: by
                                  umask */
     bool unix_mode_set;
-    /* SIGINT/SIGTERM stop the server: they are blocked in the thread that
-     * calls sk_server_new() (and in the threads it starts), and unblocked
-     * again by sk_server_free() on that thread, the pending ones dropped. */
+    /* SIGINT/SIGTERM stop the server (a first one drains, a second one
+     * stops at once) and SIGHUP reloads its TLS contexts, never stopping
+     * it: they are blocked in the thread that calls sk_server_new() (and
+     * in the threads it starts), and unblocked again by sk_server_free()
+     * on that thread, the pending ones dropped. */
     bool handle_signals;
     unsigned handshake_timeout_ms; /* TLS: a client that has not finished
                                       its handshake (or, with proxy=, sent
@@ -693,13 +742,38 @@ struct sk_server_config {
      * is valid during the call only. */
     void (*log)(void *data, const char *msg);
     /* Optional hook, as log, for what an operator must see even without
-     * -v: a TLS reload that failed (the old certificates stay). */
+     * -v, the events that drop service: a connection limit reached,
+     * descriptors exhausted, a TLS reload that failed (the old
+     * certificates stay). Each kind at most once a second (reloads
+     * excepted: each listener's failure is told); the line says how many
+     * were left out. */
     void (*warn)(void *data, const char *msg);
+    /* Optional, in place of log and warn: each event as a record. Warnings
+     * always; the other events (log's) with record_all. As log, it runs
+     * on any thread and must be thread-safe. */
+    void (*record)(void *data, const struct sk_log_record *r);
+    bool record_all;
     /* Optional: called once by sk_server_run(), on its thread, when every
      * worker is running and accepting: the moment to say the server is
      * ready (the command prints its "listening on" lines then). */
     void (*ready)(void *data);
+    /* Optional: called on each worker thread (worker 0 to threads-1) as
+     * it starts, before it serves anyone, and as it ends, after its last
+     * on_close: the place for per-thread state. Not called on the thread
+     * of sk_server_run() or the control thread of sk_server_start(). */
+    void (*thread_start)(void *data, unsigned worker);
+    void (*thread_end)(void *data, unsigned worker);
+    /* systemd's Type=notify: when NOTIFY_SOCKET is set (read by
+     * sk_server_new()), READY=1 once every worker accepts, RELOADING=1
+     * and READY=1 around a SIGHUP reload, STOPPING=1 as a stop begins.
+     * A NOTIFY_SOCKET that is no UNIX address fails sk_server_new(). */
+    bool notify;
 };
+
+/* Sends state ("READY=1", "STATUS=...": newline-separated KEY=VALUE) to
+ * the socket NOTIFY_SOCKET names, as systemd's sd_notify() does. Returns
+ * 1 when sent, 0 without NOTIFY_SOCKET, or a negative errno. */
+int sk_notify(const char *state);
 
 /* Output queued per connection before the server stops reading from it. */
 #define SK_OUTPUT_MAX (256 * 1024)
@@ -773,6 +847,18 @@ int sk_server_listener_endpoint(const struct sk_server *srv, size_t i,
 /* Serves until stopped, then drains; once per server. Returns 0, a negative
  * errno, -EBUSY while another call runs, -EALREADY after one returned. */
 int sk_server_run(struct sk_server *srv);
+/* As sk_server_run(), without taking the calling thread: the server's own
+ * control thread serves (and handles signals, with handle_signals), and
+ * this returns once every worker accepts (after the ready hook ran, on
+ * this thread). Stop it with sk_server_stop(), then sk_server_join(),
+ * which waits for the drain to end and returns what sk_server_run()
+ * would have; join before sk_server_free(). Returns 0 or the codes of
+ * sk_server_run() (then there is nothing to join). */
+int sk_server_start(struct sk_server *srv);
+/* Waits for a server started by sk_server_start() to end. Once, from one
+ * thread (not a worker). Returns its result, or -EINVAL if it was not
+ * started or was joined already. */
+int sk_server_join(struct sk_server *srv);
 /* Begins a graceful stop: stop accepting, finish replies for up to
  * drain_ms, close. Safe from any thread and from signal handlers. */
 void sk_server_stop(struct sk_server *srv);
@@ -783,9 +869,15 @@ void *sk_server_data(const struct sk_server *srv);
  * 0, or -EBUSY once sk_server_listen() has bound anything. */
 int sk_server_set_single_worker(struct sk_server *srv);
 
-/* What a server did so far, summed over its workers (each counts its own,
- * without locks; the sum is read at any time from any thread, each counter
- * exact on its own but not a snapshot of all at one instant). */
+/* What a server did so far. Each worker counts its own, per listener,
+ * without locks and in cache lines no other worker writes. Any thread may
+ * read them at any time, while the server runs, before and after (zeros
+ * until sk_server_run() or sk_server_start() begins), until
+ * sk_server_free(): each counter is exact and never goes down, but the
+ * counters are not a snapshot of one instant (closed is read before
+ * accepted, so that accepted - closed is never below what was active).
+ * The cost of a read is per worker and listener, never per connection.
+ * Fields up to dgrams_refused were there first; new ones come last. */
 struct sk_server_stats {
     uint64_t accepted;       /* stream connections admitted: past the
                                 access rules, the limits and (proxy=)
@@ -796,9 +888,33 @@ struct sk_server_stats {
     uint64_t proxy_failed;   /* bad, missing or late PROXY headers */
     uint64_t tls_failed;     /* failed or timed-out TLS handshakes */
     uint64_t dgrams_refused; /* datagrams dropped by --allow/--deny */
+    uint64_t closed;         /* accepted connections since closed: the
+                                active ones are accepted - closed */
+    uint64_t fd_limit;       /* accepts that failed for lack of
+                                descriptors or memory (EMFILE, ENFILE,
+                                ENOBUFS, ENOMEM); the client waits */
+    uint64_t accept_pauses;  /* times accepting paused: fd_limit, or
+                                max_active connections open */
+    uint64_t bytes_in;       /* stream bytes read from clients (inside
+                                TLS; not what a detached connection's
+                                owner moves) */
+    uint64_t bytes_out;      /* stream bytes the kernel took for them */
+    uint64_t dgrams_in;      /* datagrams passed to on_datagram */
+    uint64_t dgrams_out;     /* replies the kernel took */
+    uint64_t dgrams_dropped; /* datagrams refused by --allow/--deny (also
+                                in dgrams_refused) or too large to take
+                                whole, replies the kernel refused */
+    uint64_t idle_timeouts;  /* connections closed for idleness */
 };
+/* The sum over every listener. */
 void sk_server_get_stats(const struct sk_server *srv,
                          struct sk_server_stats *stats);
+/* The counters of the i-th listener (as sk_server_listener_endpoint()).
+ * Returns 0 or -EINVAL for an index past the listeners. Listeners are
+ * added (sk_server_listen()) before the run, on one thread: read from
+ * another thread once the run has begun. */
+int sk_server_get_listener_stats(const struct sk_server *srv, size_t i,
+                                 struct sk_server_stats *stats);
 
 /* An outbound connection: connecting, then (with tls) the handshake, then
  * the same buffered, event-driven connection as an accepted one, served
@@ -901,6 +1017,19 @@ void sk_conn_set_data(struct sk_conn *c, void *data);
 void *sk_conn_data(const struct sk_conn *c);
 struct sk_server *sk_conn_server(const struct sk_conn *c);
 struct sk_loop *sk_conn_loop(const struct sk_conn *c);
+/* The connection's socket, for socket options (setsockopt, getsockopt,
+ * TCP_INFO): it stays the library's, to be neither closed nor read from
+ * or written to; -1 once closed or detached (and, for an outbound one,
+ * while it connects). */
+int sk_conn_fd(const struct sk_conn *c);
+/* Bytes so far read from the peer and sent to it (taken by the kernel),
+ * of the stream itself (inside TLS; what a detached connection's new
+ * owner moves is not counted); either pointer may be NULL. */
+void sk_conn_bytes(const struct sk_conn *c, uint64_t *in, uint64_t *out);
+/* For a detached connection (sk_conn_detach()), whose new owner moves its
+ * bytes: adds them to what sk_conn_bytes() gives and its close is logged
+ * with. */
+void sk_conn_add_bytes(struct sk_conn *c, uint64_t in, uint64_t out);
 /* Canonical endpoints of the peer and of the local side, made on first use
  * and valid until on_close returns; NULL without memory. An unnamed UNIX
  * peer gives an empty path. */

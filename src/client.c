@@ -119,23 +119,30 @@ static int connect_one(const struct sk_addr *addr, int socktype, int protocol,
     return err;
 }
 
-int sk_connect(const struct sk_endpoint *ep, int timeout_ms)
+int sk_connect_addrs(const struct sk_addr *addrs, size_t n, int socktype,
+                     int protocol, int timeout_ms)
 {
-    struct sk_addr addrs[SK_CONNECT_ADDRS];
     int64_t deadline = timeout_ms <= 0 ? -1 : now_ms() + timeout_ms;
-    int n, fd = -EINVAL;
+    int fd = -EINVAL;
 
-    n = sk_endpoint_resolve(ep, false, addrs, SK_CONNECT_ADDRS);
-    if (n < 0)
-        return n;
-    for (int i = 0; i < n; i++) {
-        fd = connect_one(&addrs[i], sk_endpoint_socktype(ep),
-                         sk_endpoint_protocol(ep), deadline);
+    for (size_t i = 0; i < n; i++) {
+        fd = connect_one(&addrs[i], socktype, protocol, deadline);
         /* Without MPTCP, the next address will not have it either. */
         if (fd >= 0 || fd == -ETIMEDOUT || fd == SK_ENOMPTCP)
             break;
     }
     return fd;
+}
+
+int sk_connect(const struct sk_endpoint *ep, int timeout_ms)
+{
+    struct sk_addr addrs[SK_CONNECT_ADDRS];
+    int n = sk_endpoint_resolve(ep, false, addrs, SK_CONNECT_ADDRS);
+
+    if (n < 0)
+        return n;
+    return sk_connect_addrs(addrs, (size_t)n, sk_endpoint_socktype(ep),
+                            sk_endpoint_protocol(ep), timeout_ms);
 }
 
 int sk_send_all(int fd, const void *data, size_t len, int timeout_ms)
@@ -177,8 +184,27 @@ ssize_t sk_recv_timeout(int fd, void *buf, size_t len, int timeout_ms)
 
 /* -------------------------------------------------------- on a loop */
 
+static void on_result(struct sk_timer *t)
+{
+    struct sk_connector *cn = t->data;
+
+    cn->has_result = false;
+    cn->cb(cn, cn->result);
+}
+
+/* Inside sk_connector_start() (a UNIX socket, a datagram one: the outcome
+ * is known at once), the result waits for the loop's next timers: cb never
+ * runs before the start returns, whatever the kind of endpoint. */
 static void connector_done(struct sk_connector *cn, int fd)
 {
+    if (cn->starting) {
+        cn->has_result = true;
+        cn->result = fd;
+        cn->timer.cb = on_result; /* a restart of a running timer: no
+                                     allocation, cannot fail */
+        sk_timer_start(cn->timer.loop, &cn->timer, 0, 0);
+        return;
+    }
     sk_timer_stop(&cn->timer);
     cn->cb(cn, fd);
 }
@@ -262,6 +288,7 @@ int sk_connector_start_proto(struct sk_loop *loop, struct sk_connector *cn,
     cn->protocol = protocol;
     cn->last_err = -ECONNREFUSED;
     cn->cb = cb;
+    cn->has_result = false;
     cn->io = (struct sk_io){.data = cn};
     sk_timer_init(&cn->timer, on_timeout);
     cn->timer.data = cn;
@@ -270,13 +297,18 @@ int sk_connector_start_proto(struct sk_loop *loop, struct sk_connector *cn,
                          timeout_ms > 0 ? timeout_ms : UINT32_MAX, 0);
     if (err < 0)
         return err;
+    cn->starting = true;
     try_next(cn);
+    cn->starting = false;
     return 0;
 }
 
 void sk_connector_cancel(struct sk_connector *cn)
 {
     sk_timer_stop(&cn->timer);
+    if (cn->has_result && cn->result >= 0)
+        close(cn->result);
+    cn->has_result = false;
     if (sk_io_is_active(&cn->io)) {
         sk_io_stop(&cn->io);
         close(cn->io.fd);

@@ -361,6 +361,9 @@ static int flush(struct sk_conn *c)
         if (n < 0)
             return (int)n;
         sk_buf_consume(&c->out, (size_t)n);
+        n -= (c->flags & CONN_MESSAGES) ? (ssize_t)sizeof(uint32_t) : 0;
+        c->bytes_out += (size_t)n;
+        sk__count_add(c->w, c->l, SK_STAT_BYTES_OUT, (uint64_t)n);
         touch(c);
     }
     return sk__conn_shut_write(c);
@@ -485,6 +488,8 @@ static void read_input(struct sk_conn *c)
 
     if (n > 0) {
         touch(c);
+        c->bytes_in += (size_t)n;
+        sk__count_add(c->w, c->l, SK_STAT_BYTES_IN, (uint64_t)n);
         if (c->joined != NULL)
             sk__join_read(c, buf, (size_t)n);
         else if (h->on_read != NULL)

@@ -67,9 +67,13 @@ struct sk_conn {
     bool has_cred;
     bool has_local; /* local_addr given by a PROXY header */
     bool keyed;     /* counted in the server's sources */
+    bool counted;   /* counted accepted: its close is counted too */
     struct sk_addr local_addr;
     struct sk_source_key source;
     struct sk_buf proxy_part; /* a PROXY header that came in pieces */
+    uint64_t born_ms;         /* loop time it was accepted or connected */
+    uint64_t bytes_in;        /* read from the peer (after TLS) */
+    uint64_t bytes_out;       /* taken by the kernel (before TLS) */
 };
 
 /* conn.c */
@@ -107,9 +111,10 @@ void sk__tls_conn_keep_retry(struct sk_conn *c);
 /* conn_proxy.c: admission of a peer (access rules, then the per-source
  * limit: *keyed says a source was counted, to give back with
  * sk__conn_unadmit()), and the PROXY header of a proxy= listener. */
-int sk__conn_admit(struct sk_worker *w, const struct sk_addr *peer,
-                   enum sk_scheme scheme, const struct sk_peer_cred *cred,
-                   struct sk_source_key *key, bool *keyed);
+int sk__conn_admit(struct sk_worker *w, const struct sk_listener *l,
+                   const struct sk_addr *peer, enum sk_scheme scheme,
+                   const struct sk_peer_cred *cred, struct sk_source_key *key,
+                   bool *keyed);
 void sk__conn_unadmit(struct sk_conn *c);
 int sk__proxy_conn_start(struct sk_conn *c);
 void sk__proxy_conn_step(struct sk_conn *c);

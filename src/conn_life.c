@@ -8,26 +8,6 @@
 
 #include "conn.h"
 
-/* For -v: "open PEER" and "close PEER: reason". */
-void sk__conn_log(const struct sk_conn *c, const char *what, int status)
-{
-    struct sk_server *srv = c->w->srv;
-    char peer[SK_ENDPOINT_STRLEN] = "?";
-
-    if (srv == NULL || srv->cfg.log == NULL)
-        return;
-    if (sk_conn_peer(c) != NULL)
-        sk_endpoint_format(sk_conn_peer(c), peer, sizeof(peer));
-    if (peer[strlen(peer) - 1] == ':')
-        strcat(peer, "(unnamed)");
-    if (c->error != NULL)
-        sk__server_log(srv, "%s %s: %s", what, peer, c->error);
-    else if (status < 0)
-        sk__server_log(srv, "%s %s: %s", what, peer, sk_strerror(status));
-    else
-        sk__server_log(srv, "%s %s", what, peer);
-}
-
 void sk__conn_set_error(struct sk_conn *c, const char *msg)
 {
     if (c->error == NULL)
@@ -36,6 +16,8 @@ void sk__conn_set_error(struct sk_conn *c, const char *msg)
 
 static void conn_free(struct sk_conn *c)
 {
+    if (c->counted)
+        sk__count(c->w, c->l, SK_STAT_CLOSED);
     sk_buf_release(&c->out);
     sk_buf_release(&c->proxy_part);
     free(c->names);
@@ -82,6 +64,7 @@ struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
     c->io.data = c;
     c->io.fd = fd;
     c->flags = CONN_UNOPENED;
+    c->born_ms = sk_loop_now(w->loop);
     sk__link_init(&c->pending);
     sk__link_init(&c->starting);
     w->nconns++;
@@ -152,7 +135,7 @@ int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
     int err;
 
     if (l->ep.proxy == SK_PROXY_NONE &&
-        (err = sk__conn_admit(w, peer, l->ep.scheme, has_cred ? &cred : NULL,
+        (err = sk__conn_admit(w, l, peer, l->ep.scheme, has_cred ? &cred : NULL,
                               &key, &keyed)) < 0)
         return err;
     c = sk__conn_new(w, fd, cfg->handler, cfg->output_max);
@@ -171,8 +154,10 @@ int sk__conn_accept(struct sk_worker *w, struct sk_listener *l, int fd,
     c->source = key;
     c->keyed = keyed;
     /* Counted once admitted: with proxy=, after its header. */
-    if (l->ep.proxy == SK_PROXY_NONE)
-        sk__count(w, SK_STAT_ACCEPTED);
+    if (l->ep.proxy == SK_PROXY_NONE) {
+        sk__count(w, l, SK_STAT_ACCEPTED);
+        c->counted = true;
+    }
     if ((err = conn_begin(c, fd)) < 0) {
         conn_unmake(c);
         return err;
@@ -197,7 +182,8 @@ void sk__conn_free_closed(struct sk_worker *w)
                 h->on_close(c, c->status);
         } else if (c->status != 0) {
             bool proxy = c->flags & CONN_PROXY;
-            sk__count(w, proxy ? SK_STAT_PROXY_FAILED : SK_STAT_TLS_FAILED);
+            sk__count(w, c->l,
+                      proxy ? SK_STAT_PROXY_FAILED : SK_STAT_TLS_FAILED);
             sk__conn_log(c, proxy ? "proxy header" : "tls handshake",
                          c->status);
         }
@@ -225,6 +211,7 @@ void sk__conn_expire_idle(struct sk_worker *w)
             if (now - c->last_active < idle)
                 break;
             sk_buf_consume(&c->out, c->out.len);
+            sk__count(w, c->l, SK_STAT_IDLE_TIMEOUTS);
             sk__conn_finish(c, -ETIMEDOUT);
         }
         c = next;
@@ -321,6 +308,27 @@ const char *sk_conn_error(const struct sk_conn *c)
 struct sk_loop *sk_conn_loop(const struct sk_conn *c)
 {
     return c->w->loop;
+}
+
+void sk_conn_bytes(const struct sk_conn *c, uint64_t *in, uint64_t *out)
+{
+    if (in != NULL)
+        *in = c->bytes_in;
+    if (out != NULL)
+        *out = c->bytes_out;
+}
+
+void sk_conn_add_bytes(struct sk_conn *c, uint64_t in, uint64_t out)
+{
+    c->bytes_in += in;
+    c->bytes_out += out;
+}
+
+int sk_conn_fd(const struct sk_conn *c)
+{
+    if (c->flags & (CONN_CLOSED | CONN_DETACHED | CONN_BRIDGED))
+        return -1;
+    return c->io.fd;
 }
 
 /* Fills c->names the first time a service asks for them. */

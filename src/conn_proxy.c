@@ -9,43 +9,42 @@
 
 #include "conn.h"
 
-void sk__count(struct sk_worker *w, enum sk_stat stat)
+/* "refused PEER: reason", for a connection refused before it opened:
+ * with -v, or as a warning of kind (one a second) when warn_kind is not
+ * SK_WARN_COUNT. */
+static void log_refusal(struct sk_worker *w, const struct sk_listener *l,
+                        const struct sk_addr *peer, enum sk_scheme scheme,
+                        enum sk_warn kind, const char *why)
 {
-    atomic_uint_fast64_t *v;
-
-    if (w->counters == NULL)
-        return;
-    /* One writer per counter: a load and a store, no locked add. */
-    v = &w->counters->v[stat];
-    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
-/* -v: "refused PEER: reason", for a connection refused before it opened. */
-static void log_refusal(struct sk_worker *w, const struct sk_addr *peer,
-                        enum sk_scheme scheme, const char *why)
-{
-    char text[SK_ENDPOINT_STRLEN] = "?";
+    char text[SK_ENDPOINT_STRLEN], local[SK_ENDPOINT_STRLEN];
+    struct sk_log_record r = {
+        .event = "refused", .peer = text, .local = local, .reason = why};
     struct sk_endpoint ep;
 
-    if (w->srv->cfg.log == NULL)
+    if (kind == SK_WARN_COUNT ? !sk__server_logs(w->srv, false)
+                              : !sk__server_warn_due(w->srv, kind, &r))
         return;
-    if (sk_endpoint_from_addr(&ep, scheme, peer) == 0)
-        sk_endpoint_format(&ep, text, sizeof(text));
-    sk__server_log(w->srv, "refused %s: %s", text, why);
+    if (kind == SK_WARN_SOURCE)
+        r.event = "limit";
+    sk__endpoint_text(sk_endpoint_from_addr(&ep, scheme, peer) == 0 ? &ep
+                                                                    : NULL,
+                      text, sizeof(text));
+    sk__endpoint_text(&l->ep, local, sizeof(local));
+    sk__server_emit(w->srv, &r, "refused %s: %s", text, why);
 }
 
-int sk__conn_admit(struct sk_worker *w, const struct sk_addr *peer,
-                   enum sk_scheme scheme, const struct sk_peer_cred *cred,
-                   struct sk_source_key *key, bool *keyed)
+int sk__conn_admit(struct sk_worker *w, const struct sk_listener *l,
+                   const struct sk_addr *peer, enum sk_scheme scheme,
+                   const struct sk_peer_cred *cred, struct sk_source_key *key,
+                   bool *keyed)
 {
     const struct sk_server_config *cfg = &w->srv->cfg;
     int err;
 
     *keyed = false;
     if (cfg->access != NULL && !sk_access_permits(cfg->access, peer, cred)) {
-        sk__count(w, SK_STAT_REFUSED_ACCESS);
-        log_refusal(w, peer, scheme, "access rules");
+        sk__count(w, l, SK_STAT_REFUSED_ACCESS);
+        log_refusal(w, l, peer, scheme, SK_WARN_COUNT, "access rules");
         return SK_EREFUSED;
     }
     if (cfg->max_per_source == 0 || w->srv->sources == NULL ||
@@ -53,12 +52,13 @@ int sk__conn_admit(struct sk_worker *w, const struct sk_addr *peer,
         return 0;
     if ((err = sk__sources_take(w->srv->sources, key, cfg->max_per_source)) ==
         -ENOMEM) {
-        log_refusal(w, peer, scheme, sk_strerror(err));
+        log_refusal(w, l, peer, scheme, SK_WARN_ERROR, sk_strerror(err));
         return err;
     }
     if (err < 0) {
-        sk__count(w, SK_STAT_REFUSED_SOURCE);
-        log_refusal(w, peer, scheme, "too many connections from this source");
+        sk__count(w, l, SK_STAT_REFUSED_SOURCE);
+        log_refusal(w, l, peer, scheme, SK_WARN_SOURCE,
+                    "too many connections from this source");
         return SK_EREFUSED;
     }
     *keyed = true;
@@ -127,14 +127,15 @@ static void proxy_done(struct sk_conn *c)
     int err;
 
     c->flags &= ~CONN_PROXY;
-    if (sk__conn_admit(c->w, &c->peer_addr, c->scheme,
+    if (sk__conn_admit(c->w, c->l, &c->peer_addr, c->scheme,
                        c->has_cred ? &c->cred : NULL, &c->source,
                        &c->keyed) < 0) {
         c->flags |= CONN_QUIET;
         sk__conn_finish(c, SK_EREFUSED);
         return;
     }
-    sk__count(c->w, SK_STAT_ACCEPTED);
+    sk__count(c->w, c->l, SK_STAT_ACCEPTED);
+    c->counted = true;
     if (c->l->tls == NULL) {
         c->flags &= ~CONN_STARTING;
         sk__link_remove(&c->starting);

@@ -61,7 +61,7 @@ void sk__dgram_free_batch(struct sk_worker *w)
 static void flush_replies(struct sk_dsock *s)
 {
     struct sk_dgram_batch *b = s->w->batch;
-    unsigned sent = 0;
+    unsigned sent = 0, taken = 0;
     int n;
 
     while (sent < b->nout) {
@@ -73,7 +73,10 @@ static void flush_replies(struct sk_dsock *s)
             continue;
         }
         sent += (unsigned)n;
+        taken += (unsigned)n;
     }
+    sk__count_add(s->w, s->l, SK_STAT_DGRAMS_OUT, taken);
+    sk__count_add(s->w, s->l, SK_STAT_DGRAMS_DROPPED, b->nout - taken);
     b->nout = 0;
     b->out_used = 0;
 }
@@ -137,8 +140,11 @@ static void on_readable(struct sk_io *io, unsigned events)
         struct msghdr *m = &b->in[i].msg_hdr;
         struct sk_dgram d = {.s = s, .peer = &b->from[i]};
 
-        if (m->msg_flags & MSG_TRUNC)
-            continue; /* larger than SK_DGRAM_MAX: dropped whole */
+        if (m->msg_flags & MSG_TRUNC) {
+            /* larger than SK_DGRAM_MAX: dropped whole */
+            sk__count(s->w, s->l, SK_STAT_DGRAMS_DROPPED);
+            continue;
+        }
         b->from[i].len = m->msg_namelen;
         if (m->msg_namelen < sizeof(sa_family_t)) {
             /* An unnamed UNIX sender: as accept() reports one. */
@@ -146,9 +152,11 @@ static void on_readable(struct sk_io *io, unsigned events)
             b->from[i].len = sizeof(sa_family_t);
         }
         if (access != NULL && !sk_access_permits(access, &b->from[i], NULL)) {
-            sk__count(s->w, SK_STAT_DGRAMS_REFUSED);
+            sk__count(s->w, s->l, SK_STAT_DGRAMS_REFUSED);
+            sk__count(s->w, s->l, SK_STAT_DGRAMS_DROPPED);
             continue;
         }
+        sk__count(s->w, s->l, SK_STAT_DGRAMS_IN);
         h->on_datagram(&d, m->msg_iov->iov_base, b->in[i].msg_len);
     }
     if (b->nout > 0)

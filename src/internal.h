@@ -168,9 +168,9 @@ struct sk_dgram {
 struct sk_dgram_batch;
 struct sk_sources;
 
-/* What a server counts (struct sk_server_stats), per worker: each counter
- * has one writer, its worker; a worker's counters fill their own cache
- * lines. */
+/* What a server counts (struct sk_server_stats), per worker and listener:
+ * each counter has one writer, its worker; a worker's blocks (one per
+ * listener, 64-byte aligned) fill cache lines no other worker writes. */
 enum sk_stat {
     SK_STAT_ACCEPTED,
     SK_STAT_REFUSED_ACCESS,
@@ -179,6 +179,15 @@ enum sk_stat {
     SK_STAT_PROXY_FAILED,
     SK_STAT_TLS_FAILED,
     SK_STAT_DGRAMS_REFUSED,
+    SK_STAT_CLOSED,
+    SK_STAT_FD_LIMIT,
+    SK_STAT_ACCEPT_PAUSES,
+    SK_STAT_BYTES_IN,
+    SK_STAT_BYTES_OUT,
+    SK_STAT_DGRAMS_IN,
+    SK_STAT_DGRAMS_OUT,
+    SK_STAT_DGRAMS_DROPPED,
+    SK_STAT_IDLE_TIMEOUTS,
     SK_STAT_COUNT
 };
 
@@ -203,12 +212,21 @@ struct sk_worker {
     struct sk_hold *holds;
     char *rbuf;
     struct sk_dgram_batch *batch;
-    struct sk_counters *counters; /* NULL for a loop's home */
+    struct sk_counters *counters; /* one per listener; NULL for a home */
     struct sk_timer idle_timer;
     struct sk_timer retry_timer;
     bool accept_full; /* accepting paused at max_active */
     bool draining;
     bool finished;
+};
+
+/* Kinds of warnings, each rate limited on its own. */
+enum sk_warn {
+    SK_WARN_LIMIT,  /* max_conns reached */
+    SK_WARN_SOURCE, /* max_per_source reached */
+    SK_WARN_ACCEPT, /* accept failed: descriptors or memory exhausted */
+    SK_WARN_ERROR,  /* a worker's loop failed */
+    SK_WARN_COUNT
 };
 
 struct sk_server {
@@ -223,10 +241,22 @@ struct sk_server {
     atomic_uint nconns;
     atomic_int stop_level; /* 0 running, 1 draining, 2 aborting */
     atomic_uint nfinished;
+    pthread_mutex_t start_lock; /* nrunning: workers past their */
+    pthread_cond_t start_cond;  /* thread_start hook */
+    unsigned nrunning;
     atomic_int run_state; /* 0 before sk_server_run, 1 running, 2 done */
     int handled_level;
-    struct sk_counters *counters; /* one per worker, made with the server */
-    struct sk_sources *sources;   /* with max_per_source, while running */
+    unsigned nstarted;        /* worker threads running */
+    pthread_t control_thread; /* sk_server_start() */
+    atomic_bool joinable;     /* started and not joined yet */
+    int result;               /* of the control thread's run */
+    struct sk_ratelimit warn_limits[SK_WARN_COUNT];
+    struct sk_addr notify_addr; /* NOTIFY_SOCKET, with cfg.notify */
+    bool notify_set;
+    /* nworkers blocks of nlisteners counters, made when the run begins
+     * and published (release) for readers on any thread; NULL before. */
+    _Atomic(struct sk_counters *) counters;
+    struct sk_sources *sources; /* with max_per_source, while running */
 };
 
 /* conn.c */
@@ -251,16 +281,37 @@ void sk__loop_set_home(struct sk_loop *loop, struct sk_worker *w);
 
 /* conn_proxy.c: handshakes and PROXY headers past their deadline. */
 void sk__conn_expire_starting(struct sk_worker *w);
-/* Counts one event of w (nothing for a loop's home). */
-void sk__count(struct sk_worker *w, enum sk_stat stat);
+/* Counts n events of listener l on w (nothing for a loop's home or for an
+ * outbound connection, l NULL). One writer per counter: a load and a
+ * store, no locked add; the store releases, so that a reader that sees a
+ * close sees the accept before it. */
+static inline void sk__count_add(struct sk_worker *w,
+                                 const struct sk_listener *l, enum sk_stat stat,
+                                 uint64_t n)
+{
+    atomic_uint_fast64_t *v;
+
+    if (w->counters == NULL || l == NULL)
+        return;
+    v = &w->counters[l - w->srv->listeners].v[stat];
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
+                          memory_order_release);
+}
+
+static inline void sk__count(struct sk_worker *w, const struct sk_listener *l,
+                             enum sk_stat stat)
+{
+    sk__count_add(w, l, stat, 1);
+}
 /* tls.c: a reference more; whether made for listening. */
 struct sk_tls *sk__tls_ref(struct sk_tls *tls);
 bool sk__tls_listening(const struct sk_tls *tls);
 
 /* worker.c: a connection of w was freed (accepting may resume). */
 void sk__worker_conn_freed(struct sk_worker *w);
-/* worker.c: the counters of n workers, zeroed, freed with free(). */
-int sk__server_counters_new(struct sk_server *srv, unsigned n);
+/* worker.c: the counters of every worker and listener, zeroed, made
+ * once; freed with free() by sk_server_free(). */
+int sk__server_counters_new(struct sk_server *srv);
 
 /* dgram.c */
 int sk__dgram_start(struct sk_worker *w, struct sk_dsock *s, int fd);
@@ -269,7 +320,31 @@ void sk__hold_cancel_all(struct sk_worker *w);
 
 /* server.c */
 void sk__server_control_wake(void *srv);
+
+/* log.c: a server's events. sk__server_log: a line for -v (event
+ * "error"); sk__server_emit: r with its line made from fmt, for the hooks
+ * r->warning asks for (nothing when nobody listens, which
+ * sk__server_logs() tells beforehand); sk__server_warn_due: whether a
+ * warning of kind is to be emitted now (one a second per kind), r made
+ * one if so. */
+#define SK_LOG_LINE_MAX (2 * SK_ENDPOINT_STRLEN + 256) /* names whole */
+bool sk__server_logs(const struct sk_server *srv, bool warning);
 void sk__server_log(const struct sk_server *srv, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+void sk__server_emit(const struct sk_server *srv, struct sk_log_record *r,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool sk__server_warn_due(struct sk_server *srv, enum sk_warn kind,
+                         struct sk_log_record *r);
+/* notify.c: with cfg.notify, NOTIFY_SOCKET read (once, by sk_server_new:
+ * 0, or a negative errno for an address that cannot be used), then the
+ * states sent to it (nothing without one). */
+int sk__notify_setup(struct sk_server *srv);
+void sk__notify(const struct sk_server *srv, const char *state);
+void sk__notify_reloading(const struct sk_server *srv);
+
+/* An endpoint as a log names it ("?" for none, an unnamed UNIX peer as
+ * "unix:(unnamed)"). */
+void sk__endpoint_text(const struct sk_endpoint *ep, char *out, size_t size);
 
 #endif

@@ -510,7 +510,6 @@ int sk_loop_run(struct sk_loop *loop)
 {
     int n;
 
-    loop->stopped = false;
     loop->now = clock_ms();
     while (!loop->stopped) {
         if (loop->home_owned)
@@ -527,5 +526,6 @@ int sk_loop_run(struct sk_loop *loop)
         dispatch(loop);
         run_timers(loop);
     }
+    loop->stopped = false; /* the next run is a new one */
     return 0;
 }

@@ -19,19 +19,6 @@
 #define RESOLVE_MAX 16
 #define DRAIN_DEFAULT_MS 2000
 
-void sk__server_log(const struct sk_server *srv, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    if (srv->cfg.log == NULL)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    srv->cfg.log(srv->cfg.data, msg);
-}
-
 /* ------------------------------------------------------- control loop */
 
 static void wake_workers(struct sk_server *srv)
@@ -55,6 +42,8 @@ void sk__server_control_wake(void *arg)
     int level = atomic_load(&srv->stop_level);
 
     if (level > srv->handled_level) {
+        if (srv->handled_level == 0)
+            sk__notify(srv, "STOPPING=1");
         srv->handled_level = level;
         /* Without a deadline timer (no memory), stop at once rather than
          * risk a drain that never ends. */
@@ -88,6 +77,20 @@ void sk_server_stop(struct sk_server *srv)
     sk_loop_wake(srv->control);
 }
 
+static void warn_reload(struct sk_server *srv, const struct sk_listener *l,
+                        const char *err)
+{
+    char local[SK_ENDPOINT_STRLEN];
+    struct sk_log_record r = {
+        .event = "reload", .local = local, .reason = err, .warning = true};
+
+    if (!sk__server_logs(srv, true))
+        return; /* rare, and each listener's: never rate limited */
+    sk__endpoint_text(&l->ep, local, sizeof(local));
+    sk__server_emit(srv, &r, "%s: reload failed, old certificate kept: %s",
+                    local, err);
+}
+
 /* SIGHUP: every TLS context reads its files again; one that fails keeps
  * the old ones and says so. */
 static void on_hangup(struct sk_signal *sig)
@@ -95,6 +98,7 @@ static void on_hangup(struct sk_signal *sig)
     struct sk_server *srv = sig->data;
     char err[SK_TLS_ERRLEN];
 
+    sk__notify_reloading(srv);
     for (size_t i = 0; i < srv->nlisteners; i++) {
         struct sk_tls *tls = srv->listeners[i].tls;
         bool seen = false;
@@ -102,15 +106,9 @@ static void on_hangup(struct sk_signal *sig)
             seen = srv->listeners[j].tls == tls;
         if (tls == NULL || seen || sk_tls_reload(tls, err, sizeof(err)) == 0)
             continue;
-        if (srv->cfg.warn != NULL) {
-            char msg[SK_TLS_ERRLEN + SK_ENDPOINT_STRLEN + 64],
-                ep[SK_ENDPOINT_STRLEN];
-            sk_endpoint_format(&srv->listeners[i].ep, ep, sizeof(ep));
-            snprintf(msg, sizeof(msg),
-                     "%s: reload failed, old certificate kept: %s", ep, err);
-            srv->cfg.warn(srv->cfg.data, msg);
-        }
+        warn_reload(srv, &srv->listeners[i], err);
     }
+    sk__notify(srv, "READY=1");
 }
 
 static int start_signals(struct sk_server *srv)
@@ -148,14 +146,16 @@ int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg)
     if (srv->cfg.drain_ms == 0)
         srv->cfg.drain_ms = DRAIN_DEFAULT_MS;
     srv->nworkers = srv->cfg.threads;
-    if ((err = sk__server_counters_new(srv, srv->nworkers)) < 0)
-        goto out_free;
+    pthread_mutex_init(&srv->start_lock, NULL);
+    pthread_cond_init(&srv->start_cond, NULL);
     err = sk_loop_new(&srv->control);
     if (err < 0)
         goto out_free;
     sk_loop_set_wake(srv->control, sk__server_control_wake, srv);
     sk_timer_init(&srv->drain_timer, on_drain_deadline);
     srv->drain_timer.data = srv;
+    if ((err = sk__notify_setup(srv)) < 0)
+        goto out_loop;
     if (srv->cfg.handle_signals && (err = start_signals(srv)) < 0)
         goto out_loop;
     *srvp = srv;
@@ -164,7 +164,8 @@ int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg)
 out_loop:
     sk_loop_free(srv->control);
 out_free:
-    free(srv->counters);
+    pthread_cond_destroy(&srv->start_cond);
+    pthread_mutex_destroy(&srv->start_lock);
     free(srv);
     return err;
 }
@@ -456,6 +457,8 @@ int sk_server_listen_with(struct sk_server *srv, const struct sk_endpoint *ep,
 {
     static const struct sk_listen_options none;
 
+    if (failed != NULL)
+        *failed = *ep; /* refined to the address that failed, if one did */
     if (o == NULL)
         o = &none;
     if (ep->tls != (o->tls != NULL))
@@ -550,6 +553,8 @@ void sk_server_free(struct sk_server *srv)
         listener_release(&srv->listeners[i]);
     free(srv->listeners);
     sk_loop_free(srv->control);
-    free(srv->counters);
+    free(atomic_load(&srv->counters));
+    pthread_cond_destroy(&srv->start_cond);
+    pthread_mutex_destroy(&srv->start_lock);
     free(srv);
 }

@@ -21,9 +21,12 @@ static void on_acceptable(struct sk_io *io, unsigned events);
  * descriptors does not happen: spinning beats never accepting. */
 static void pause_accepting(struct sk_worker *w, uint64_t retry_ms)
 {
+    struct sk_log_record r = {.event = "error"};
+
     if (sk_timer_start(w->loop, &w->retry_timer, retry_ms, 0) < 0) {
-        sk__server_log(w->srv, "accept: cannot pause: %s",
-                       sk_strerror(-ENOMEM));
+        if (sk__server_warn_due(w->srv, SK_WARN_ERROR, &r))
+            sk__server_emit(w->srv, &r, "accept: cannot pause: %s",
+                            sk_strerror(-ENOMEM));
         if (!w->accept_full)
             return;
     }
@@ -100,6 +103,27 @@ static unsigned reserve(struct sk_server *srv)
     return n + 1;
 }
 
+/* Past max_conns: a warning, at most one a second. */
+static void warn_limit(struct sk_acceptor *a, const struct sk_addr *peer)
+{
+    struct sk_server *srv = a->w->srv;
+    char local[SK_ENDPOINT_STRLEN], client[SK_ENDPOINT_STRLEN];
+    struct sk_log_record r = {.event = "limit",
+                              .peer = client,
+                              .local = local,
+                              .reason = "connection limit reached"};
+    struct sk_endpoint ep;
+
+    if (!sk__server_warn_due(srv, SK_WARN_LIMIT, &r))
+        return;
+    sk__endpoint_text(&a->l->ep, local, sizeof(local));
+    sk__endpoint_text(
+        sk_endpoint_from_addr(&ep, a->l->ep.scheme, peer) == 0 ? &ep : NULL,
+        client, sizeof(client));
+    sk__server_emit(srv, &r, "%s: connection limit reached (%u), closing %s",
+                    local, srv->cfg.max_conns, client);
+}
+
 /* Serves the connection counted as the count-th, or closes it at once
  * past max_conns. */
 static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
@@ -109,10 +133,8 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
 
     if (srv->cfg.max_conns > 0 && count > srv->cfg.max_conns) {
         atomic_fetch_sub(&srv->nconns, 1);
-        sk__count(a->w, SK_STAT_REFUSED_LIMIT);
-        char text[SK_ENDPOINT_STRLEN] = "?";
-        sk_endpoint_format(&a->l->ep, text, sizeof(text));
-        sk__server_log(srv, "%s: connection limit reached, closing", text);
+        sk__count(a->w, a->l, SK_STAT_REFUSED_LIMIT);
+        warn_limit(a, peer);
         close(fd);
         return;
     }
@@ -121,6 +143,20 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
         atomic_fetch_sub(&srv->nconns, 1);
         close(fd);
     }
+}
+
+/* Descriptors or memory exhausted: a warning, at most one a second. */
+static void warn_accept(struct sk_acceptor *a, int err)
+{
+    char local[SK_ENDPOINT_STRLEN];
+    struct sk_log_record r = {
+        .event = "accept", .local = local, .reason = sk_strerror(err)};
+
+    if (!sk__server_warn_due(a->w->srv, SK_WARN_ACCEPT, &r))
+        return;
+    sk__endpoint_text(&a->l->ep, local, sizeof(local));
+    sk__server_emit(a->w->srv, &r, "%s: accept: %s; pausing %d ms", local,
+                    r.reason, SK_ACCEPT_RETRY_MS);
 }
 
 static void on_acceptable(struct sk_io *io, unsigned events)
@@ -134,6 +170,7 @@ static void on_acceptable(struct sk_io *io, unsigned events)
         unsigned count = reserve(a->w->srv);
         if (count == 0) {
             a->w->accept_full = true;
+            sk__count(a->w, a->l, SK_STAT_ACCEPT_PAUSES);
             pause_accepting(a->w, ACTIVE_RETRY_MS);
             return;
         }
@@ -150,8 +187,9 @@ static void on_acceptable(struct sk_io *io, unsigned events)
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
             /* The connection stays queued; retrying now would spin. */
-            sk__server_log(a->w->srv, "accept: %s; pausing %d ms",
-                           sk_strerror(-errno), SK_ACCEPT_RETRY_MS);
+            sk__count(a->w, a->l, SK_STAT_FD_LIMIT);
+            sk__count(a->w, a->l, SK_STAT_ACCEPT_PAUSES);
+            warn_accept(a, -errno);
             pause_accepting(a->w, SK_ACCEPT_RETRY_MS);
             return;
         }
@@ -275,7 +313,8 @@ static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
     int err;
 
     w->srv = srv;
-    w->counters = &srv->counters[index];
+    w->counters = atomic_load_explicit(&srv->counters, memory_order_relaxed) +
+                  index * srv->nlisteners;
     sk__link_init(&w->pending);
     sk__link_init(&w->starting);
     if ((err = sk_loop_new(&w->loop)) < 0)
@@ -335,14 +374,27 @@ static void worker_release(struct sk_worker *w)
 static void *worker_main(void *arg)
 {
     struct sk_worker *w = arg;
-    int err = sk_loop_run(w->loop);
+    const struct sk_server_config *cfg = &w->srv->cfg;
+    unsigned index = (unsigned)(w - w->srv->workers);
+    int err;
 
-    if (err < 0)
-        sk__server_log(w->srv, "worker loop: %s", sk_strerror(err));
+    if (cfg->thread_start != NULL)
+        cfg->thread_start(cfg->data, index);
+    pthread_mutex_lock(&w->srv->start_lock);
+    w->srv->nrunning++;
+    pthread_cond_signal(&w->srv->start_cond);
+    pthread_mutex_unlock(&w->srv->start_lock);
+    if ((err = sk_loop_run(w->loop)) < 0) {
+        struct sk_log_record r = {.event = "error", .reason = sk_strerror(err)};
+        if (sk__server_warn_due(w->srv, SK_WARN_ERROR, &r))
+            sk__server_emit(w->srv, &r, "worker loop: %s", r.reason);
+    }
     /* What the deadline cut short is closed here, on the worker's thread. */
     sk__conn_abort_all(w);
     sk__hold_cancel_all(w);
     sk__conn_free_closed(w);
+    if (cfg->thread_end != NULL)
+        cfg->thread_end(cfg->data, index);
     atomic_fetch_add(&w->srv->nfinished, 1);
     sk_loop_wake(w->srv->control);
     return NULL;
@@ -364,36 +416,6 @@ static void shared_state_free(struct sk_server *srv)
     srv->sources = NULL;
 }
 
-int sk__server_counters_new(struct sk_server *srv, unsigned n)
-{
-    srv->counters =
-        aligned_alloc(_Alignof(struct sk_counters), n * sizeof(*srv->counters));
-    if (srv->counters == NULL)
-        return -ENOMEM;
-    memset(srv->counters, 0, n * sizeof(*srv->counters));
-    return 0;
-}
-
-void sk_server_get_stats(const struct sk_server *srv,
-                         struct sk_server_stats *stats)
-{
-    uint64_t v[SK_STAT_COUNT] = {0};
-
-    for (int k = 0; k < SK_STAT_COUNT; k++)
-        for (unsigned i = 0; i < srv->nworkers; i++)
-            v[k] += atomic_load_explicit(&srv->counters[i].v[k],
-                                         memory_order_relaxed);
-    *stats = (struct sk_server_stats){
-        .accepted = v[SK_STAT_ACCEPTED],
-        .refused_access = v[SK_STAT_REFUSED_ACCESS],
-        .refused_source = v[SK_STAT_REFUSED_SOURCE],
-        .refused_limit = v[SK_STAT_REFUSED_LIMIT],
-        .proxy_failed = v[SK_STAT_PROXY_FAILED],
-        .tls_failed = v[SK_STAT_TLS_FAILED],
-        .dgrams_refused = v[SK_STAT_DGRAMS_REFUSED],
-    };
-}
-
 static void stop_workers(struct sk_server *srv, unsigned started)
 {
     atomic_store(&srv->stop_level, 2);
@@ -408,7 +430,8 @@ static void stop_workers(struct sk_server *srv, unsigned started)
     shared_state_free(srv);
 }
 
-int sk_server_run(struct sk_server *srv)
+/* Starts every worker; on failure stops those that started. */
+static int run_begin(struct sk_server *srv)
 {
     unsigned started = 0;
     int err = 0, state = 0;
@@ -418,7 +441,8 @@ int sk_server_run(struct sk_server *srv)
     if (!atomic_compare_exchange_strong(&srv->run_state, &state, 1))
         return state == 1 ? -EBUSY : -EALREADY;
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
-    if (srv->workers == NULL || shared_state_new(srv) < 0) {
+    if (srv->workers == NULL || sk__server_counters_new(srv) < 0 ||
+        shared_state_new(srv) < 0) {
         free(srv->workers);
         srv->workers = NULL;
         shared_state_free(srv);
@@ -433,15 +457,72 @@ int sk_server_run(struct sk_server *srv)
         if (err == 0)
             started++;
     }
-    if (err == 0) {
-        /* A stop that came before the run is seen on the first wake-up,
-         * once the control loop's clock is fresh. */
-        sk_loop_wake(srv->control);
-        if (srv->cfg.ready != NULL)
-            srv->cfg.ready(srv->cfg.data);
-        err = sk_loop_run(srv->control);
+    srv->nstarted = started;
+    if (err < 0) {
+        stop_workers(srv, started);
+        atomic_store(&srv->run_state, 2);
+        return err;
     }
-    stop_workers(srv, started);
+    /* Ready means every worker runs, its thread_start hook done. */
+    pthread_mutex_lock(&srv->start_lock);
+    while (srv->nrunning < started)
+        pthread_cond_wait(&srv->start_cond, &srv->start_lock);
+    pthread_mutex_unlock(&srv->start_lock);
+    /* A stop that came before the run is seen on the first wake-up, once
+     * the control loop's clock is fresh. */
+    sk_loop_wake(srv->control);
+    if (srv->cfg.ready != NULL)
+        srv->cfg.ready(srv->cfg.data);
+    sk__notify(srv, "READY=1");
+    return 0;
+}
+
+/* The control loop until the stop, then the workers' end. */
+static int run_control(struct sk_server *srv)
+{
+    int err = sk_loop_run(srv->control);
+
+    stop_workers(srv, srv->nstarted);
     atomic_store(&srv->run_state, 2);
     return err;
+}
+
+int sk_server_run(struct sk_server *srv)
+{
+    int err = run_begin(srv);
+
+    return err < 0 ? err : run_control(srv);
+}
+
+static void *control_main(void *arg)
+{
+    struct sk_server *srv = arg;
+
+    srv->result = run_control(srv);
+    return NULL;
+}
+
+int sk_server_start(struct sk_server *srv)
+{
+    int err = run_begin(srv);
+
+    if (err < 0)
+        return err;
+    if ((err = -pthread_create(&srv->control_thread, NULL, control_main, srv)) <
+        0) {
+        srv->result = run_control(srv); /* stops at once: nothing to join */
+        return err;
+    }
+    atomic_store(&srv->joinable, true);
+    return 0;
+}
+
+int sk_server_join(struct sk_server *srv)
+{
+    bool joinable = true;
+
+    if (!atomic_compare_exchange_strong(&srv->joinable, &joinable, false))
+        return -EINVAL;
+    pthread_join(srv->control_thread, NULL);
+    return srv->result;
 }

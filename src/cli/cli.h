@@ -68,6 +68,8 @@ enum {
     OPT_DENY,
     OPT_MAX_PER_SOURCE,
     OPT_USER,
+    OPT_LOG_JSON,
+    OPT_METRICS,
     OPT_COMMAND_FIRST, /* a command's own long options start here */
 };
 
@@ -83,6 +85,8 @@ enum {
         {"deny", required_argument, NULL, OPT_DENY},                           \
         {"max-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE},       \
         {"user", required_argument, NULL, OPT_USER},                           \
+        {"metrics", required_argument, NULL, OPT_METRICS},                     \
+        {"log-json", no_argument, NULL, OPT_LOG_JSON},                         \
         {"quiet", no_argument, NULL, 'q'},                                     \
         {"verbose", no_argument, NULL, 'v'},                                   \
     {                                                                          \
@@ -126,9 +130,78 @@ struct cli_user {
 int cli_user_lookup(const char *spec, struct cli_user *u);
 int cli_user_become(const struct cli_user *u);
 
-/* A struct sk_server_config log hook printing "sockit: MSG". */
+/* log.c: the log of serve and relay on stderr, "TIMESTAMP sockit: LINE"
+ * or (cli_log_json, --log-json) one JSON object per line; thread-safe.
+ * cli_log_record: the struct sk_server_config record hook.
+ * cli_log_line: a line of the command's own (event "log").
+ * cli_log_event: r with its line from fmt.
+ * cli_warn_due: whether a warning limited by rl (one a second) is to be
+ * logged now; r made one if so. */
+extern bool cli_log_json;
+void cli_log_record(void *data, const struct sk_log_record *r);
 void cli_log_line(void *data, const char *msg);
+void cli_log_event(const struct sk_log_record *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+bool cli_warn_due(struct sk_ratelimit *rl, struct sk_log_record *r);
 /* Milliseconds on the monotonic clock. */
 uint64_t cli_now_ms(void);
+
+/* ------------------------------------ --metrics (metrics.c, metrics_text.c)
+ *
+ * An HTTP responder on its own thread (a second, single-worker server)
+ * answering GET /metrics in the Prometheus text format 0.0.4: the
+ * counters of every listener of the server, and the families commands
+ * add (relay's). */
+
+/* The body of one scrape. */
+struct cli_metrics;
+/* "# HELP NAME HELP" and "# TYPE NAME TYPE" (counter, gauge): once per
+ * family, before its samples. */
+void cli_metrics_family(struct cli_metrics *m, const char *name,
+                        const char *type, const char *help);
+/* One sample, NAME{L1="V1",...} VALUE: labels holds nlabels pairs of a
+ * name and a value (escaped here). */
+void cli_metrics_sample(struct cli_metrics *m, const char *name,
+                        const char *const *labels, size_t nlabels,
+                        uint64_t value);
+/* The label of listener i of the server (its canonical endpoint), valid
+ * from the bound hook below until the server is freed; NULL past them. */
+const char *cli_metrics_listener(size_t i);
+size_t cli_metrics_listener_count(void);
+
+/* Families of a command's own. Each hook may be NULL. */
+struct cli_metrics_source {
+    /* Once the listeners are bound, before the server runs: the moment to
+     * make per-worker state. Returns 0, or -1 after printing why. */
+    int (*bound)(void *data, const struct sk_server *srv);
+    /* At each scrape, on the responder's thread: reads only what the
+     * workers publish atomically; cost per worker, never per client. */
+    void (*scrape)(void *data, struct cli_metrics *m);
+    /* Once the server has stopped, before it is freed. */
+    void (*end)(void *data);
+};
+#define CLI_METRICS_SOURCES 4
+/* Before cli_run_server(); returns 0, or -1 when the table is full. */
+int cli_metrics_add(const struct cli_metrics_source *src, void *data);
+/* Appends the families of the server's listeners (metrics_text.c). */
+void cli_metrics_listeners(struct cli_metrics *m, const struct sk_server *srv);
+
+/* What cli_run_server() does with --metrics (each a no-op without it). */
+/* --metrics ENDPOINT, kept until cli_metrics_prepare(). */
+void cli_metrics_option(const char *text);
+/* Parses the endpoint (a stream one, its TLS files read): returns
+ * EXIT_OK, or the exit status after printing why. */
+int cli_metrics_prepare(void);
+/* Makes and binds the responder for srv's bound listeners, then calls
+ * every source's bound hook. Returns 0, or -1 after printing why. */
+int cli_metrics_bind(const struct sk_server *srv);
+/* As sk_server_set_owner() for the responder's socket file. */
+int cli_metrics_set_owner(uid_t uid, gid_t gid);
+/* Starts the responder's thread. Returns 0, or -1 after printing why. */
+int cli_metrics_start(void);
+/* "metrics on ENDPOINT", unless quiet. */
+void cli_metrics_print(void);
+/* Stops and joins the responder, calls the sources' end hooks, frees. */
+void cli_metrics_end(void);
 
 #endif

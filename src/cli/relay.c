@@ -31,6 +31,7 @@ struct relay_conn {
     struct sk_pair *pair;
     int header_len; /* of the PROXY header TARGET is sent first */
     char header[SK_PROXY_HEADER_MAX];
+    struct relay_tally tally; /* its bytes, for --metrics */
 };
 
 int relay_proxy_header(const struct relay *r, const struct sk_conn *c,
@@ -50,21 +51,30 @@ int relay_proxy_header(const struct relay *r, const struct sk_conn *c,
     return n;
 }
 
-static void log_target(struct relay_conn *rc, int err)
+void relay_warn_target(struct relay *r, int err, const char *why)
 {
-    struct relay *r = sk_server_data(sk_conn_server(rc->c));
     char text[SK_ENDPOINT_STRLEN];
+    struct sk_log_record rec = {.event = "target",
+                                .peer = text,
+                                .reason = why != NULL ? why : sk_strerror(err)};
 
-    if (!cli_verbose)
+    if (!cli_warn_due(&r->target_warn, &rec))
         return;
     sk_endpoint_format(&r->target, text, sizeof(text));
-    fprintf(stderr, "sockit: connect %s: %s\n", text, sk_strerror(err));
+    cli_log_event(&rec, "connect %s: %s", text, rec.reason);
+}
+
+static void log_target(struct relay_conn *rc, int err)
+{
+    relay_warn_target(sk_server_data(sk_conn_server(rc->c)), err, NULL);
 }
 
 static void on_pair_done(struct sk_pair *pair, int status, void *data)
 {
     struct relay_conn *rc = data;
 
+    relay_tally_end(&rc->tally);
+    sk_conn_add_bytes(rc->c, sk_pair_bytes(pair, 0), sk_pair_bytes(pair, 1));
     rc->pair = NULL;
     sk_conn_close(rc->c);
 }
@@ -82,6 +92,7 @@ static void on_target(struct sk_connector *cn, int fd)
         close(fd);
         fd = err;
     }
+    relay_count(0, fd < 0 ? RELAY_CONNECT_FAILURES : RELAY_CONNECTS, 1);
     if (fd < 0) {
         log_target(rc, fd);
         sk_conn_close(rc->c); /* the client's socket closes with it */
@@ -92,6 +103,8 @@ static void on_target(struct sk_connector *cn, int fd)
     rc->client_fd = -1; /* the pair has it, or closed it */
     if (err < 0)
         sk_conn_close(rc->c);
+    else
+        relay_tally_start(&rc->tally, sk_conn_loop(rc->c), rc->pair);
 }
 
 static int stream_open(struct sk_conn *c)
@@ -337,6 +350,10 @@ static int run(struct relay *r, struct sk_server_config *cfg)
     cli_idle_given = true;
     cfg->handler = &relay_handler;
     cfg->data = r;
+    /* The workers the relay's counters are made for, exactly. */
+    cfg->threads = worker_count(cfg);
+    if (relay_stats_setup(r, cfg, cfg->threads) < 0)
+        return EXIT_RUNTIME;
     return cli_run_server("relay", cfg, &r->listen, &r->listen_lo, 1, false);
 }
 

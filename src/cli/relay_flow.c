@@ -92,6 +92,7 @@ struct flow {
     struct lru_node mine;  /* in its source's list */
     struct source *source; /* NULL while the flow is being made */
     struct flow_table *table;
+    size_t listener; /* the index of the listener it came to */
 };
 
 #define FLOW_OF(node, field)                                                   \
@@ -262,32 +263,35 @@ static void flow_free(struct flow *f)
     t->count--;
 }
 
-/* ------------------------------------------------------------ -v log */
+/* --------------------------------------------------------- the log */
 
+/* Flows evicted and replies dropped, as warnings: at most one line of
+ * each per LOG_PERIOD_MS and worker (then forced, at the end). */
 static void stats_log(struct flow_table *t, uint64_t now, bool force)
 {
     struct flow_stats *s = &t->stats;
     const struct relay *r = t->relay;
     char target[SK_ENDPOINT_STRLEN];
+    struct sk_log_record rec = {.event = "flows", .warning = true};
 
-    if (!cli_verbose || s->full + s->source + s->oversized == 0)
+    if (s->full + s->source + s->oversized == 0)
         return;
     if (!force && now - s->last_log < LOG_PERIOD_MS)
         return;
     if (s->full + s->source > 0)
-        fprintf(stderr,
-                "sockit: relay: evicted %lu datagram flow%s (%lu at the "
-                "limit of %zu per worker, %lu at the limit of %zu per "
-                "source address)\n",
-                s->full + s->source, s->full + s->source == 1 ? "" : "s",
-                s->full, r->flow_max, s->source, r->flow_source_max);
+        cli_log_event(&rec,
+                      "relay: evicted %lu datagram flow%s (%lu at the limit "
+                      "of %zu per worker, %lu at the limit of %zu per "
+                      "source address)",
+                      s->full + s->source, s->full + s->source == 1 ? "" : "s",
+                      s->full, r->flow_max, s->source, r->flow_source_max);
     if (s->oversized > 0) {
         sk_endpoint_format(&r->target, target, sizeof(target));
-        fprintf(stderr,
-                "sockit: relay: dropped %lu repl%s from %s longer than %d "
-                "bytes (the largest: %zu bytes)\n",
-                s->oversized, s->oversized == 1 ? "y" : "ies", target,
-                SK_DGRAM_MAX, s->largest);
+        cli_log_event(&rec,
+                      "relay: dropped %lu repl%s from %s longer than %d "
+                      "bytes (the largest: %zu bytes)",
+                      s->oversized, s->oversized == 1 ? "y" : "ies", target,
+                      SK_DGRAM_MAX, s->largest);
     }
     *s = (struct flow_stats){.last_log = now};
 }
@@ -297,6 +301,9 @@ static void flow_evict(struct flow *f, unsigned long *counter)
     struct flow_table *t = f->table;
 
     (*counter)++;
+    relay_count_drop(f->listener, counter == &t->stats.source
+                                      ? RELAY_DROP_SOURCE_LIMIT
+                                      : RELAY_DROP_TABLE_FULL);
     flow_free(f);
     stats_log(t, sk_loop_now(t->sweep.loop), false);
 }
@@ -389,9 +396,14 @@ static void on_reply(struct sk_io *io, unsigned events)
         n = recv(io->fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
-        if (n < 0)
-            continue; /* an ICMP error, now consumed */
+        if (n < 0) {
+            /* an ICMP error, now consumed */
+            if (errno == ECONNREFUSED)
+                relay_count(0, RELAY_CONNECT_FAILURES, 1);
+            continue;
+        }
         if ((size_t)n > sizeof(buf)) {
+            relay_count_drop(f->listener, RELAY_DROP_OVERSIZED);
             t->stats.oversized++;
             if ((size_t)n > t->stats.largest)
                 t->stats.largest = (size_t)n;
@@ -404,8 +416,9 @@ static void on_reply(struct sk_io *io, unsigned events)
             lru_push(&t->answered, &f->all);
         }
         flow_touch(f, sk_loop_now(io->loop));
-        sendto(f->listen_fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL,
-               &f->client.u.sa, f->client.len);
+        if (sendto(f->listen_fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL,
+                   &f->client.u.sa, f->client.len) >= 0)
+            relay_count(0, RELAY_BYTES_RECEIVED, (uint64_t)n);
     }
 }
 
@@ -430,27 +443,16 @@ static void make_room(struct flow_table *t, const struct sk_addr *peer)
         flow_evict(table_oldest(t), &t->stats.full);
 }
 
-static void on_flow_socket(struct sk_connector *cn, int fd)
-{
-    *(int *)cn->data = fd;
-}
-
 /* A socket connected to TARGET, or a negative errno. Out of descriptors,
  * the oldest flow gives up its own. */
-static int target_socket(struct sk_loop *loop, struct flow_table *t)
+static int target_socket(struct flow_table *t)
 {
     const struct relay *r = t->relay;
-    struct sk_connector cn;
-    int fd, err;
+    int fd = -ECONNREFUSED;
 
     for (int tries = 0; tries < 2; tries++) {
-        /* Datagram sockets connect at once: the callback runs right away. */
-        fd = -ECONNREFUSED;
-        cn.data = &fd;
-        err = sk_connector_start(loop, &cn, r->addrs, r->naddrs, SOCK_DGRAM, 0,
-                                 on_flow_socket);
-        if (err < 0)
-            return err;
+        /* A datagram socket connects at once. */
+        fd = sk_connect_addrs(r->addrs, r->naddrs, SOCK_DGRAM, 0, 0);
         if ((fd != -EMFILE && fd != -ENFILE) || t->count == 0)
             return fd;
         flow_evict(table_oldest(t), &t->stats.full);
@@ -468,8 +470,10 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
     if (peer->len <= sizeof(sa_family_t))
         return NULL; /* an unnamed sender cannot be answered */
     make_room(t, peer);
-    if ((fd = target_socket(sk_dgram_loop(d), t)) < 0)
+    if ((fd = target_socket(t)) < 0) {
+        relay_count(0, RELAY_CONNECT_FAILURES, 1);
         return NULL;
+    }
     f = calloc(1, sizeof(*f));
     if (f == NULL || (f->source = source_get(t, peer, true)) == NULL ||
         sk_io_start(sk_dgram_loop(d), &f->io, fd, SK_READ, false, on_reply) <
@@ -484,6 +488,8 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
     f->client = *peer;
     f->last_active = sk_loop_now(sk_dgram_loop(d));
     f->listen_fd = sk_dgram_fd(d);
+    f->listener = relay_listener_index(sk_dgram_local(d));
+    relay_count(0, RELAY_CONNECTS, 1);
     f->table = t;
     f->hold.data = f;
     sk_dgram_hold(d, &f->hold, on_flow_cancel);
@@ -500,9 +506,14 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
  * (a datagram lost to a full queue is lost, as the network may lose it). */
 static bool flow_send(struct flow *f, const char *data, size_t len)
 {
-    if (send(f->io.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+    if (send(f->io.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+        relay_count(0, RELAY_BYTES_SENT, len);
         return true;
-    return errno != ECONNREFUSED && errno != ECONNRESET && errno != ENOTCONN;
+    }
+    if (errno != ECONNREFUSED && errno != ECONNRESET && errno != ENOTCONN)
+        return true;
+    relay_count(0, RELAY_CONNECT_FAILURES, 1);
+    return false;
 }
 
 void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len)

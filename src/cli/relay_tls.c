@@ -18,13 +18,8 @@ struct tls_leg {
 
 static void log_failure(const struct tls_leg *leg, struct sk_conn *t, int err)
 {
-    char text[SK_ENDPOINT_STRLEN];
-
-    if (!cli_verbose)
-        return;
-    sk_endpoint_format(&leg->r->target, text, sizeof(text));
-    fprintf(stderr, "sockit: connect %s: %s\n", text,
-            sk_conn_error(t)[0] != '\0' ? sk_conn_error(t) : sk_strerror(err));
+    relay_warn_target(leg->r, err,
+                      sk_conn_error(t)[0] != '\0' ? sk_conn_error(t) : NULL);
 }
 
 static int target_open(struct sk_conn *t)
@@ -33,6 +28,7 @@ static int target_open(struct sk_conn *t)
 
     if (leg == NULL || sk_conn_join(leg->client, t) < 0)
         return -1;
+    relay_count(0, RELAY_CONNECTS, 1);
     leg->joined = true;
     return 0;
 }
@@ -40,10 +36,15 @@ static int target_open(struct sk_conn *t)
 static void target_close(struct sk_conn *t, int status)
 {
     struct tls_leg *leg = sk_conn_data(t);
+    uint64_t in, out;
 
+    sk_conn_bytes(t, &in, &out);
+    relay_count(0, RELAY_BYTES_SENT, out);
+    relay_count(0, RELAY_BYTES_RECEIVED, in);
     if (leg == NULL)
         return;
     if (!leg->joined) {
+        relay_count(0, RELAY_CONNECT_FAILURES, 1);
         log_failure(leg, t, status);
         sk_conn_close(leg->client);
     }

@@ -183,8 +183,14 @@ const char cli_server_options_help[] =
     "limit)\n"
     "      --user USER[:GROUP] once bound and every file read, run as "
     "USER\n"
-    "  -q, --quiet            no 'listening on' lines\n"
-    "  -v, --verbose          log connections and server events\n"
+    "      --metrics ENDPOINT answer GET /metrics (Prometheus text format) "
+    "on a\n"
+    "                         stream ENDPOINT: the counters of each "
+    "listener\n"
+    "  -q, --quiet            no 'listening on' (nor 'metrics on') lines\n"
+    "  -v, --verbose          log each connection as it opens and closes\n"
+    "                         (events that drop service are logged anyway)\n"
+    "      --log-json         each log line as one JSON object\n"
     "  -h, --help             this help\n";
 
 static struct sk_access *access_rules;
@@ -225,6 +231,9 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
     case OPT_USER:
         user_spec = arg;
         return 0;
+    case OPT_METRICS:
+        cli_metrics_option(arg);
+        return 0;
     case OPT_THREADS:
         if (cli_parse_uint("--threads", arg, 1, 1024, &v) < 0)
             return -1;
@@ -260,6 +269,9 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
         return 0;
     case 'v':
         cli_verbose = true;
+        return 0;
+    case OPT_LOG_JSON:
+        cli_log_json = true;
         return 0;
     case 'h':
         return 1;
@@ -308,6 +320,8 @@ static int become(struct sk_server *srv, const struct cli_user *user)
 {
     int err = sk_server_set_owner(srv, user->uid, user->gid);
 
+    if (err == 0)
+        err = cli_metrics_set_owner(user->uid, user->gid);
     if (err < 0) {
         cli_error("--user %s: socket files: %s", user->spec, sk_strerror(err));
         return -1;
@@ -322,6 +336,7 @@ static void on_ready(void *data)
 {
     (void)data;
     cli_print_listening(running);
+    cli_metrics_print();
 }
 
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
@@ -335,9 +350,12 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
 
     if (check_unix_mode(cfg, eps, n) < 0)
         return EXIT_USAGE;
+    if ((err = cli_metrics_prepare()) != EXIT_OK)
+        return err;
     cfg->handle_signals = true;
-    cfg->log = cli_verbose ? cli_log_line : NULL;
-    cfg->warn = cli_log_line;
+    cfg->record = cli_log_record;
+    cfg->record_all = cli_verbose;
+    cfg->notify = true;
     cfg->ready = on_ready;
     if (!cli_max_conns_given && cfg->max_conns == 0)
         cfg->max_conns = CLI_MAX_CONNS_DEFAULT;
@@ -346,13 +364,22 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     if (user_spec != NULL && cli_user_lookup(user_spec, &user) < 0)
         return EXIT_RUNTIME;
     if ((err = sk_server_new(&srv, cfg)) < 0) {
-        cli_error("%s: %s", cmd, sk_strerror(err));
+        if (getenv("NOTIFY_SOCKET") != NULL &&
+            (err == -EAFNOSUPPORT || err == -ENAMETOOLONG))
+            cli_error("NOTIFY_SOCKET=%s: %s", getenv("NOTIFY_SOCKET"),
+                      sk_strerror(err));
+        else
+            cli_error("%s: %s", cmd, sk_strerror(err));
         return EXIT_RUNTIME;
     }
+    /* Read: --exec children must not tell systemd anything. */
+    unsetenv("NOTIFY_SOCKET");
     if (single_worker)
         sk_server_set_single_worker(srv);
-    if (cli_bind_all(srv, eps, lo, n) == 0 &&
-        (user_spec == NULL || become(srv, &user) == 0)) {
+    /* --metrics binds before --user, and serves once it took effect. */
+    if (cli_bind_all(srv, eps, lo, n) == 0 && cli_metrics_bind(srv) == 0 &&
+        (user_spec == NULL || become(srv, &user) == 0) &&
+        cli_metrics_start() == 0) {
         running = srv;
         err = sk_server_run(srv);
         running = NULL;
@@ -361,6 +388,7 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
         else
             status = EXIT_OK;
     }
+    cli_metrics_end();
     sk_server_free(srv);
     sk_access_free(access_rules);
     access_rules = NULL;
@@ -387,9 +415,4 @@ void cli_print_listening(const struct sk_server *srv)
         cli_note("listening on %s", text);
     }
     fflush(stderr);
-}
-
-void cli_log_line(void *data, const char *msg)
-{
-    fprintf(stderr, "sockit: %s\n", msg);
 }

@@ -58,6 +58,20 @@ _unique = itertools.count()
 _LINGERING = []     # stderr pipes still held open by processes a server left behind
 
 
+# A log line of serve and relay: "2026-12-01T23:59:59.123Z sockit: LINE".
+LOG_STAMP = re.compile(rb'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?=sockit: )')
+
+
+def log_lines(stderr):
+    """The log lines of a server's stderr, each checked for its timestamp and given without it."""
+    lines = []
+    for line in stderr.splitlines():
+        m = LOG_STAMP.match(line)
+        if m:
+            lines.append(line[m.end():])
+    return lines
+
+
 def abstract_name(tag):
     """A Linux abstract socket name, unique for this test process."""
     return f'@sockit-test-{os.getpid()}-{next(_unique)}-{tag}'
@@ -414,6 +428,18 @@ class Server:
             if not chunk:
                 return
             self._err += chunk
+
+    METRICS = 'metrics on '
+
+    def wait_metrics(self, timeout=START_TIMEOUT):
+        """The endpoint of the `metrics on` line (--metrics), once printed; after wait_listening()."""
+        def found(err):
+            return [line[len(self.METRICS):] for line in err.decode(errors='replace').splitlines()
+                    if line.startswith(self.METRICS)]
+        if not self.wait_stderr(found, timeout):
+            raise AssertionError(f'{self.argv}: no `metrics on` line within {timeout}s; '
+                                 f'exit status {self.proc.poll()}, stderr {self.stderr!r}')
+        return found(self.stderr)[0]
 
     def wait_stderr(self, predicate, timeout=TIMEOUT):
         """Poll (bounded) until predicate(stderr bytes) holds; returns whether it did."""

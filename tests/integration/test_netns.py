@@ -346,14 +346,15 @@ def peer_text(host, port):
     return f'tcp://[{host}]:{port}' if ':' in host else f'tcp://{host}:{port}'
 
 
-OPEN_LINE = re.compile(r'^sockit: open (\S+)', re.M)
+OPEN_LINE = re.compile(r'^sockit: open (\S+) on ', re.M)
 HOST_OF = re.compile(r'^tcp://(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):\d+$')
 
 
 def open_peers(stderr):
     """The peer host of every `sockit: open PEER` line of a -v server, in order."""
     hosts = []
-    for ep in OPEN_LINE.findall(stderr.decode(errors='replace')):
+    text = b'\n'.join(log_lines(stderr)).decode(errors='replace')
+    for ep in OPEN_LINE.findall(text):
         m = HOST_OF.match(ep)
         hosts.append((m.group(1) or m.group(2)) if m else ep)
     return hosts

@@ -149,9 +149,12 @@ class ListeningTest(Base):
             s = self.pconnect(server, header)
             self.assertEchoes(s)
             s.close()
-            for line in (f'sockit: open {name}\n', f'sockit: close {name}\n'):
-                self.assertTrue(server.wait_stderr(lambda e: line.encode() in e),
-                                f'{line!r} not in {server.stderr!r}')
+            local = server.endpoints[0]
+            close = re.compile(rf'sockit: close {re.escape(name)} on {re.escape(local)} after '
+                               r'\d+\.\d{3} s, 5 bytes in, 5 bytes out: peer closed'.encode())
+            self.assertTrue(server.wait_stderr(
+                lambda e: any(close.fullmatch(line) for line in log_lines(e))), server.stderr)
+            self.assertIn(f'sockit: open {name} on {local}'.encode(), log_lines(server.stderr))
 
 
 # --------------------------------------------------------------------------- the client's data
