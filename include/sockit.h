@@ -36,7 +36,10 @@ extern "C" {
 #endif
 
 /* The version this header is of; sk_version() is the one of the library
- * actually loaded (the shared one may be newer: same MAJOR, same ABI). */
+ * actually loaded. Before 1.0, each minor version has an ABI of its own:
+ * its symbols carry the version node SOCKIT_0.MINOR, and a program built
+ * against another minor version fails to load instead of misreading a
+ * struct; from 1.0 on, the same MAJOR will mean the same ABI. */
 #define SK_VERSION_MAJOR 0
 #define SK_VERSION_MINOR 2
 #define SK_VERSION_PATCH 0
@@ -746,7 +749,7 @@ struct sk_server_config {
      * descriptors exhausted, a TLS reload that failed (the old
      * certificates stay). Each kind at most once a second (reloads
      * excepted: each listener's failure is told); the line says how many
-     * were left out. */
+     * were left out. Without warn, they go to log. */
     void (*warn)(void *data, const char *msg);
     /* Optional, in place of log and warn: each event as a record. Warnings
      * always; the other events (log's) with record_all. As log, it runs
@@ -785,7 +788,8 @@ int sk_notify(const char *state);
 int sk_server_new(struct sk_server **srvp, const struct sk_server_config *cfg);
 /* Binds every address of ep (one socket per worker for TCP, MPTCP and
  * UDP, with SO_REUSEPORT; one shared socket for UNIX). Nothing is served
- * until sk_server_run(). Returns 0 or a negative code; then the sockets and
+ * until sk_server_run(); once a run (or sk_server_start()) began, it is
+ * -EBUSY. Returns 0 or a negative code; then the sockets and
  * socket files made for ep are gone again and, if failed is not NULL, it
  * holds the canonical endpoint of the address that could not be bound
  * (fd: and sd: as given).
@@ -890,9 +894,10 @@ struct sk_server_stats {
     uint64_t dgrams_refused; /* datagrams dropped by --allow/--deny */
     uint64_t closed;         /* accepted connections since closed: the
                                 active ones are accepted - closed */
-    uint64_t fd_limit;       /* accepts that failed for lack of
-                                descriptors or memory (EMFILE, ENFILE,
-                                ENOBUFS, ENOMEM); the client waits */
+    uint64_t fd_limit;       /* times accepting ran out of descriptors
+                                or memory (EMFILE, ENFILE, ENOBUFS,
+                                ENOMEM), once until an accept succeeds
+                                again; the clients wait */
     uint64_t accept_pauses;  /* times accepting paused: fd_limit, or
                                 max_active connections open */
     uint64_t bytes_in;       /* stream bytes read from clients (inside

@@ -537,9 +537,8 @@ static void check_hangup(struct sk_conn *c)
     if ((p.revents & POLLHUP) && !(p.revents & POLLERR) &&
         (c->flags & (CONN_HELD | CONN_PAUSED | CONN_EOF)) &&
         !(c->flags & (CONN_CLOSING | CONN_STARTING))) {
-        /* Read what is left once it reads again; after the end of the
-         * input (a UNIX peer that closed hangs up at once), nothing is
-         * wrong until a send fails. */
+        /* What is left is read once it reads again; after the end of the
+         * input (a UNIX peer gone hangs up at once), only a send fails. */
         sk_io_stop(&c->io);
         c->flags |= CONN_PARKED;
         return;

@@ -215,7 +215,8 @@ struct sk_worker {
     struct sk_counters *counters; /* one per listener; NULL for a home */
     struct sk_timer idle_timer;
     struct sk_timer retry_timer;
-    bool accept_full; /* accepting paused at max_active */
+    bool accept_full;  /* accepting paused at max_active */
+    bool accept_short; /* accept ran out of descriptors, none since */
     bool draining;
     bool finished;
 };

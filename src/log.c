@@ -38,7 +38,7 @@ bool sk__server_logs(const struct sk_server *srv, bool warning)
 
     if (cfg->record != NULL)
         return warning || cfg->record_all;
-    return (warning ? cfg->warn : cfg->log) != NULL;
+    return cfg->log != NULL || (warning && cfg->warn != NULL);
 }
 
 static void emit(const struct sk_server *srv, const struct sk_log_record *r)
@@ -52,14 +52,17 @@ static void emit(const struct sk_server *srv, const struct sk_log_record *r)
     } else if (!r->warning) {
         if (cfg->log != NULL)
             cfg->log(cfg->data, r->line);
-    } else if (cfg->warn != NULL) {
+    } else {
+        /* Without warn, a warning goes to log. */
+        void (*hook)(void *, const char *) =
+            cfg->warn != NULL ? cfg->warn : cfg->log;
         if (r->suppressed == 0) {
-            cfg->warn(cfg->data, r->line);
+            hook(cfg->data, r->line);
             return;
         }
         snprintf(line, sizeof(line), "%s (and %u more like it)", r->line,
                  r->suppressed);
-        cfg->warn(cfg->data, line);
+        hook(cfg->data, line);
     }
 }
 

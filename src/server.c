@@ -459,6 +459,8 @@ int sk_server_listen_with(struct sk_server *srv, const struct sk_endpoint *ep,
 
     if (failed != NULL)
         *failed = *ep; /* refined to the address that failed, if one did */
+    if (atomic_load(&srv->run_state) != 0)
+        return -EBUSY; /* the workers and counters are made for a run */
     if (o == NULL)
         o = &none;
     if (ep->tls != (o->tls != NULL))

@@ -178,6 +178,7 @@ static void on_acceptable(struct sk_io *io, unsigned events)
         fd = accept4(io->fd, &peer.u.sa, &peer.len,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            a->w->accept_short = false;
             take(a, fd, &peer, count);
             continue;
         }
@@ -186,9 +187,13 @@ static void on_acceptable(struct sk_io *io, unsigned events)
             return;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
-            /* The connection stays queued; retrying now would spin. */
-            sk__count(a->w, a->l, SK_STAT_FD_LIMIT);
-            sk__count(a->w, a->l, SK_STAT_ACCEPT_PAUSES);
+            /* The connection stays queued; retrying now would spin. The
+             * retries of one shortage are one pause. */
+            if (!a->w->accept_short) {
+                sk__count(a->w, a->l, SK_STAT_FD_LIMIT);
+                sk__count(a->w, a->l, SK_STAT_ACCEPT_PAUSES);
+                a->w->accept_short = true;
+            }
             warn_accept(a, -errno);
             pause_accepting(a->w, SK_ACCEPT_RETRY_MS);
             return;
@@ -401,7 +406,7 @@ static void *worker_main(void *arg)
 }
 
 /* The per-source table lives while the workers run; the counters (made
- * with the server, sk__server_counters_new()) until the server is freed. */
+ * as the run begins, stats.c) until the server is freed. */
 static int shared_state_new(struct sk_server *srv)
 {
     if (srv->cfg.max_per_source > 0 &&
@@ -471,10 +476,14 @@ static int run_begin(struct sk_server *srv)
     /* A stop that came before the run is seen on the first wake-up, once
      * the control loop's clock is fresh. */
     sk_loop_wake(srv->control);
+    return 0;
+}
+
+static void announce_ready(struct sk_server *srv)
+{
     if (srv->cfg.ready != NULL)
         srv->cfg.ready(srv->cfg.data);
     sk__notify(srv, "READY=1");
-    return 0;
 }
 
 /* The control loop until the stop, then the workers' end. */
@@ -491,7 +500,10 @@ int sk_server_run(struct sk_server *srv)
 {
     int err = run_begin(srv);
 
-    return err < 0 ? err : run_control(srv);
+    if (err < 0)
+        return err;
+    announce_ready(srv);
+    return run_control(srv);
 }
 
 static void *control_main(void *arg)
@@ -510,10 +522,12 @@ int sk_server_start(struct sk_server *srv)
         return err;
     if ((err = -pthread_create(&srv->control_thread, NULL, control_main, srv)) <
         0) {
-        srv->result = run_control(srv); /* stops at once: nothing to join */
+        stop_workers(srv, srv->nstarted); /* at once: nothing to join */
+        atomic_store(&srv->run_state, 2);
         return err;
     }
     atomic_store(&srv->joinable, true);
+    announce_ready(srv);
     return 0;
 }
 

@@ -1,8 +1,8 @@
 #!/bin/sh
 # check-symbols.sh -- the shared library exports the public sk_ API only,
-# every name with the version node of its SONAME (src/libsockit.map).
+# every name with the version node of this minor version (src/libsockit.map).
 set -eu
-node=SOCKIT_0
+node=SOCKIT_0.2
 syms=$(nm -D --defined-only "$1" | awk '$2 ~ /^[TDBRVW]$/ { print $3 }')
 bad=$(echo "$syms" | grep -v '^sk_[a-z]' || true)
 if [ -n "$bad" ]; then

@@ -17,6 +17,7 @@
 
 /* The responder's limits. */
 #define METRICS_MAX_CONNS 64
+#define METRICS_PER_SOURCE 8 /* so that one host cannot take every slot */
 #define METRICS_IDLE_MS 30000
 #define METRICS_DRAIN_MS 1000
 /* The largest answer queued; the next request waits while a connection
@@ -128,6 +129,14 @@ static int respond(struct sk_conn *c, const struct http_request *req,
                                         : "";
     int n, err;
 
+    /* Past what a connection may queue, the body would be cut short
+     * after a head that promised it whole. */
+    if (len > METRICS_OUTPUT_MAX) {
+        status = 500;
+        type = "text/plain; charset=utf-8";
+        body = "metrics too large to send\n";
+        len = strlen(body);
+    }
     http_date(date, sizeof(date));
     n = snprintf(head, sizeof(head),
                  "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\n"
@@ -214,9 +223,10 @@ struct http_conn {
     bool done;             /* the last answer is queued: closing */
 };
 
-/* A client that trickles a head out a byte at a time holds one of the
- * responder's few connections: it has HEAD_TIMEOUT_MS from its first
- * byte, however often it sends. */
+/* A client that sends nothing, or trickles a head out a byte at a time,
+ * holds one of the responder's few connections: it has HEAD_TIMEOUT_MS
+ * from its accept (then from the first byte after an answer), however
+ * often it sends. */
 static void head_timer(struct sk_conn *c, struct http_conn *hc, bool on)
 {
     if (on && !hc->timing) {
@@ -288,6 +298,7 @@ static int on_open(struct sk_conn *c)
     sk_timer_init(&hc->timer, on_head_timeout);
     hc->timer.data = c;
     sk_conn_set_data(c, hc);
+    head_timer(c, hc, true);
     return 0;
 }
 
@@ -385,6 +396,7 @@ static int responder_new(void)
         .handler = &http_handler,
         .threads = 1,
         .max_conns = METRICS_MAX_CONNS,
+        .max_per_source = METRICS_PER_SOURCE,
         .idle_timeout_ms = METRICS_IDLE_MS,
         .output_max = METRICS_OUTPUT_MAX,
         .drain_ms = METRICS_DRAIN_MS,

@@ -162,8 +162,9 @@ static void rejected(struct cli_metrics *m, const struct sk_server_stats *st,
         m, name, "counter",
         "Stream clients refused, by reason: max_conns and max_per_source "
         "(the limits), denied (the access rules), tls_handshake and "
-        "proxy_header (failed or late), fd_limit (accepts that failed for "
-        "lack of descriptors or memory; the client waits).");
+        "proxy_header (failed or late), fd_limit (times accepting ran out "
+        "of descriptors or memory, once until an accept succeeds again; "
+        "the clients wait).");
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < COUNT_OF(reasons); k++)
             listener_sample(m, name, i, reasons[k].name,

@@ -181,9 +181,12 @@ class MetricsTest(ServeTest):
         return HTTPClient(self.metrics_socket(ep))
 
     def scrape(self, client=None):
+        own = client is None
         client = client or self.http()
         client.send(request())
         status, headers, body = client.response()
+        if own:
+            client.sock.close()  # the responder serves at most 8 at once per source
         self.assertEqual(status, 200, body)
         self.assertEqual(headers['content-type'], 'text/plain; version=0.0.4')
         return parse_exposition(body.decode())
@@ -496,11 +499,23 @@ class TestEndpoints(MetricsTest):
         self.assertEqual(server.stop(), 0)
 
     def test_quiet_hides_the_line_and_sigterm_exits_0(self):
-        server = Server(['tcp://127.0.0.1:0'], ('-q', '-s', 'echo', '--metrics', 'tcp://127.0.0.1:0'))
+        # A path known beforehand: the responder is known to run once a scrape answers.
+        self.metrics_ep = 'unix:' + self.path('quiet.sock')
+        server = Server(['tcp://127.0.0.1:0'], ('-q', '-s', 'echo', '--metrics', self.metrics_ep))
         self.addCleanup(server.stop)
-        time.sleep(0.5)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                fams = self.scrape()
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline, 'the responder never answered')
+                time.sleep(0.02)
+        version = run_sockit(['--version']).stdout.decode().split()[1]
+        self.assertEqual(value(fams, 'sockit_build_info', version=version), 1)
         self.assertEqual(server.stop(), 0)
         self.assertNotIn(b'metrics on', server.stderr)
+        self.assertNotIn(b'listening on', server.stderr)
 
 
 if __name__ == '__main__':

@@ -149,12 +149,10 @@ class ListeningTest(Base):
             s = self.pconnect(server, header)
             self.assertEchoes(s)
             s.close()
-            local = server.endpoints[0]
-            close = re.compile(rf'sockit: close {re.escape(name)} on {re.escape(local)} after '
-                               r'\d+\.\d{3} s, 5 bytes in, 5 bytes out: peer closed'.encode())
-            self.assertTrue(server.wait_stderr(
-                lambda e: any(close.fullmatch(line) for line in log_lines(e))), server.stderr)
-            self.assertIn(f'sockit: open {name} on {local}'.encode(), log_lines(server.stderr))
+            head = f'sockit: close {re.escape(name)} on {re.escape(server.endpoints[0])} after '
+            close = re.compile((head + r'\d+\.\d{3} s, 5 bytes in, 5 bytes out: peer closed').encode())
+            self.assertTrue(server.wait_stderr(lambda e: any(map(close.fullmatch, log_lines(e)))), server.stderr)
+            self.assertIn(f'sockit: open {name} on {server.endpoints[0]}'.encode(), log_lines(server.stderr))
 
 
 # --------------------------------------------------------------------------- the client's data

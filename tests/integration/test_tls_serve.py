@@ -564,9 +564,7 @@ class ReloadTest(ServeTLSTest):
                 self.assertEqual(fresh.peer_der(), c.der('server2.pem'), 'the last good certificate')
             new = server.stderr.splitlines()[lines:]
             self.assertEqual(len(new), 1, new)
-            self.assertEqual(len(log_lines(new[0])), 1, new)
-            self.assertTrue(log_lines(new[0])[0].startswith(f'sockit: {ep}: reload failed, '
-                                                            'old certificate kept: '.encode()), new)
+            self.assertTrue(log_lines(new[0])[0].startswith(f'sockit: {ep}: reload failed, old certificate kept: '.encode()), new)
             lines += 1
             self.assertIsNone(server.proc.poll())
 

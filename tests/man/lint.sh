@@ -24,14 +24,8 @@ fail() {
 }
 
 if ! command -v mandoc >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "man: installing mandoc" >&2
-        apt-get update >/dev/null && apt-get install -y mandoc >/dev/null
-    fi
-    if ! command -v mandoc >/dev/null 2>&1; then
-        echo "man: mandoc is missing (apt-get install mandoc)" >&2
-        exit 1
-    fi
+    echo "man: mandoc is missing (.ci/install-deps installs it)" >&2
+    exit 1
 fi
 for f in "$MAN1" "$MAN3" "$HEADER"; do
     [ -r "$f" ] || { echo "man: $f: not found" >&2; exit 1; }

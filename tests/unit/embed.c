@@ -140,6 +140,12 @@ static void test_start_serves_without_the_calling_thread(void **state)
         assert_int_equal(atomic_load(&e.starts[i]), 1);
     echo_once(srv); /* served while this thread does something else */
     assert_int_equal(sk_server_start(srv), -EBUSY);
+    {
+        struct sk_endpoint ep, failed;
+        assert_int_equal(sk_endpoint_parse(&ep, "tcp://127.0.0.1:0", NULL), 0);
+        assert_int_equal(sk_server_listen(srv, &ep, &failed), -EBUSY);
+        assert_int_equal(sk_server_listener_count(srv), 1);
+    }
     sk_server_stop(srv);
     assert_int_equal(sk_server_join(srv), 0);
     assert_int_equal(sk_server_join(srv), -EINVAL); /* joined already */
@@ -194,12 +200,53 @@ static void test_start_without_listeners_is_refused(void **state)
     sk_server_free(srv);
 }
 
+/* A library user with a log hook only still hears the warnings. */
+static atomic_int limit_lines;
+
+static void log_only(void *data, const char *msg)
+{
+    if (strstr(msg, "connection limit reached (1), closing") != NULL)
+        atomic_fetch_add(&limit_lines, 1);
+}
+
+static void test_warnings_go_to_log_without_warn(void **state)
+{
+    static const struct sk_handler quiet = {.on_read = on_read};
+    struct sk_server_config cfg = {
+        .handler = &quiet, .threads = 1, .max_conns = 1, .log = log_only};
+    struct sk_server *srv;
+    struct sk_endpoint ep;
+    char buf[4];
+    int held, refused;
+
+    alarm(ALARM_S);
+    assert_int_equal(sk_server_new(&srv, &cfg), 0);
+    assert_int_equal(sk_endpoint_parse(&ep, "tcp://127.0.0.1:0", NULL), 0);
+    assert_int_equal(sk_server_listen(srv, &ep, NULL), 0);
+    assert_int_equal(sk_server_start(srv), 0);
+    assert_int_equal(sk_server_listener_endpoint(srv, 0, &ep), 0);
+    held = sk_connect(&ep, 5000);
+    assert_true(held >= 0);
+    assert_int_equal(sk_send_all(held, "a", 1, 5000), 0);
+    assert_int_equal(sk_recv_timeout(held, buf, 1, 5000), 1); /* admitted */
+    refused = sk_connect(&ep, 5000);
+    assert_true(refused >= 0);
+    assert_int_equal(sk_recv_timeout(refused, buf, 1, 5000), 0); /* closed */
+    sk_server_stop(srv);
+    assert_int_equal(sk_server_join(srv), 0);
+    assert_int_equal(atomic_load(&limit_lines), 1);
+    close(held);
+    close(refused);
+    sk_server_free(srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_serves_without_the_calling_thread),
         cmocka_unit_test(test_run_calls_the_thread_hooks),
         cmocka_unit_test(test_start_without_listeners_is_refused),
+        cmocka_unit_test(test_warnings_go_to_log_without_warn),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
