@@ -5,7 +5,11 @@
  * A message connection (unixpacket:) is sent each line of stdin, without
  * its LF, as one message, and each message it sends is printed with a LF
  * after it unless it ends in one, as datagrams are; an empty line sends
- * nothing, as an empty message would read as the end of the stream. */
+ * nothing, as an empty message would read as the end of the stream.
+ * -C puts a CR before each LF of a byte stream that has none; -i ends the
+ * session, as a clean end, once nothing has moved either way that long. A
+ * failed stdout is its own error, never the connection's: a closed pipe
+ * (`| head`) ends quietly. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -24,48 +28,53 @@ struct pump {
     struct sk_loop *loop;
     struct sk_conn *c;
     const struct sk_endpoint *ep;
+    const struct connect_opts *o;
+    struct sk_timer idle; /* -i */
     struct sk_io in;
     struct sk_lines lines; /* stdin's, on a message connection */
     int (*send)(struct pump *p, const char *data, size_t len);
     int (*print)(const char *data, size_t len);
     bool in_watched; /* stdin is pollable (not a regular file) */
     bool in_eof, in_tty, peer_eof;
+    bool prev_cr; /* -C: the last byte sent was a CR */
+    bool idled;   /* -i expired: a clean end */
+    int out_err;  /* a failed write to stdout */
     int status;
 };
-
-/* Writes everything to stdout, waiting when it is full. */
-static int write_out(const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(1, data, len);
-        if (n < 0 && errno == EAGAIN) {
-            struct pollfd p = {.fd = 1, .events = POLLOUT};
-            poll(&p, 1, -1);
-            continue;
-        }
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-        }
-    }
-    return 0;
-}
 
 /* A message, with a LF after it unless it ends in one. */
 static int print_message(const char *data, size_t len)
 {
-    int err = write_out(data, len);
+    int err = connect_put_out(data, len);
 
     if (err == 0 && (len == 0 || data[len - 1] != '\n'))
-        err = write_out("\n", 1);
+        err = connect_put_out("\n", 1);
     return err;
 }
 
 static int send_bytes(struct pump *p, const char *data, size_t len)
 {
-    return sk_conn_write(p->c, data, len);
+    static char crlf[2 * CHUNK];
+
+    if (!p->o->crlf)
+        return sk_conn_write(p->c, data, len);
+    return sk_conn_write(p->c, crlf,
+                         connect_crlf(data, len, crlf, &p->prev_cr));
+}
+
+/* Something moved: the idle time starts again. */
+static void moved(struct pump *p)
+{
+    if (p->o->idle_ms > 0)
+        sk_timer_start(p->loop, &p->idle, p->o->idle_ms, 0);
+}
+
+static void on_idle(struct sk_timer *t)
+{
+    struct pump *p = t->data;
+
+    p->idled = true;
+    sk_conn_abort(p->c);
 }
 
 /* One line of stdin as one message; a full queue pauses the splitter. */
@@ -162,6 +171,7 @@ static void read_stdin(struct pump *p)
             stdin_ended(p);
             return;
         }
+        moved(p);
         if ((ret = p->send(p, buf, (size_t)n)) < 0) {
             give_up(p, ret);
             return;
@@ -200,11 +210,12 @@ static int on_open(struct sk_conn *c)
 
     announce(p);
     p->send = sk_conn_keeps_messages(c) ? send_lines : send_bytes;
-    p->print = sk_conn_keeps_messages(c) ? print_message : write_out;
+    p->print = sk_conn_keeps_messages(c) ? print_message : connect_put_out;
     p->in_tty = isatty(0);
     p->in.data = p;
     p->in_watched =
         sk_io_start(p->loop, &p->in, 0, SK_READ, false, on_stdin) == 0;
+    moved(p);
     if (!p->in_watched)
         read_stdin(p); /* a regular file: read on as the queue drains */
     return 0;
@@ -216,9 +227,11 @@ static void on_read(struct sk_conn *c, const char *data, size_t len)
     int err = p->print(data, len);
 
     if (err < 0) {
-        p->status = err;
+        p->out_err = err;
         sk_conn_abort(c);
+        return;
     }
+    moved(p);
 }
 
 static void on_eof(struct sk_conn *c)
@@ -249,8 +262,12 @@ static void on_close(struct sk_conn *c, int status)
 {
     struct pump *p = sk_conn_data(c);
 
-    if (p->status == 0)
+    sk_timer_stop(&p->idle);
+    if (p->out_err < 0 || p->idled) {
+        p->status = 0; /* ended here, not by the connection */
+    } else if (p->status == 0) {
         p->status = status;
+    }
     if (p->status < 0 && sk_conn_error(c)[0] != '\0') {
         char text[SK_ENDPOINT_STRLEN];
         sk_endpoint_format(p->ep, text, sizeof(text));
@@ -271,26 +288,31 @@ static const struct sk_handler handler = {
 };
 
 int connect_stream(const struct sk_endpoint *ep, struct sk_tls *tls,
-                   unsigned timeout_ms)
+                   const struct connect_opts *co)
 {
-    struct pump p = {.ep = ep};
+    struct pump p = {.ep = ep, .o = co};
     struct sk_conn_options o = {
         .handler = &handler,
         .data = &p,
         .tls = tls,
-        .timeout_ms = timeout_ms,
+        .timeout_ms = co->timeout_ms,
         .keep_reading = true}; /* stdin waits for room, never the socket */
     int err;
 
     if ((err = sk_loop_new(&p.loop)) < 0)
         return err;
     sk_lines_init(&p.lines, SK_MESSAGE_MAX);
+    sk_timer_init(&p.idle, on_idle);
+    p.idle.data = &p;
     err = sk_conn_connect(p.loop, ep, &o, &p.c);
     if (err == 0)
         err = sk_loop_run(p.loop);
+    sk_timer_stop(&p.idle);
     sk_loop_free(p.loop);
     sk_lines_release(&p.lines);
     if (err < 0)
         return err;
+    if (p.out_err < 0)
+        return connect_stdout_failed(p.out_err);
     return p.status == -EPIPE ? -ECONNRESET : p.status;
 }

@@ -43,6 +43,7 @@ static void usage(FILE *out)
             "  -s, --service NAME     the service to run (default timestamp)\n"
             "      --exec CMD         run '/bin/sh -c CMD' per connection or "
             "datagram\n"
+            "                         (default: none, the service of -s runs)\n"
             "      --exec-timeout S   kill a command (its process group) "
             "after S seconds;\n"
             "                         default 5 on datagrams, none on "
@@ -61,7 +62,17 @@ static void usage(FILE *out)
             "client and each read of the command's output. An idle command, "
             "or one past\n"
             "--exec-timeout, is killed with its process group and the "
-            "connection closed.\n\n",
+            "connection closed.\n\n"
+            "A command of --exec gets SOCKIT_PROTO (tcp, udp, mptcp, unix, "
+            "unixgram,\n"
+            "unixpacket), SOCKIT_PEER and SOCKIT_LOCAL (endpoints), "
+            "SOCKIT_PEER_ADDR,\n"
+            "SOCKIT_LOCAL_ADDR (address or UNIX path), SOCKIT_PEER_PORT, "
+            "SOCKIT_LOCAL_PORT\n"
+            "(IP), and for UNIX stream peers SOCKIT_PEER_UID, "
+            "SOCKIT_PEER_GID and\n"
+            "SOCKIT_PEER_PID; with proxy= the peer is the one the header "
+            "names.\n\n",
             cli_server_options_help);
     fprintf(out, "Exit status: 0 after a signal, 1 when an endpoint cannot be "
                  "bound, 2 on a usage error.\n");

@@ -1,7 +1,8 @@
 /* exec.c -- inetd-style service: `/bin/sh -c CMD` per connection, with the
  * connection as its stdin and stdout, or per datagram (exec_dgram.c), with
- * the payload on its stdin and its stdout as the reply. SOCKIT_PEER and
- * SOCKIT_LOCAL name the two ends.
+ * the payload on its stdin and its stdout as the reply. SOCKIT_PEER,
+ * SOCKIT_LOCAL and the other variables of struct child_env (exec.h) name
+ * the two ends.
  *
  * A stream child holds the socket itself, so the library sees none of its
  * traffic; sockit keeps a copy of the descriptor to watch it: on TCP the
@@ -12,7 +13,14 @@
  * from the tick that sees it). A child idle past --idle-timeout, or
  * running past --exec-timeout, is killed with its process group and the
  * connection shut down. The connection stays counted (--max-children is
- * the server's max_active) until the child is reaped. */
+ * the server's max_active) until the child is reaped, and drained.
+ *
+ * A command that exits without reading all its input must not have the
+ * kernel reset the connection (it does when a socket is closed with
+ * unread input), which would lose the reply it gave: sockit shuts down
+ * its side for writing, so the client sees the reply then EOF, and reads
+ * away what the client still sends until the client closes, DRAIN_BYTES
+ * or DRAIN_MS at most, on the loop, before it closes the socket. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +33,10 @@
 
 #include "exec.h"
 
+/* The most that is read away after a command exits, and for how long. */
+#define DRAIN_BYTES (8u << 20)
+#define DRAIN_MS 3000
+
 struct stream_job {
     struct child child;
     struct sk_conn *c;
@@ -32,7 +44,10 @@ struct stream_job {
     bool tcp; /* else UNIX: activity is the epoll set */
     int epfd; /* UNIX: the epoll set holding fd, or -1 */
     struct sk_timer idle_tick, deadline;
-    uint64_t last_active; /* loop time of the last traffic seen */
+    uint64_t last_active;  /* loop time of the last traffic seen */
+    struct sk_io drain_io; /* after the exit: input read away */
+    struct sk_timer drain_timer;
+    size_t drained;
 };
 
 static const char *cmd_of(struct sk_server *srv)
@@ -65,6 +80,9 @@ static void stop_watching(struct stream_job *job)
 static void close_socket(struct stream_job *job)
 {
     stop_watching(job);
+    if (sk_io_is_active(&job->drain_io))
+        sk_io_stop(&job->drain_io);
+    sk_timer_stop(&job->drain_timer);
     if (job->fd >= 0)
         close(job->fd);
     job->fd = -1;
@@ -80,12 +98,69 @@ static void stream_kill(struct stream_job *job)
     child_kill(&job->child);
 }
 
+static void drain_done(struct stream_job *job)
+{
+    close_socket(job);
+    sk_conn_close(job->c);
+}
+
+/* Reads what the client sent; true once nothing more is to be read:
+ * EOF, an error, or DRAIN_BYTES read. */
+static bool drain_some(struct stream_job *job)
+{
+    char scratch[16384];
+
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(job->fd, scratch, sizeof(scratch), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return false;
+        if (n <= 0)
+            return true;
+        job->drained += (size_t)n;
+        if (job->drained >= DRAIN_BYTES)
+            return true;
+    }
+    return false;
+}
+
+static void on_drain(struct sk_io *io, unsigned events)
+{
+    struct stream_job *job = io->data;
+
+    if (drain_some(job))
+        drain_done(job);
+}
+
+static void on_drain_timer(struct sk_timer *t)
+{
+    drain_done(t->data);
+}
+
+/* The command exited by itself: its output is sent on, then EOF, and the
+ * client's input read away (see the top of this file). A killed one's
+ * connection was shut down already. */
 static void stream_reaped(struct child *ch)
 {
     struct stream_job *job = ch->data;
+    struct sk_loop *loop = sk_conn_loop(job->c);
 
-    close_socket(job);
-    sk_conn_close(job->c);
+    stop_watching(job);
+    if (job->child.killed || job->fd < 0) {
+        drain_done(job);
+        return;
+    }
+    shutdown(job->fd, SHUT_WR);
+    if (drain_some(job)) {
+        drain_done(job);
+        return;
+    }
+    job->drain_io.data = job;
+    if (sk_io_start(loop, &job->drain_io, job->fd, SK_READ, false, on_drain) <
+            0 ||
+        sk_timer_start(loop, &job->drain_timer, DRAIN_MS, 0) < 0)
+        drain_done(job);
 }
 
 /* ------------------------------------------------------ idle, timeout */
@@ -190,13 +265,17 @@ static int watch_limits(struct stream_job *job, struct sk_loop *loop)
 
 static int stream_spawn(struct sk_conn *c, struct stream_job *job)
 {
-    char peer[SK_ENDPOINT_STRLEN] = "", local[SK_ENDPOINT_STRLEN] = "";
+    const struct sk_endpoint *peer = sk_conn_peer(c);
+    struct sk_peer_cred cred;
+    struct child_env env;
     int err;
 
-    if (sk_conn_peer(c) != NULL) {
-        sk_endpoint_format(sk_conn_peer(c), peer, sizeof(peer));
-        sk_endpoint_format(sk_conn_local(c), local, sizeof(local));
-    }
+    child_env_ends(&env, peer, sk_conn_local(c));
+    /* Credentials are those of a UNIX peer, not of one a PROXY header
+     * names by its IP address. */
+    if (peer != NULL && sk_endpoint_is_unix(peer) && peer->host[0] == '\0' &&
+        sk_conn_peer_cred(c, &cred) == 0)
+        child_env_cred(&env, &cred);
     job->fd = sk_conn_detach(c);
     if (job->fd < 0)
         return job->fd;
@@ -204,7 +283,7 @@ static int stream_spawn(struct sk_conn *c, struct stream_job *job)
     fcntl(job->fd, F_SETFL, fcntl(job->fd, F_GETFL) & ~O_NONBLOCK);
     job->child.data = job;
     err = child_spawn(&job->child, sk_conn_loop(c), cmd_of(sk_conn_server(c)),
-                      job->fd, job->fd, peer, local, stream_reaped);
+                      job->fd, job->fd, &env, stream_reaped);
     if (err < 0)
         return err;
     /* Limits that cannot be watched end the command at once. */
@@ -224,7 +303,8 @@ static int stream_open(struct sk_conn *c)
     /* Ready to be stopped by stream_close() whatever fails first. */
     sk_timer_init(&job->idle_tick, on_idle_tick);
     sk_timer_init(&job->deadline, on_deadline);
-    job->idle_tick.data = job->deadline.data = job;
+    sk_timer_init(&job->drain_timer, on_drain_timer);
+    job->idle_tick.data = job->deadline.data = job->drain_timer.data = job;
     sk_conn_set_data(c, job);
     return stream_spawn(c, job) < 0 ? -1 : 0;
 }

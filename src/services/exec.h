@@ -41,12 +41,31 @@ struct child {
     void *data;
 };
 
+/* The variables a child gets about its peer, as "NAME=VALUE" strings one
+ * after the other in text: SOCKIT_PROTO (the scheme word: tcp, udp, mptcp,
+ * unix, unixgram, unixpacket), SOCKIT_PEER and SOCKIT_LOCAL (canonical
+ * endpoints), SOCKIT_PEER_ADDR and SOCKIT_LOCAL_ADDR (an IP address as in
+ * the endpoint, without brackets; a UNIX path, escaped as in the endpoint,
+ * "" when unnamed), SOCKIT_PEER_PORT and SOCKIT_LOCAL_PORT (IP only), and
+ * SOCKIT_PEER_UID, SOCKIT_PEER_GID, SOCKIT_PEER_PID (UNIX stream peers:
+ * SO_PEERCRED). Those of sockit's own environment never reach a child. */
+struct child_env {
+    size_t len;
+    char text[4 * SK_ENDPOINT_STRLEN + 512];
+};
+
+/* Empties env, then adds the names of the two ends (either may be NULL:
+ * then SOCKIT_PEER and SOCKIT_LOCAL are set empty, and nothing else). */
+void child_env_ends(struct child_env *env, const struct sk_endpoint *peer,
+                    const struct sk_endpoint *local);
+void child_env_cred(struct child_env *env, const struct sk_peer_cred *cred);
+
 /* Starts cmd with in_fd as stdin, out_fd as stdout, sockit's stderr, no
- * other descriptor, every signal at its default, SOCKIT_PEER and
- * SOCKIT_LOCAL set. reaped(ch) runs on the loop once it is gone. Returns
- * 0 or a negative errno (nothing started then). */
+ * other descriptor, every signal at its default, the variables of env
+ * set. reaped(ch) runs on the loop once it is gone. Returns 0 or a
+ * negative errno (nothing started then). */
 int child_spawn(struct child *ch, struct sk_loop *loop, const char *cmd,
-                int in_fd, int out_fd, const char *peer, const char *local,
+                int in_fd, int out_fd, const struct child_env *env,
                 void (*reaped)(struct child *ch));
 bool child_running(const struct child *ch);
 /* SIGKILL to its whole process group (the command may be a pipeline, or

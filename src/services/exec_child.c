@@ -20,28 +20,143 @@
 
 extern char **environ;
 
-/* The environment with SOCKIT_PEER and SOCKIT_LOCAL set; one allocation. */
-static char **child_env(const char *peer, const char *local)
+/* The variables sockit sets: any of these names in its own environment is
+ * left out of every child's, set or not for this one. */
+static const char *const own_vars[] = {
+    "SOCKIT_PROTO",      "SOCKIT_PEER",      "SOCKIT_LOCAL",
+    "SOCKIT_PEER_ADDR",  "SOCKIT_PEER_PORT", "SOCKIT_LOCAL_ADDR",
+    "SOCKIT_LOCAL_PORT", "SOCKIT_PEER_UID",  "SOCKIT_PEER_GID",
+    "SOCKIT_PEER_PID",
+};
+
+static bool is_own_var(const char *e)
 {
-    size_t n = 0, size;
-    char **env, *p;
+    for (size_t i = 0; i < sizeof(own_vars) / sizeof(own_vars[0]); i++) {
+        size_t n = strlen(own_vars[i]);
+        if (strncmp(e, own_vars[i], n) == 0 && e[n] == '=')
+            return true;
+    }
+    return false;
+}
+
+/* Adds NAME=VALUE; what does not fit is left out (text is sized for the
+ * longest endpoints, so nothing is). */
+static void env_add(struct child_env *env, const char *name, const char *value)
+{
+    size_t room = sizeof(env->text) - env->len;
+    int n = snprintf(env->text + env->len, room, "%s=%s", name, value);
+
+    if (n >= 0 && (size_t)n < room)
+        env->len += (size_t)n + 1;
+}
+
+static const char *scheme_word(enum sk_scheme s)
+{
+    switch (s) {
+    case SK_TCP:
+    case SK_TCP4:
+    case SK_TCP6:
+        return "tcp";
+    case SK_UDP:
+    case SK_UDP4:
+    case SK_UDP6:
+        return "udp";
+    case SK_MPTCP:
+    case SK_MPTCP4:
+    case SK_MPTCP6:
+        return "mptcp";
+    case SK_UNIX:
+        return "unix";
+    case SK_UNIXGRAM:
+        return "unixgram";
+    case SK_UNIXPACKET:
+        return "unixpacket";
+    default:
+        return NULL;
+    }
+}
+
+/* NAME_ADDR and, on IP, NAME_PORT of one end. A UNIX path is taken from
+ * the canonical text (escaped, so one printable word): what follows the
+ * scheme's colon, up to the first option's comma. */
+static void env_end(struct child_env *env, const char *addr_name,
+                    const char *port_name, const struct sk_endpoint *ep,
+                    const char *text)
+{
+    char port[8];
+    const char *p;
+    char path[4 * SK_PATH_MAX + 1];
+    size_t n;
+
+    /* A PROXY header may name an IP peer on a UNIX listener. */
+    if (!sk_endpoint_is_unix(ep) || ep->host[0] != '\0') {
+        env_add(env, addr_name, ep->host);
+        snprintf(port, sizeof(port), "%u", (unsigned)ep->port);
+        env_add(env, port_name, port);
+        return;
+    }
+    p = strchr(text, ':');
+    p = p != NULL ? p + 1 : text + strlen(text);
+    n = strcspn(p, ",");
+    if (n >= sizeof(path))
+        n = sizeof(path) - 1;
+    memcpy(path, p, n);
+    path[n] = '\0';
+    env_add(env, addr_name, path);
+}
+
+void child_env_ends(struct child_env *env, const struct sk_endpoint *peer,
+                    const struct sk_endpoint *local)
+{
+    char p[SK_ENDPOINT_STRLEN] = "", l[SK_ENDPOINT_STRLEN] = "";
+    const char *proto = local != NULL ? scheme_word(local->scheme) : NULL;
+
+    env->len = 0;
+    if (peer != NULL && sk_endpoint_format(peer, p, sizeof(p)) < 0)
+        p[0] = '\0';
+    if (local != NULL && sk_endpoint_format(local, l, sizeof(l)) < 0)
+        l[0] = '\0';
+    env_add(env, "SOCKIT_PEER", p);
+    env_add(env, "SOCKIT_LOCAL", l);
+    if (peer == NULL || local == NULL || proto == NULL)
+        return;
+    env_add(env, "SOCKIT_PROTO", proto);
+    env_end(env, "SOCKIT_PEER_ADDR", "SOCKIT_PEER_PORT", peer, p);
+    env_end(env, "SOCKIT_LOCAL_ADDR", "SOCKIT_LOCAL_PORT", local, l);
+}
+
+void child_env_cred(struct child_env *env, const struct sk_peer_cred *cred)
+{
+    char v[24];
+
+    snprintf(v, sizeof(v), "%lu", (unsigned long)cred->uid);
+    env_add(env, "SOCKIT_PEER_UID", v);
+    snprintf(v, sizeof(v), "%lu", (unsigned long)cred->gid);
+    env_add(env, "SOCKIT_PEER_GID", v);
+    snprintf(v, sizeof(v), "%ld", (long)cred->pid);
+    env_add(env, "SOCKIT_PEER_PID", v);
+}
+
+/* sockit's environment less its own variables, then those of vars; one
+ * allocation, pointing into environ and vars. */
+static char **child_environ(const struct child_env *vars)
+{
+    size_t n = 0, k = 0;
+    char **env;
 
     while (environ[n] != NULL)
         n++;
-    size = (n + 3) * sizeof(char *) + strlen(peer) + strlen(local) + 32;
-    env = malloc(size);
+    for (size_t off = 0; off < vars->len; off += strlen(vars->text + off) + 1)
+        k++;
+    env = malloc((n + k + 1) * sizeof(char *));
     if (env == NULL)
         return NULL;
-    p = (char *)(env + n + 3);
     n = 0;
     for (char **e = environ; *e != NULL; e++)
-        if (strncmp(*e, "SOCKIT_PEER=", 12) != 0 &&
-            strncmp(*e, "SOCKIT_LOCAL=", 13) != 0)
+        if (!is_own_var(*e))
             env[n++] = *e;
-    env[n++] = p;
-    p += sprintf(p, "SOCKIT_PEER=%s", peer) + 1;
-    env[n++] = p;
-    sprintf(p, "SOCKIT_LOCAL=%s", local);
+    for (size_t off = 0; off < vars->len; off += strlen(vars->text + off) + 1)
+        env[n++] = (char *)vars->text + off;
     env[n] = NULL;
     return env;
 }
@@ -81,13 +196,13 @@ static void spawn_attrs(posix_spawnattr_t *attr)
     posix_spawnattr_setsigdefault(attr, &all);
 }
 
-static int spawn(const char *cmd, int in_fd, int out_fd, const char *peer,
-                 const char *local, pid_t *pid)
+static int spawn(const char *cmd, int in_fd, int out_fd,
+                 const struct child_env *vars, pid_t *pid)
 {
     char *argv[] = {"sh", "-c", (char *)cmd, NULL};
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
-    char **env = child_env(peer, local);
+    char **env = child_environ(vars);
     int err;
 
     if (env == NULL)
@@ -163,7 +278,7 @@ static void watch(struct child *ch, struct sk_loop *loop)
 }
 
 int child_spawn(struct child *ch, struct sk_loop *loop, const char *cmd,
-                int in_fd, int out_fd, const char *peer, const char *local,
+                int in_fd, int out_fd, const struct child_env *env,
                 void (*reaped)(struct child *ch))
 {
     int err;
@@ -177,7 +292,7 @@ int child_spawn(struct child *ch, struct sk_loop *loop, const char *cmd,
     err = sk_timer_start(loop, &ch->poll, POLL_MS, POLL_MS);
     if (err < 0)
         return err;
-    err = spawn(cmd, in_fd, out_fd, peer, local, &ch->pid);
+    err = spawn(cmd, in_fd, out_fd, env, &ch->pid);
     if (err < 0) {
         sk_timer_stop(&ch->poll);
         ch->pid = 0;

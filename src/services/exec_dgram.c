@@ -248,21 +248,22 @@ static int make_pipes(int in[2], int out[2])
 
 static int dgram_spawn(struct sk_dgram *d, struct dgram_job *job)
 {
-    char peer[SK_ENDPOINT_STRLEN] = "", local[SK_ENDPOINT_STRLEN];
+    struct child_env env;
     struct sk_endpoint ep;
+    bool named;
     int in[2], out[2], err;
 
     if ((err = make_pipes(in, out)) < 0)
         return err;
     job->in_fd = in[1];
     job->out_fd = out[0];
-    if (sk_endpoint_from_addr(&ep, sk_dgram_local(d)->scheme, &job->peer) == 0)
-        sk_endpoint_format(&ep, peer, sizeof(peer));
-    sk_endpoint_format(sk_dgram_local(d), local, sizeof(local));
+    named =
+        sk_endpoint_from_addr(&ep, sk_dgram_local(d)->scheme, &job->peer) == 0;
+    child_env_ends(&env, named ? &ep : NULL, sk_dgram_local(d));
     job->child.data = job;
     err = child_spawn(&job->child, sk_dgram_loop(d),
                       service_opts_of(sk_dgram_server(d))->exec_cmd, in[0],
-                      out[1], peer, local, dgram_reaped);
+                      out[1], &env, dgram_reaped);
     close(in[0]);
     close(out[1]);
     return err;

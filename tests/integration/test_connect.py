@@ -240,7 +240,9 @@ class DatagramTest(ConnectTest):
         self.assertStampedLines(result.stdout, [b'one', b'two'], t0)
 
     def test_reply_ending_in_lf_gets_no_second_lf(self):
+        # Each line arrives with its LF (as nc sends it); the handler answers by the line's text.
         def handler(srv, payload, address):
+            payload = payload[:-1] if payload.endswith(b'\n') else payload
             if payload == b'multi':
                 srv.sock.sendto(b'first\nsecond', address)
             elif payload == b'twice':
@@ -255,7 +257,8 @@ class DatagramTest(ConnectTest):
                 result, _ = self.connect_run(['-w', '0.3', peer.endpoint()],
                                              b'lf-yes\nno-lf\nmulti\ntwice\n')
                 self.assertClean(result, b'LF-YES\nNO-LF\nfirst\nsecond\n1\n2\n')
-                self.assertEqual([p for p, _ in peer.received], [b'lf-yes', b'no-lf', b'multi', b'twice'])
+                self.assertEqual([p for p, _ in peer.received],
+                                 [b'lf-yes\n', b'no-lf\n', b'multi\n', b'twice\n'])
 
     def test_default_wait_is_one_second(self):
         server = self.serve('udp://127.0.0.1:0', opts=['-s', 'echo'])

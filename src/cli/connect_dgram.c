@@ -1,0 +1,184 @@
+/* connect_dgram.c -- the datagram side of `sockit connect`: each line of
+ * stdin, with its LF (as nc sends it; without it under --strip-lf, with a
+ * CR before it under -C), is one datagram, and each reply is printed with
+ * a LF after it unless it ends in one. Also the helpers both sides share:
+ * the CRLF conversion and the report of a failed stdout. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "connect.h"
+
+size_t connect_crlf(const char *in, size_t len, char *out, bool *prev_cr)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (in[i] == '\n' && !*prev_cr)
+            out[n++] = '\r';
+        out[n++] = in[i];
+        *prev_cr = in[i] == '\r';
+    }
+    return n;
+}
+
+int connect_stdout_failed(int err)
+{
+    if (err == -EPIPE)
+        return EXIT_OK; /* the reader is gone (`| head`): nothing to say */
+    cli_error("stdout: %s", sk_strerror(err));
+    return EXIT_RUNTIME;
+}
+
+static int fail(const struct sk_endpoint *ep, int err)
+{
+    cli_error_ep("connect", ep, err);
+    return EXIT_RUNTIME;
+}
+
+int connect_put_out(const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(1, data, len);
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {.fd = 1, .events = POLLOUT};
+            poll(&p, 1, -1);
+            continue;
+        }
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+/* Prints one reply, with a LF unless it ends in one. Returns 0, 1 when
+ * there was none after all, or -errno of the socket; a failed stdout is
+ * left in *out_err. */
+static int print_reply(int sock, int *out_err)
+{
+    static char buf[SK_DGRAM_MAX + 1];
+    ssize_t n = recv(sock, buf, SK_DGRAM_MAX, MSG_DONTWAIT);
+
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 1 : -errno;
+    if (n == 0 || buf[n - 1] != '\n')
+        buf[n++] = '\n';
+    *out_err = connect_put_out(buf, (size_t)n);
+    return 0;
+}
+
+/* One datagram for the line of len bytes at line (its LF, if any, at
+ * line[len - 1]). */
+static int send_line(int sock, const char *line, size_t len,
+                     const struct connect_opts *o)
+{
+    static char buf[SK_DGRAM_MAX + 2];
+    bool lf = len > 0 && line[len - 1] == '\n';
+
+    if (lf && o->strip_lf) {
+        len--;
+    } else if (lf && o->crlf && (len < 2 || line[len - 2] != '\r')) {
+        memcpy(buf, line, len - 1);
+        memcpy(buf + len - 1, "\r\n", 2);
+        line = buf;
+        len++;
+    }
+    if (send(sock, line, len, MSG_NOSIGNAL) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Sends every complete line held in buf; returns bytes consumed or -errno.
+ * at_eof: the rest, if any, is a last line too (sent as it is). */
+static ssize_t send_lines(int sock, const char *buf, size_t len, bool at_eof,
+                          const struct connect_opts *o)
+{
+    size_t used = 0;
+
+    while (used < len) {
+        const char *lf = memchr(buf + used, '\n', len - used);
+        size_t n = lf != NULL ? (size_t)(lf - buf - used) + 1 : len - used;
+        if (lf == NULL && !at_eof)
+            break;
+        int err = send_line(sock, buf + used, n, o);
+        if (err < 0)
+            return err;
+        used += n;
+    }
+    return (ssize_t)used;
+}
+
+/* Milliseconds to wait in poll: until the final wait after stdin's end
+ * (deadline), or the idle limit (-i), whichever comes first; -1 for none;
+ * 0 when one has passed. */
+static int wait_for(int64_t deadline, int64_t idle_at)
+{
+    int64_t now = (int64_t)cli_now_ms(), until = deadline;
+
+    if (idle_at >= 0 && (until < 0 || idle_at < until))
+        until = idle_at;
+    if (until < 0)
+        return -1;
+    return until <= now ? 0 : (int)(until - now);
+}
+
+int connect_dgram(const struct sk_endpoint *ep, int sock,
+                  const struct connect_opts *o)
+{
+    static char line[SK_DGRAM_MAX + 1];
+    size_t len = 0;
+    int64_t deadline = -1, idle_at = -1;
+    int err = 0, out_err = 0;
+
+    if (o->idle_ms > 0)
+        idle_at = (int64_t)cli_now_ms() + o->idle_ms;
+    while (err == 0) {
+        struct pollfd p[2] = {{.fd = deadline < 0 ? 0 : -1, .events = POLLIN},
+                              {.fd = sock, .events = POLLIN}};
+        int wait = wait_for(deadline, idle_at);
+        if (wait == 0)
+            return EXIT_OK;
+        if (poll(p, 2, wait) < 0) {
+            err = errno == EINTR ? 0 : -errno;
+            continue;
+        }
+        if (p[1].revents) {
+            err = print_reply(sock, &out_err);
+            if (out_err < 0)
+                return connect_stdout_failed(out_err);
+            if (err == 0 && idle_at >= 0)
+                idle_at = (int64_t)cli_now_ms() + o->idle_ms;
+            if (err > 0)
+                err = 0;
+        }
+        if (err != 0 || !p[0].revents)
+            continue;
+        ssize_t n = read(0, line + len, sizeof(line) - 1 - len);
+        if (n < 0) {
+            err = errno == EINTR || errno == EAGAIN ? 0 : -errno;
+            continue;
+        }
+        if (n > 0 && idle_at >= 0)
+            idle_at = (int64_t)cli_now_ms() + o->idle_ms;
+        len += (size_t)n;
+        ssize_t used = send_lines(sock, line, len, n == 0, o);
+        if (used < 0) {
+            err = (int)used;
+            continue;
+        }
+        memmove(line, line + used, len - (size_t)used);
+        len -= (size_t)used;
+        if (len == sizeof(line) - 1)
+            err = -EMSGSIZE;
+        if (n == 0)
+            deadline = (int64_t)cli_now_ms() + o->timeout_ms;
+    }
+    return fail(ep, err);
+}
