@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -30,6 +31,7 @@ struct pump {
     const struct sk_endpoint *ep;
     const struct connect_opts *o;
     struct sk_timer idle; /* -i */
+    size_t idle_pending;  /* output queued at the last -i expiry */
     struct sk_io in;
     struct sk_lines lines; /* stdin's, on a message connection */
     int (*send)(struct pump *p, const char *data, size_t len);
@@ -69,10 +71,23 @@ static void moved(struct pump *p)
         sk_timer_start(p->loop, &p->idle, p->o->idle_ms, 0);
 }
 
+/* Output still queued, here or in the kernel (TIOCOUTQ), that went down
+ * since the last look is moving too (stdin waits for it): only a queue
+ * that stood still is idle. */
 static void on_idle(struct sk_timer *t)
 {
     struct pump *p = t->data;
+    size_t pending = sk_conn_pending(p->c);
+    int fd = sk_conn_fd(p->c), unsent = 0;
 
+    if (fd >= 0 && ioctl(fd, TIOCOUTQ, &unsent) == 0 && unsent > 0)
+        pending += (size_t)unsent;
+
+    if (pending > 0 && pending != p->idle_pending) {
+        p->idle_pending = pending;
+        moved(p);
+        return;
+    }
     p->idled = true;
     sk_conn_abort(p->c);
 }
@@ -254,6 +269,7 @@ static void on_drain(struct sk_conn *c)
 {
     struct pump *p = sk_conn_data(c);
 
+    moved(p);
     if (!p->in_eof || sk_lines_paused(&p->lines))
         go_on(p);
 }

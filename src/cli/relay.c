@@ -230,6 +230,19 @@ static const struct option options[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* LISTEN and TARGET name the same socket as written (a name that only
+ * resolves to it is not seen). */
+static bool same_place(const struct sk_endpoint *a, const struct sk_endpoint *b)
+{
+    if (sk_endpoint_is_unix(a) || sk_endpoint_is_unix(b))
+        return sk_endpoint_is_unix(a) && sk_endpoint_is_unix(b) &&
+               a->path_len == b->path_len &&
+               (a->path_len > 0 ? memcmp(a->path, b->path, a->path_len) == 0
+                                : strcmp(a->path, b->path) == 0);
+    return a->port == b->port && strcmp(a->host, b->host) == 0 &&
+           sk_endpoint_socktype(a) == sk_endpoint_socktype(b);
+}
+
 static int check_pair(const struct relay *r, const char *target_text)
 {
     if (sk_endpoint_is_stream(&r->listen) !=
@@ -250,6 +263,14 @@ static int check_pair(const struct relay *r, const char *target_text)
     }
     if (!sk_endpoint_is_unix(&r->target) && r->target.host[0] == '\0') {
         cli_error("%s: a connecting side needs a host", target_text);
+        return -1;
+    }
+    if (!sk_endpoint_is_unix(&r->target) && r->target.port == 0) {
+        cli_error("%s: port 0 is no target", target_text);
+        return -1;
+    }
+    if (same_place(&r->listen, &r->target)) {
+        cli_error("%s: the relay would connect to itself", target_text);
         return -1;
     }
     return 0;

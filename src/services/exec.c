@@ -147,6 +147,8 @@ static void stream_reaped(struct child *ch)
     struct sk_loop *loop = sk_conn_loop(job->c);
 
     stop_watching(job);
+    /* What the command left running in its group was killed as it was
+     * reaped (exec_child.c): the socket is sockit's alone now. */
     if (job->child.killed || job->fd < 0) {
         drain_done(job);
         return;

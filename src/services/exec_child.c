@@ -95,9 +95,16 @@ static void env_end(struct child_env *env, const char *addr_name,
         env_add(env, port_name, port);
         return;
     }
+    /* The path as the endpoint's text writes it (escaped): after the
+     * scheme, past the "//" of the long form (a path that begins with
+     * "//"), up to the first comma that is no escaped one. */
     p = strchr(text, ':');
     p = p != NULL ? p + 1 : text + strlen(text);
-    n = strcspn(p, ",");
+    if (p[0] == '/' && p[1] == '/')
+        p += 2;
+    for (n = 0; p[n] != '\0' && p[n] != ','; n++)
+        if (p[n] == '\\' && p[n + 1] != '\0')
+            n++;
     if (n >= sizeof(path))
         n = sizeof(path) - 1;
     memcpy(path, p, n);

@@ -240,6 +240,29 @@ class IdleTest(NcTest):
         release.set()
         peer.wait()
 
+    def test_i_counts_an_upload_to_a_slow_reader_as_moving(self):
+        # 1 MiB over a UNIX socket (whose kernel queue does not grow) to a peer that reads
+        # 32 KiB every 0.1 s, about 3 s in all, under -i 0.4: stdin waits for the queue, and
+        # what is queued, here or in the kernel, goes down all the while: not idle, nothing lost.
+        data = bytes(range(256)) * 4096
+
+        def slow(conn):
+            got = bytearray()
+            while True:
+                chunk = conn.recv(32768)
+                if not chunk:
+                    return bytes(got)
+                got += chunk
+                time.sleep(0.1)
+
+        peer = PyStreamServer(self, slow, family=socket.AF_UNIX, path=self.path('slow.sock'))
+        proc = self.start(['-i', '0.4', peer.endpoint()])
+        proc.stdin.write(data)
+        proc.stdin.close()
+        code, err = self.finish(proc, timeout=TIMEOUT * 2)
+        self.assertEqual((code, err), (0, b''))
+        self.assertEqual(peer.wait(), [data])
+
     def test_i_on_datagrams_with_stdin_open(self):
         peer = PyDgramServer(self, lambda srv, p, a: None)
         start = time.monotonic()

@@ -113,6 +113,21 @@ class ExecEnvTest(ServeTest):
         self.assertEqual(env['SOCKIT_PEER_ADDR'], client_path)
         self.assertEqual(env['SOCKIT_PEER_PID'], str(os.getpid()))
 
+    def test_unix_paths_with_a_comma_or_two_leading_slashes(self):
+        # The ADDR variables hold the path as the endpoint writes it: a comma escaped (not the
+        # end of the value), no "//" of the long form added to a path that begins with "//".
+        path = self.path('s,x.sock')
+        server = self.serve('unix:' + path.replace(',', '\\,'), opts=['--exec', DUMP])
+        for client_path, shown in ((self.path('c,y\n'), self.path('c\\,y\\x0a')),
+                                   ('/' + self.path('c2'), '/' + self.path('c2'))):
+            with self.subTest(client=client_path), socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(TIMEOUT)
+                s.bind(client_path)
+                s.connect(path)
+                env = parse_env(recv_until_eof(s))
+                self.assertEqual(env['SOCKIT_PEER_ADDR'], shown)
+                self.assertEqual(env['SOCKIT_LOCAL_ADDR'], path.replace(',', '\\,'))
+
     def test_proxy_header_names_the_peer(self):
         server = self.serve('tcp://127.0.0.1:0,proxy=v1', opts=['--exec', DUMP],
                             env=stale_env())

@@ -425,6 +425,19 @@ class BadInputTest(RelayTest):
         self.assertExit(self.run_relay(['tcp://127.0.0.1:0', 'tcp://:80']), 2,
                         'sockit: tcp://:80: a connecting side needs a host')
 
+    def test_target_port_0_or_the_relay_itself(self):
+        p = self.path('loop.sock')
+        for args, line in ((['tcp://127.0.0.1:0', 'tcp://127.0.0.1:0'], 'tcp://127.0.0.1:0: port 0 is no target'),
+                           (['udp://127.0.0.1:0', 'udp://127.0.0.1:0'], 'udp://127.0.0.1:0: port 0 is no target'),
+                           (['tcp://127.0.0.1:9000', 'tcp://127.0.0.1:9000'],
+                            'tcp://127.0.0.1:9000: the relay would connect to itself'),
+                           (['udp://127.0.0.1:9000', 'udp://127.0.0.1:9000'],
+                            'udp://127.0.0.1:9000: the relay would connect to itself'),
+                           ([f'unix:{p}', f'unix:{p}'], f'unix:{p}: the relay would connect to itself')):
+            with self.subTest(args=args):
+                self.assertExit(self.run_relay(args), 2, f'sockit: {line}')
+                self.assertFalse(os.path.lexists(p), 'socket file left behind')
+
     def test_unknown_or_bad_options(self):
         for args in (['--bogus', 'tcp://127.0.0.1:0', 'tcp://127.0.0.1:9'],
                      ['--max-conns', 'x', 'tcp://127.0.0.1:0', 'tcp://127.0.0.1:9'],
