@@ -275,6 +275,8 @@ void sk__conn_expire_idle(struct sk_worker *w);
 void sk__conn_drain_all(struct sk_worker *w);
 void sk__conn_abort_all(struct sk_worker *w);
 
+/* loop.c: milliseconds on the monotonic clock, read now. */
+uint64_t sk__clock_ms(void);
 /* loop.c: the worker whose conns live on loop; for a loop that is no
  * worker's, one made on first use and flushed before each wait. */
 struct sk_worker *sk__loop_home(struct sk_loop *loop);

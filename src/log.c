@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "conn.h"
 
@@ -101,19 +100,11 @@ void sk__server_log(const struct sk_server *srv, const char *fmt, ...)
     va_end(ap);
 }
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 bool sk__server_warn_due(struct sk_server *srv, enum sk_warn kind,
                          struct sk_log_record *r)
 {
     if (!sk__server_logs(srv, true) ||
-        !sk_ratelimit_pass(&srv->warn_limits[kind], monotonic_ms(),
+        !sk_ratelimit_pass(&srv->warn_limits[kind], sk__clock_ms(),
                            WARN_PERIOD_MS, &r->suppressed))
         return false;
     r->warning = true;

@@ -53,7 +53,7 @@ struct sk_loop {
 
 #include "loop_epoll.c"
 
-static uint64_t clock_ms(void)
+uint64_t sk__clock_ms(void)
 {
     struct timespec ts;
 
@@ -132,7 +132,7 @@ int sk_loop_new(struct sk_loop **loopp)
         close(fd);
         goto out_backend;
     }
-    loop->now = clock_ms();
+    loop->now = sk__clock_ms();
     *loopp = loop;
     return 0;
 
@@ -510,7 +510,7 @@ int sk_loop_run(struct sk_loop *loop)
 {
     int n;
 
-    loop->now = clock_ms();
+    loop->now = sk__clock_ms();
     while (!loop->stopped) {
         if (loop->home_owned)
             sk__conn_flush_all(loop->home);
@@ -522,7 +522,7 @@ int sk_loop_run(struct sk_loop *loop)
         if (n < 0)
             return n;
         loop->nfired = n;
-        loop->now = clock_ms();
+        loop->now = sk__clock_ms();
         dispatch(loop);
         run_timers(loop);
     }

@@ -786,6 +786,27 @@ class SockitTest(ServeTest):
     """ServeTest plus `sockit relay` and `sockit connect` runs; every server and relay started here
     is checked for sanitizer reports once it has stopped."""
 
+    def full_backlog_port(self):
+        """A loopback port whose SYNs go unanswered, or a skip: Linux drops a SYN while the accept
+        queue is full, so a listener with backlog 0 and one unaccepted connection never answers."""
+        lsn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(lsn.close)
+        lsn.bind(('127.0.0.1', 0))
+        lsn.listen(0)
+        port = lsn.getsockname()[1]
+        first = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
+        self.addCleanup(first.close)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(0.3)
+        try:
+            probe.connect(('127.0.0.1', port))
+            self.skipTest('a full accept queue still completes connections here')
+        except socket.timeout:
+            pass
+        finally:
+            probe.close()
+        return port
+
     def _watch(self, server):
         def check():
             server.stop()

@@ -350,30 +350,14 @@ class FailureTest(ConnectTest):
         self.assertIn(out, (b'', b'partial'))
 
     def test_connect_timeout(self):
-        # Linux drops a SYN while the accept queue is full, so a listener with backlog 0 and one
-        # unaccepted connection never answers: a deterministic timeout on loopback.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as lsn:
-            lsn.bind(('127.0.0.1', 0))
-            lsn.listen(0)
-            port = lsn.getsockname()[1]
-            first = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
-            self.addCleanup(first.close)
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            probe.settimeout(0.3)
-            try:
-                probe.connect(('127.0.0.1', port))
-                self.skipTest('a full accept queue still completes connections here')
-            except socket.timeout:
-                pass
-            finally:
-                probe.close()
-            ep = f'tcp://127.0.0.1:{port}'
-            result, elapsed = self.connect_run(['-w', '0.5', ep], b'x\n')
-            self.assertExit(result, 1)
-            self.assertTrue(result.stderr.startswith(f'sockit: connect {ep}: '.encode()), result.stderr)
-            self.assertIn(b'timed out', result.stderr)
-            self.assertGreaterEqual(elapsed, 0.45)
-            self.assertLess(elapsed, 3.0)
+        # A deterministic timeout on loopback: a port whose SYNs go unanswered.
+        ep = f'tcp://127.0.0.1:{self.full_backlog_port()}'
+        result, elapsed = self.connect_run(['-w', '0.5', ep], b'x\n')
+        self.assertExit(result, 1)
+        self.assertTrue(result.stderr.startswith(f'sockit: connect {ep}: '.encode()), result.stderr)
+        self.assertIn(b'timed out', result.stderr)
+        self.assertGreaterEqual(elapsed, 0.45)
+        self.assertLess(elapsed, 3.0)
 
 
 class UsageTest(ConnectTest):

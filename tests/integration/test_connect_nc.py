@@ -61,26 +61,6 @@ class NcTest(SockitTest):
             self.fail(f'sockit connect did not exit within {timeout}s')
         return proc.returncode, proc.stderr.read()
 
-    def full_backlog_port(self):
-        """A loopback port whose SYNs go unanswered (full accept queue), or a skip."""
-        lsn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.addCleanup(lsn.close)
-        lsn.bind(('127.0.0.1', 0))
-        lsn.listen(0)
-        port = lsn.getsockname()[1]
-        first = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
-        self.addCleanup(first.close)
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        probe.settimeout(0.3)
-        try:
-            probe.connect(('127.0.0.1', port))
-            self.skipTest('a full accept queue still completes connections here')
-        except socket.timeout:
-            pass
-        finally:
-            probe.close()
-        return port
-
 
 class ZeroTest(NcTest):
 

@@ -369,6 +369,24 @@ class TestHTTP(MetricsTest):
         super().setUp()
         self.start('tcp://127.0.0.1:0', opts=('-s', 'echo'))
 
+    def test_one_source_holds_at_most_8_connections(self):
+        # Silent clients from one address: the 9th is closed at once, and a scrape works again
+        # as soon as one of the 8 goes, so one host cannot keep Prometheus out.
+        held = [self.http() for _ in range(8)]
+        for client in held:
+            client.send(b'GET')  # each accepted and waiting for the rest of its head
+        self.assertTrue(self.http().at_eof(), 'a 9th connection from the same source was served')
+        held[0].sock.close()
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                fams = self.scrape()
+                break
+            except (EOFError, ConnectionResetError):
+                self.assertLess(time.monotonic(), deadline, 'no scrape once a slot was free')
+                time.sleep(0.02)
+        self.assertIn('sockit_build_info', fams)
+
     def test_other_path_404_method_405_garbage_400(self):
         for path in ('/', '/metrics/', '/metricsx', '/foo?x'):
             c = self.http()

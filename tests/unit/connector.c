@@ -93,20 +93,38 @@ static void test_missing_unix_socket_reports_after_start(void **state)
     sk_loop_free(r.loop);
 }
 
-static void test_listening_unix_socket_connects_after_start(void **state)
+#define PATH_LEN 64
+
+/* A listening UNIX stream socket at path, dir/s, in a new dir (a template). */
+static int listener(char *dir, char path[PATH_LEN])
 {
-    char dir[] = "/tmp/sockit-connector-XXXXXX", path[64];
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    struct run r = {0};
     int lfd;
 
-    alarm(ALARM_S);
     assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/s", dir);
+    snprintf(path, PATH_LEN, "%s/s", dir);
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
     assert_true((lfd = socket(AF_UNIX, SOCK_STREAM, 0)) >= 0);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
     assert_int_equal(listen(lfd, 4), 0);
+    return lfd;
+}
+
+static void listener_close(int lfd, const char *dir, const char *path)
+{
+    close(lfd);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_listening_unix_socket_connects_after_start(void **state)
+{
+    char dir[] = "/tmp/sockit-connector-XXXXXX", path[PATH_LEN];
+    struct run r = {0};
+    int lfd;
+
+    alarm(ALARM_S);
+    lfd = listener(dir, path);
     assert_int_equal(sk_loop_new(&r.loop), 0);
     assert_int_equal(start(&r, path), 0);
     assert_int_equal(r.calls, 0);
@@ -115,9 +133,7 @@ static void test_listening_unix_socket_connects_after_start(void **state)
     assert_int_equal(r.early_calls, 0);
     assert_true(r.result >= 0);
     sk_loop_free(r.loop);
-    close(lfd);
-    unlink(path);
-    rmdir(dir);
+    listener_close(lfd, dir, path);
 }
 
 static void never(struct sk_timer *t)
@@ -134,19 +150,13 @@ static void stop_it(struct sk_timer *t)
  * made is closed, not leaked, and the callback never runs. */
 static void test_cancel_before_the_callback_closes_the_socket(void **state)
 {
-    char dir[] = "/tmp/sockit-connector-XXXXXX", path[64];
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    char dir[] = "/tmp/sockit-connector-XXXXXX", path[PATH_LEN];
     struct run r = {0};
     struct sk_timer stop;
     int lfd, before;
 
     alarm(ALARM_S);
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/s", dir);
-    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-    assert_true((lfd = socket(AF_UNIX, SOCK_STREAM, 0)) >= 0);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-    assert_int_equal(listen(lfd, 4), 0);
+    lfd = listener(dir, path);
     assert_int_equal(sk_loop_new(&r.loop), 0);
     before = open_fds();
     assert_int_equal(start(&r, path), 0);
@@ -159,9 +169,7 @@ static void test_cancel_before_the_callback_closes_the_socket(void **state)
     assert_int_equal(sk_loop_run(r.loop), 0);
     assert_int_equal(r.calls, 0);
     sk_loop_free(r.loop);
-    close(lfd);
-    unlink(path);
-    rmdir(dir);
+    listener_close(lfd, dir, path);
 }
 
 /* A stop before the run is kept once; the run after that runs again. */
