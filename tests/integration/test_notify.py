@@ -102,6 +102,9 @@ class NotifyTest(SockitTest):
         self.assertIsNone(server.proc.poll())
         server.proc.send_signal(signal.SIGTERM)
         self.assertEqual(self.message(sock, 'STOPPING=1'), b'STOPPING=1')
+        # It ends by itself: a second SIGTERM (server.stop()) could land after sk_server_free()
+        # gave the signals back, and kill it.
+        server.proc.wait(STOP_TIMEOUT)
         self.assertEqual(server.stop(), 0)
         self.assertNothingMore(sock)
         self.assertEqual(server.stderr, f'listening on {server.endpoints[0]}\n'.encode())
