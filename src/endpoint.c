@@ -231,6 +231,26 @@ static bool is_ipv6_literal(const char *host)
     return inet_pton(AF_INET6, addr, &in6) == 1;
 }
 
+/* An IPv4-mapped IPv6 literal ("::ffff:127.0.0.1") names an IPv4 address:
+ * host becomes its IPv4 form, bound and connected as IPv4, since a socket
+ * of IPv6 alone can do neither with it. Returns 1 when host was one, 0
+ * when not, or a negative code (an IPv6-only scheme) with *why set. */
+static int unmap_ipv4(char *host, int family, const char **why)
+{
+    struct in6_addr in6;
+
+    if (strchr(host, '%') != NULL || inet_pton(AF_INET6, host, &in6) != 1 ||
+        !IN6_IS_ADDR_V4MAPPED(&in6))
+        return 0;
+    if (family == AF_INET6)
+        return fail(why,
+                    "IPv4-mapped address with an IPv6-only scheme (it is "
+                    "IPv4: drop the 6 from the scheme)",
+                    -EINVAL);
+    inet_ntop(AF_INET, &in6.s6_addr[12], host, INET_ADDRSTRLEN);
+    return 1;
+}
+
 /* Checks an unbracketed host: an IPv4 literal or a DNS name. */
 static int check_host(const char *host, int family, const char **why)
 {
@@ -275,7 +295,9 @@ static int parse_inet(struct sk_endpoint *ep, const char *rest, int family,
         ep->host[hlen] = '\0';
         if (!is_ipv6_literal(ep->host))
             return fail(why, "bad IPv6 address", -EINVAL);
-        if (family == AF_INET)
+        if ((err = unmap_ipv4(ep->host, family, why)) < 0)
+            return err;
+        if (family == AF_INET && err == 0)
             return fail(why, "IPv6 address with an IPv4-only scheme", -EINVAL);
         if (close[1] != ':')
             return fail(why, "missing port", -EINVAL);

@@ -3,6 +3,7 @@
  * naming an address numerically (sk_endpoint_from_addr()). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -150,6 +151,23 @@ static void unix_from_addr(struct sk_endpoint *ep, const struct sk_addr *addr)
     }
 }
 
+/* The numeric text of a6, with its zone ("fe80::1%eth0", or the index
+ * when the interface has no name any more) when it has one. */
+static void inet6_text(const struct sockaddr_in6 *a6, char *out, size_t size)
+{
+    char name[IF_NAMESIZE];
+    size_t n;
+
+    inet_ntop(AF_INET6, &a6->sin6_addr, out, (socklen_t)size);
+    if (a6->sin6_scope_id == 0)
+        return;
+    n = strlen(out);
+    if (if_indextoname(a6->sin6_scope_id, name) != NULL)
+        snprintf(out + n, size - n, "%%%s", name);
+    else
+        snprintf(out + n, size - n, "%%%u", (unsigned)a6->sin6_scope_id);
+}
+
 int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
                           const struct sk_addr *addr)
 {
@@ -173,7 +191,7 @@ int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
         if (IN6_IS_ADDR_V4MAPPED(a6) && dual)
             inet_ntop(AF_INET, &a6->s6_addr[12], tmp.host, sizeof(tmp.host));
         else
-            inet_ntop(AF_INET6, a6, tmp.host, sizeof(tmp.host));
+            inet6_text(&addr->u.in6, tmp.host, sizeof(tmp.host));
         tmp.port = ntohs(addr->u.in6.sin6_port);
         break;
     default:

@@ -50,6 +50,13 @@ static void usage(FILE *out)
             "  tcp://HOST:PORT  tcp4://...  tcp6://...  (IPv6 as [::1])\n"
             "  udp://HOST:PORT  udp4://...  udp6://...\n"
             "  unix:PATH  unix:@ABSTRACT  unixgram:PATH  unixgram:@ABSTRACT\n"
+            "  unixpacket:PATH  unixpacket:@ABSTRACT\n"
+            "  mptcp://HOST:PORT  tls://HOST:PORT  fd:N  sd:  sd:NAME\n"
+            "  options follow a comma: tcp://:8443,tls,cert=FILE (see "
+            "sockit(1))\n"
+            "  A PATH not beginning with / is relative to the working "
+            "directory, also after\n  //: unix://tmp/x is tmp/x, "
+            "unix:///tmp/x is /tmp/x.\n"
             "\n'sockit help COMMAND' (or 'sockit COMMAND --help') describes "
             "a command.\n");
 }

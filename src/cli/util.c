@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +43,21 @@ void cli_note(const char *fmt, ...)
 void cli_error_ep(const char *verb, const struct sk_endpoint *ep, int err)
 {
     char text[SK_ENDPOINT_STRLEN], why[256];
-    const char *hint = "";
+    char hint[SK_ENDPOINT_STRLEN + 64] = "";
 
     sk_endpoint_format(ep, text, sizeof(text));
     if ((err == -EACCES || err == -EPERM) && !sk_endpoint_is_unix(ep) &&
         ep->port > 0 && ep->port < 1024)
-        hint = " (ports below 1024 need privileges)";
+        snprintf(hint, sizeof(hint), " (ports below 1024 need privileges)");
+    /* "unix://tmp/x" is the relative path tmp/x, which may surprise. */
+    if (err == -ENOENT && sk_endpoint_is_unix(ep) && ep->path[0] != '/' &&
+        ep->path[0] != '@') {
+        int scheme = (int)strcspn(text, ":") + 1;
+        snprintf(hint, sizeof(hint),
+                 " (a path relative to the working directory; an absolute "
+                 "one begins with /, as in %.*s/%s)",
+                 scheme, text, text + scheme);
+    }
     cli_error("%s %s: %s%s", verb, text,
               sk_endpoint_strerror(ep, err, why, sizeof(why)), hint);
 }
@@ -395,6 +405,13 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
             status = EXIT_OK;
     }
     cli_metrics_end();
+    /* The server gives SIGINT and SIGTERM back as it goes: one more of
+     * them, now, must not end with their default action an exit that is
+     * already on its way (and a 0). */
+    if (cfg->handle_signals) {
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+    }
     sk_server_free(srv);
     sk_access_free(access_rules);
     access_rules = NULL;

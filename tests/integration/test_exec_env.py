@@ -6,6 +6,7 @@ Run from the repository root: SOCKIT=build/sockit python3 -m unittest tests/inte
 """
 
 import os
+import re
 import socket
 import sys
 import time
@@ -257,18 +258,29 @@ class ExecEnvTest(ServeTest):
             self.assertEqual(recv_until_eof(s), b'')
 
     def test_a_client_that_keeps_the_connection_open_is_closed_in_time(self):
-        server = self.serve('tcp://127.0.0.1:0', opts=['--exec', 'echo hi'])
+        # After the command's exit the server reads the client's input away for 3 s at most: a client
+        # that goes on sending and never closes is closed when that bound passes, not before.
+        server = self.serve('tcp://127.0.0.1:0', opts=['--exec', 'echo hi', '-v'])
         with server.connect(0) as s:
             s.sendall(b'x' * 100000)
             self.assertEqual(recv_exactly(s, 3), b'hi\n')
-            self.assertEqual(read_to_close(s, timeout=5.0)[0], b'')
-        deadline = time.monotonic() + 6.0
-        while time.monotonic() < deadline:
-            with server.connect(0) as s2:
-                if recv_until_eof(s2) == b'hi\n':
-                    return
-        self.fail('server no longer answers')
-
+            self.assertEqual(read_to_close(s, timeout=5.0), (b'', 'eof'))
+            peer = 'tcp://%s:%d' % s.getsockname()
+            closed = re.compile(r'close %s on \S+ after (\d+\.\d+) s, ' % re.escape(peer))
+            deadline = time.monotonic() + 10.0
+            found = None
+            while found is None and time.monotonic() < deadline:
+                try:
+                    s.send(b'y' * 1000)
+                except OSError:
+                    pass
+                server.wait_stderr(lambda err: closed.search(err.decode()), timeout=0.2)
+                found = closed.search(server.stderr.decode())
+        self.assertIsNotNone(found, server.stderr)
+        self.assertGreaterEqual(float(found.group(1)), 3.0, found.group(0))
+        self.assertLess(float(found.group(1)), 8.0, found.group(0))
+        with server.connect(0) as s2:
+            self.assertEqual(recv_until_eof(s2), b'hi\n')
 
 if __name__ == '__main__':
     unittest.main()

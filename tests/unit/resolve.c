@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -249,6 +250,43 @@ static void test_endpoint_from_v4_mapped_addr_unmaps_for_tcp_only(void **state)
     expect_from_addr(SK_UDP6, &a, "udp6://[::ffff:127.0.0.1]:9");
 }
 
+/* A link-local address keeps its zone, by name or, for an interface that
+ * is gone, by number. */
+static void test_endpoint_from_ipv6_addr_keeps_its_zone(void **state)
+{
+    struct sk_addr a = inet6_addr("fe80::1", 80);
+
+    (void)state;
+    a.u.in6.sin6_scope_id = if_nametoindex("lo");
+    assert_int_not_equal(a.u.in6.sin6_scope_id, 0);
+    expect_from_addr(SK_TCP, &a, "tcp://[fe80::1%lo]:80");
+    a.u.in6.sin6_scope_id = 999999;
+    expect_from_addr(SK_UDP6, &a, "udp6://[fe80::1%999999]:80");
+}
+
+/* "[::ffff:a.b.c.d]" is an IPv4 address: parsed, bound and named as one. */
+static void test_v4_mapped_literal_is_ipv4(void **state)
+{
+    struct sk_endpoint ep;
+    struct sk_addr addrs[2];
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(parse_zeroed(&ep, "tcp://[::ffff:127.0.0.1]:80", NULL), 0);
+    assert_string_equal(ep.host, "127.0.0.1");
+    assert_int_equal(sk_endpoint_resolve(&ep, true, addrs, 2), 1);
+    assert_int_equal(addrs[0].u.sa.sa_family, AF_INET);
+    assert_int_equal(parse_zeroed(&ep, "udp4://[::FFFF:7f00:2]:9", NULL), 0);
+    assert_string_equal(ep.host, "127.0.0.2");
+    assert_int_equal(parse_zeroed(&ep, "tcp6://[::ffff:127.0.0.1]:80", &why),
+                     -EINVAL);
+    assert_string_equal(why, "IPv4-mapped address with an IPv6-only scheme "
+                             "(it is IPv4: drop the 6 from the scheme)");
+    /* Not mapped: stays IPv6. */
+    assert_int_equal(parse_zeroed(&ep, "tcp://[::fffe:127.0.0.1]:80", NULL), 0);
+    assert_string_equal(ep.host, "::fffe:127.0.0.1");
+}
+
 static void test_endpoint_from_unix_path_addr(void **state)
 {
     struct sk_addr with_nul = unix_addr("/tmp/s", 7);
@@ -339,6 +377,8 @@ int main(void)
         cmocka_unit_test(test_endpoint_from_ipv4_addr),
         cmocka_unit_test(test_endpoint_from_ipv6_addr),
         cmocka_unit_test(test_endpoint_from_v4_mapped_addr_unmaps_for_tcp_only),
+        cmocka_unit_test(test_endpoint_from_ipv6_addr_keeps_its_zone),
+        cmocka_unit_test(test_v4_mapped_literal_is_ipv4),
         cmocka_unit_test(test_endpoint_from_unix_path_addr),
         cmocka_unit_test(test_endpoint_from_abstract_addr),
         cmocka_unit_test(test_endpoint_from_unnamed_unix_addr_has_empty_path),
