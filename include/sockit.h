@@ -379,7 +379,8 @@ struct sk_proxy_header {
  * client's), 0 if len bytes are a valid beginning of a header and more are
  * needed, or SK_EPROXY (*why, if not NULL, set to a static phrase such as
  * "v1 header longer than 107 bytes") for anything else: a malformed or
- * oversized header, or one of a version not expected. */
+ * oversized header, one of a version not expected, or a v2 header whose
+ * CRC32C TLV (PP2_TYPE_CRC32C) is wrong. Other TLVs are skipped. */
 int sk_proxy_parse(const void *buf, size_t len, enum sk_proxy expect,
                    struct sk_proxy_header *hdr, const char **why);
 /* Writes a header of version (SK_PROXY_V1 or SK_PROXY_V2) carrying src and

@@ -282,6 +282,12 @@ uint64_t sk__clock_ms(void);
 struct sk_worker *sk__loop_home(struct sk_loop *loop);
 void sk__loop_set_home(struct sk_loop *loop, struct sk_worker *w);
 
+/* proxy_tlv.c: checks the TLVs of the whole v2 header b[0..total), the
+ * first at off (they tile the header, as proxy.c checked). Returns NULL,
+ * or why the header is refused (a static phrase). Any thread. */
+const char *sk__proxy_v2_check_tlvs(const unsigned char *b, size_t off,
+                                    size_t total);
+
 /* conn_proxy.c: handshakes and PROXY headers past their deadline. */
 void sk__conn_expire_starting(struct sk_worker *w);
 /* Counts n events of listener l on w (nothing for a loop's home or for an

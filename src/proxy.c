@@ -375,6 +375,7 @@ static int v2_parse(const unsigned char *b, size_t len,
                     struct sk_proxy_header *h, const char **why)
 {
     unsigned cmd, fam, trans;
+    const char *bad;
     size_t total;
 
     if (len <= sizeof(v2_sig))
@@ -403,6 +404,9 @@ static int v2_parse(const unsigned char *b, size_t len,
         return SK_EPROXY;
     if (len < total)
         return 0;
+    if ((bad = sk__proxy_v2_check_tlvs(b, V2_FIXED + v2_addr_len[fam],
+                                       total)) != NULL)
+        return fail(why, bad);
     h->version = 2;
     h->socktype = trans == V2_TRANS_DGRAM ? SOCK_DGRAM : SOCK_STREAM;
     h->local =
