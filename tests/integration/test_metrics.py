@@ -14,6 +14,7 @@ endpoint is a usage error.
 """
 
 import re
+import select
 import socket
 import ssl
 import time
@@ -386,6 +387,30 @@ class TestHTTP(MetricsTest):
                 self.assertLess(time.monotonic(), deadline, 'no scrape once a slot was free')
                 time.sleep(0.02)
         self.assertIn('sockit_build_info', fams)
+
+    def test_a_head_not_whole_in_10_s_gets_408_and_is_closed(self):
+        # A client trickling its head a byte a second holds a slot no longer than 10 s from its
+        # accept, however often it sends; then 408, the connection closed.
+        c = self.http()
+        t0 = time.monotonic()
+        head = b'GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ' + b'y' * 20
+        sent = 0
+        while b'\r\n\r\n' not in c.buf and time.monotonic() - t0 < 20:
+            if sent < len(head):
+                c.send(head[sent:sent + 1])
+                sent += 1
+            r, _, _ = select.select([c.sock], [], [], 1.0)
+            if r:
+                try:
+                    c._fill(time.monotonic() + 1.0)
+                except EOFError:
+                    break
+        elapsed = time.monotonic() - t0
+        status, headers, _ = c.response(timeout=1.0)
+        self.assertEqual(status, 408)
+        self.assertGreaterEqual(elapsed, 9.9)
+        self.assertLess(sent, len(head), 'the head was whole before the deadline')
+        self.assertTrue(c.at_eof())
 
     def test_other_path_404_method_405_garbage_400(self):
         for path in ('/', '/metrics/', '/metricsx', '/foo?x'):
