@@ -247,6 +247,7 @@ static int unmap_ipv4(char *host, int family, const char **why)
                     "IPv4-mapped address with an IPv6-only scheme (it is "
                     "IPv4: drop the 6 from the scheme)",
                     -EINVAL);
+    memset(host, 0, SK_HOST_MAX); /* endpoints compare whole */
     inet_ntop(AF_INET, &in6.s6_addr[12], host, INET_ADDRSTRLEN);
     return 1;
 }

@@ -84,8 +84,9 @@ static const struct good_case good[] = {
     {"tcp://127.0.0.1:80", "tcp://127.0.0.1:80", SK_TCP, "127.0.0.1", 80, ""},
     {"tcp://:0", "tcp://:0", SK_TCP, "", 0, ""},
     {"tcp://[::1]:8080", "tcp://[::1]:8080", SK_TCP, "::1", 8080, ""},
-    {"tcp://[::ffff:192.0.2.1]:1", "tcp://[::ffff:192.0.2.1]:1", SK_TCP,
-     "::ffff:192.0.2.1", 1, ""},
+    /* IPv4-mapped: an IPv4 address. */
+    {"tcp://[::ffff:192.0.2.1]:1", "tcp://192.0.2.1:1", SK_TCP, "192.0.2.1", 1,
+     ""},
     {"tcp://localhost:21567", "tcp://localhost:21567", SK_TCP, "localhost",
      21567, ""},
     {"tcp4://0.0.0.0:1", "tcp4://0.0.0.0:1", SK_TCP4, "0.0.0.0", 1, ""},
