@@ -1,6 +1,7 @@
-/* relay.c -- `sockit relay LISTEN TARGET`: each connection accepted on
- * LISTEN is joined to a new connection to TARGET (sk_pair: splice both
- * ways); each datagram client of LISTEN gets a flow of its own to TARGET
+/* relay.c -- `sockit relay LISTEN TARGET...`: each connection accepted on
+ * LISTEN is joined to a new connection to a TARGET (sk_pair: splice both
+ * ways), the TARGETs tried in the order relay_targets.c gives; each
+ * datagram client of LISTEN gets a flow of its own to a TARGET
  * (relay_flow.c). The defaults keep the relay inside its descriptor
  * limit. */
 #include <errno.h>
@@ -25,48 +26,48 @@
 
 struct relay_conn {
     struct sk_conn *c;
+    struct relay *r;
     int client_fd; /* until the pair owns it */
     bool connecting;
     struct sk_connector cn;
+    struct relay_lookup *lookup; /* while TARGET's name is looked up */
+    struct relay_plan plan;
+    size_t target; /* the one tried now */
+    int last_err;
     struct sk_pair *pair;
-    int header_len; /* of the PROXY header TARGET is sent first */
-    char header[SK_PROXY_HEADER_MAX];
+    /* The PROXY headers of either version, for targets with proxy=. */
+    int header_len[SK_PROXY_ANY];
+    char header[SK_PROXY_ANY][SK_PROXY_HEADER_MAX];
     struct relay_tally tally; /* its bytes, for --metrics */
 };
 
-int relay_proxy_header(const struct relay *r, const struct sk_conn *c,
-                       char *out, size_t size)
+int relay_proxy_header(int v, const struct sk_conn *c, char *out, size_t size)
 {
-    enum sk_proxy v = (enum sk_proxy)r->target.proxy;
     struct sk_addr peer, local;
     int n = -EINVAL;
 
     if (v == SK_PROXY_NONE)
         return 0;
     if (sk_conn_addrs(c, &peer, &local) == 0)
-        n = sk_proxy_format(v, SOCK_STREAM, &peer, &local, out, size);
+        n = sk_proxy_format((enum sk_proxy)v, SOCK_STREAM, &peer, &local, out,
+                            size);
     /* Addresses a header cannot carry (an unnamed client): LOCAL. */
     if (n == -EINVAL)
-        n = sk_proxy_format(v, SOCK_STREAM, NULL, NULL, out, size);
+        n = sk_proxy_format((enum sk_proxy)v, SOCK_STREAM, NULL, NULL, out,
+                            size);
     return n;
 }
 
-void relay_warn_target(struct relay *r, int err, const char *why)
+void relay_warn_target(struct relay *r, size_t t, int err, const char *why)
 {
-    char text[SK_ENDPOINT_STRLEN];
+    const char *name = r->targets[t].name;
     struct sk_log_record rec = {.event = "target",
-                                .peer = text,
+                                .peer = name,
                                 .reason = why != NULL ? why : sk_strerror(err)};
 
     if (!cli_warn_due(&r->target_warn, &rec))
         return;
-    sk_endpoint_format(&r->target, text, sizeof(text));
-    cli_log_event(&rec, "connect %s: %s", text, rec.reason);
-}
-
-static void log_target(struct relay_conn *rc, int err)
-{
-    relay_warn_target(sk_server_data(sk_conn_server(rc->c)), err, NULL);
+    cli_log_event(&rec, "connect %s: %s", name, rec.reason);
 }
 
 static void on_pair_done(struct sk_pair *pair, int status, void *data)
@@ -79,32 +80,106 @@ static void on_pair_done(struct sk_pair *pair, int status, void *data)
     sk_conn_close(rc->c);
 }
 
+static int try_next(struct relay_conn *rc);
+
+/* TARGET's socket, connected (or why not): joined to the client's, or the
+ * next target tried. */
 static void on_target(struct sk_connector *cn, int fd)
 {
     struct relay_conn *rc = cn->data;
-    struct relay *r = sk_server_data(sk_conn_server(rc->c));
-    int err;
+    int v = rc->r->targets[rc->target].ep.proxy, err;
 
     rc->connecting = false;
-    if (fd >= 0 && rc->header_len > 0 &&
-        (err = sk_send_all(fd, rc->header, (size_t)rc->header_len,
+    if (fd >= 0 && v != SK_PROXY_NONE &&
+        (err = sk_send_all(fd, rc->header[v - 1], (size_t)rc->header_len[v - 1],
                            SK_PROXY_SEND_MS)) < 0) {
         close(fd);
         fd = err;
     }
-    relay_count(0, fd < 0 ? RELAY_CONNECT_FAILURES : RELAY_CONNECTS, 1);
     if (fd < 0) {
-        log_target(rc, fd);
-        sk_conn_close(rc->c); /* the client's socket closes with it */
+        relay_target_failed(rc->r, rc->target, fd, NULL);
+        rc->last_err = fd;
+        if (try_next(rc) < 0)
+            sk_conn_close(rc->c); /* the client's socket closes with it */
         return;
     }
-    err = sk_pair_start(sk_conn_loop(rc->c), rc->client_fd, fd, r->idle_ms,
+    relay_count(rc->target, RELAY_CONNECTS, 1);
+    relay_target_worked(rc->r, rc->target);
+    err = sk_pair_start(sk_conn_loop(rc->c), rc->client_fd, fd, rc->r->idle_ms,
                         on_pair_done, rc, &rc->pair);
     rc->client_fd = -1; /* the pair has it, or closed it */
     if (err < 0)
         sk_conn_close(rc->c);
     else
-        relay_tally_start(&rc->tally, sk_conn_loop(rc->c), rc->pair);
+        relay_tally_start(&rc->tally, rc->target, sk_conn_loop(rc->c),
+                          rc->pair);
+}
+
+static int start_connect(struct relay_conn *rc, const struct sk_addr *addrs,
+                         size_t n)
+{
+    const struct sk_endpoint *ep = &rc->r->targets[rc->target].ep;
+
+    rc->cn.data = rc;
+    rc->connecting = true;
+    if (sk_connector_start_proto(sk_conn_loop(rc->c), &rc->cn, addrs, n,
+                                 sk_endpoint_socktype(ep),
+                                 sk_endpoint_protocol(ep),
+                                 rc->r->connect_timeout_ms, on_target) < 0) {
+        rc->connecting = false;
+        return -1;
+    }
+    return 0;
+}
+
+static void on_resolved(void *owner, int n, const struct sk_addr *addrs)
+{
+    struct relay_conn *rc = owner;
+
+    rc->lookup = NULL;
+    if (n > 0 && start_connect(rc, addrs, (size_t)n) == 0)
+        return;
+    rc->last_err = n < 0 ? n : -ENOMEM;
+    relay_target_failed(rc->r, rc->target, rc->last_err, NULL);
+    if (try_next(rc) < 0)
+        sk_conn_close(rc->c);
+}
+
+/* Starts on the next target of the client's plan (looking its name up
+ * first when needed). Returns 0, or -1 once every target has failed
+ * (warned: the client is to be closed). */
+static int try_next(struct relay_conn *rc)
+{
+    struct sk_addr addrs[SK_CONNECT_ADDRS];
+    int t, n;
+
+    while ((t = relay_plan_next(&rc->plan)) >= 0) {
+        rc->target = (size_t)t;
+        n = relay_addrs(rc->r, rc->target, sk_conn_loop(rc->c), addrs,
+                        on_resolved, rc, &rc->lookup);
+        if (n == 0 || (n > 0 && start_connect(rc, addrs, (size_t)n) == 0))
+            return 0;
+        rc->last_err = n < 0 ? n : -ENOMEM;
+        relay_target_failed(rc->r, rc->target, rc->last_err, NULL);
+    }
+    relay_warn_target(rc->r, rc->target, rc->last_err, NULL);
+    return -1;
+}
+
+/* The headers of the versions the targets ask for, made while the
+ * client's socket is the connection's. */
+static int make_headers(struct relay_conn *rc)
+{
+    for (size_t i = 0; i < rc->r->ntargets; i++) {
+        int v = rc->r->targets[i].ep.proxy;
+        if (v == SK_PROXY_NONE || rc->header_len[v - 1] > 0)
+            continue;
+        rc->header_len[v - 1] = relay_proxy_header(v, rc->c, rc->header[v - 1],
+                                                   sizeof(rc->header[v - 1]));
+        if (rc->header_len[v - 1] < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int stream_open(struct sk_conn *c)
@@ -112,29 +187,21 @@ static int stream_open(struct sk_conn *c)
     struct relay *r = sk_server_data(sk_conn_server(c));
     struct relay_conn *rc;
 
-    if (r->listen_lo.tls != NULL || r->target_tls != NULL)
+    if (r->listen_lo.tls != NULL || r->target_tls_any)
         return relay_tls_open(c, r);
     if ((rc = calloc(1, sizeof(*rc))) == NULL)
         return -1;
     rc->c = c;
+    rc->r = r;
     rc->client_fd = -1;
     sk_conn_set_data(c, rc);
-    rc->header_len = relay_proxy_header(r, c, rc->header, sizeof(rc->header));
-    if (rc->header_len < 0)
+    if (make_headers(rc) < 0)
         return -1;
     rc->client_fd = sk_conn_detach(c);
     if (rc->client_fd < 0)
         return -1;
-    rc->cn.data = rc;
-    rc->connecting = true;
-    if (sk_connector_start_proto(sk_conn_loop(c), &rc->cn, r->addrs, r->naddrs,
-                                 sk_endpoint_socktype(&r->target),
-                                 sk_endpoint_protocol(&r->target),
-                                 r->connect_timeout_ms, on_target) < 0) {
-        rc->connecting = false;
-        return -1;
-    }
-    return 0;
+    relay_plan_make(r, &rc->plan);
+    return try_next(rc);
 }
 
 /* Closes a client socket without a reset: the kernel resets a connection
@@ -156,12 +223,14 @@ static void stream_close(struct sk_conn *c, int status)
     struct relay *r = sk_server_data(sk_conn_server(c));
     struct relay_conn *rc = sk_conn_data(c);
 
-    if (r->listen_lo.tls != NULL || r->target_tls != NULL) {
+    if (r->listen_lo.tls != NULL || r->target_tls_any) {
         relay_tls_close(c);
         return;
     }
     if (rc == NULL)
         return;
+    if (rc->lookup != NULL)
+        relay_lookup_cancel(rc->lookup);
     if (rc->connecting)
         sk_connector_cancel(&rc->cn);
     if (rc->pair != NULL)
@@ -182,15 +251,31 @@ static const struct sk_handler relay_handler = {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sockit relay [OPTIONS] LISTEN TARGET\n\n"
+            "usage: sockit relay [OPTIONS] LISTEN TARGET...\n\n"
             "Joins every connection accepted on LISTEN to a new connection "
-            "to TARGET, both\nways, passing half-closes on (splice(2) moves "
-            "the bytes). A datagram LISTEN\ngives each client address a flow "
-            "of its own to TARGET. Kinds may differ within\na type "
+            "to a TARGET, both\nways, passing half-closes on (splice(2) "
+            "moves the bytes). A datagram LISTEN\ngives each client address "
+            "a flow of its own to a TARGET. Kinds may differ within\na type "
             "(tcp<->unix, udp<->unixgram); stream<->datagram is an error.\n\n"
+            "With several TARGETs, each connection (or new flow) goes to the "
+            "next one in\nturn, or with --balance first to the first one "
+            "that is up. A TARGET that\nrefuses, fails or times out is down: "
+            "the client is tried on the next one, and\nthe down TARGET is "
+            "tried again after a back-off of 1 s, doubled by each failed\n"
+            "retry up to 30 s; one that connects is up again. Each change is "
+            "logged. When\nevery TARGET is down they are all tried anyway; "
+            "a client no TARGET takes is\nclosed. Host names are looked up "
+            "again for each new connection (datagram flows:\nthe latest "
+            "answer, renewed in the background).\n\n"
             "options:\n"
-            "      --connect-timeout S  give up on TARGET after S seconds "
+            "      --connect-timeout S  give up on a TARGET after S seconds "
             "(default 10)\n"
+            "      --balance POLICY   roundrobin (default) or first (failover "
+            "order)\n"
+            "      --resolve-every S  reuse a TARGET name's addresses for S "
+            "seconds\n"
+            "                         (default 0: look it up for each new "
+            "connection)\n"
             "%s\n"
             "Defaults and limits:\n"
             "  --idle-timeout   stream connections: 300 s; datagram flows: "
@@ -217,66 +302,54 @@ static void usage(FILE *out)
             "                   after 5 s (or the idle timeout if shorter). "
             "Replies over\n"
             "                   65536 bytes are dropped whole (-v says so).\n\n"
-            "Exit status: 0 after a signal, 1 when LISTEN cannot be bound or "
-            "TARGET\nresolved, 2 on a usage error.\n",
+            "Exit status: 0 after a signal, 1 when LISTEN cannot be bound or a "
+            "TARGET\nresolved at start, 2 on a usage error.\n",
             cli_server_options_help);
 }
 
-enum { OPT_CONNECT_TIMEOUT = OPT_COMMAND_FIRST };
+enum {
+    OPT_CONNECT_TIMEOUT = OPT_COMMAND_FIRST,
+    OPT_BALANCE,
+    OPT_RESOLVE_EVERY,
+};
 
 static const struct option options[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"balance", required_argument, NULL, OPT_BALANCE},
+    {"resolve-every", required_argument, NULL, OPT_RESOLVE_EVERY},
     CLI_SERVER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
-/* LISTEN and TARGET name the same socket as written (a name that only
- * resolves to it is not seen). */
-static bool same_place(const struct sk_endpoint *a, const struct sk_endpoint *b)
+/* --balance NAME; 0 or -1 after a usage error. */
+static int parse_balance(const char *text, enum relay_balance *out)
 {
-    if (sk_endpoint_is_unix(a) || sk_endpoint_is_unix(b))
-        return sk_endpoint_is_unix(a) && sk_endpoint_is_unix(b) &&
-               a->path_len == b->path_len &&
-               (a->path_len > 0 ? memcmp(a->path, b->path, a->path_len) == 0
-                                : strcmp(a->path, b->path) == 0);
-    return a->port == b->port && strcmp(a->host, b->host) == 0 &&
-           sk_endpoint_socktype(a) == sk_endpoint_socktype(b);
-}
-
-static int check_pair(const struct relay *r, const char *target_text)
-{
-    if (sk_endpoint_is_stream(&r->listen) !=
-        sk_endpoint_is_stream(&r->target)) {
-        cli_error("relay: LISTEN and TARGET must both be stream or both "
-                  "datagram endpoints");
-        return -1;
-    }
-    /* Messages and a byte stream do not map onto each other. The kind of
-     * an inherited LISTEN is not known here: a mismatch then fails each
-     * connection (TARGET refuses the wrong type of socket). */
-    if (r->listen.scheme != SK_FD && r->listen.scheme != SK_SD &&
-        (r->listen.scheme == SK_UNIXPACKET) !=
-            (r->target.scheme == SK_UNIXPACKET)) {
-        cli_error("relay: unixpacket relays only to unixpacket (messages "
-                  "are not a byte stream)");
-        return -1;
-    }
-    if (!sk_endpoint_is_unix(&r->target) && r->target.host[0] == '\0') {
-        cli_error("%s: a connecting side needs a host", target_text);
-        return -1;
-    }
-    if (!sk_endpoint_is_unix(&r->target) && r->target.port == 0) {
-        cli_error("%s: port 0 is no target", target_text);
-        return -1;
-    }
-    if (same_place(&r->listen, &r->target)) {
-        cli_error("%s: the relay would connect to itself", target_text);
+    if (strcmp(text, "roundrobin") == 0)
+        *out = RELAY_ROUNDROBIN;
+    else if (strcmp(text, "first") == 0)
+        *out = RELAY_FIRST;
+    else {
+        cli_error("relay: --balance: unknown policy '%s' (roundrobin or first)",
+                  text);
         return -1;
     }
     return 0;
 }
 
-/* Returns 0, 1 for --help, -1 on a usage error. */
+static int relay_option(struct relay *r, struct sk_server_config *cfg, int c,
+                        const char *arg)
+{
+    if (c == OPT_CONNECT_TIMEOUT)
+        return cli_parse_seconds("--connect-timeout", arg,
+                                 &r->connect_timeout_ms);
+    if (c == OPT_BALANCE)
+        return parse_balance(arg, &r->balance);
+    if (c == OPT_RESOLVE_EVERY)
+        return cli_parse_seconds("--resolve-every", arg, &r->resolve_every_ms);
+    return cli_server_option(cfg, c, arg);
+}
+
+/* Returns 0, 1 for --help, -1 on a usage error, -2 for a TLS file. */
 static int parse_args(struct relay *r, struct sk_server_config *cfg, int argc,
                       char **argv)
 {
@@ -285,35 +358,24 @@ static int parse_args(struct relay *r, struct sk_server_config *cfg, int argc,
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":qvh", options, NULL)) != -1) {
-        if (c == OPT_CONNECT_TIMEOUT)
-            ret = cli_parse_seconds("--connect-timeout", optarg,
-                                    &r->connect_timeout_ms);
-        else if ((ret = cli_server_option(cfg, c, optarg)) == -2)
+        if ((ret = relay_option(r, cfg, c, optarg)) == -2)
             cli_bad_option("relay", argv, c);
         if (ret != 0)
             return ret == -2 ? -1 : ret;
     }
-    if (argc - optind != 2) {
-        cli_error("relay: expected LISTEN and TARGET (try 'sockit relay "
+    if (argc - optind < 2) {
+        cli_error("relay: expected LISTEN and TARGET... (try 'sockit relay "
                   "--help')");
         return -1;
     }
-    if ((ret = cli_parse_listen(argv[optind], &r->listen, &r->listen_lo)) < 0 ||
-        (ret = cli_parse_endpoint_tls(argv[optind + 1], false, &r->target,
-                                      &r->target_tls)) < 0)
+    if ((ret = cli_parse_listen(argv[optind], &r->listen, &r->listen_lo)) < 0)
         return ret;
-    return check_pair(r, argv[optind + 1]);
-}
-
-static int resolve_target(struct relay *r)
-{
-    int n = sk_endpoint_resolve(&r->target, false, r->addrs, SK_CONNECT_ADDRS);
-
-    if (n < 0) {
-        cli_error_ep("resolve", &r->target, n);
-        return -1;
+    for (int i = optind + 1; i < argc; i++) {
+        if ((ret = relay_target_parse(r, argv[i])) < 0)
+            return ret;
+        r->target_tls_any =
+            r->target_tls_any || r->targets[r->ntargets - 1].tls;
     }
-    r->naddrs = (size_t)n;
     return 0;
 }
 
@@ -388,11 +450,11 @@ int cmd_relay(int argc, char **argv)
         usage(stdout);
     if (ret != 0)
         status = ret > 0 ? EXIT_OK : ret == -2 ? EXIT_RUNTIME : EXIT_USAGE;
-    else if (resolve_target(&r) < 0)
+    else if (relay_targets_start(&r) < 0)
         status = EXIT_RUNTIME;
     else
         status = run(&r, &cfg);
+    relay_targets_end(&r);
     sk_tls_free(r.listen_lo.tls);
-    sk_tls_free(r.target_tls);
     return status;
 }

@@ -1,6 +1,7 @@
 /* relay_flow.c -- the datagram side of `sockit relay`: each client address
- * of LISTEN gets a flow, a socket of its own connected to TARGET, whose
- * replies go back to that client.
+ * of LISTEN gets a flow, a socket of its own connected to a TARGET (the
+ * next one by --balance), whose replies go back to that client. A TARGET
+ * that refuses is down for new flows (relay_targets.c).
  *
  * A worker's flows live in a table bounded by the descriptor budget and
  * found through a keyed hash (SipHash-1-3, random key), so that senders
@@ -85,6 +86,7 @@ struct flow {
     struct sk_addr client;
     int listen_fd;
     bool answered; /* TARGET sent something back */
+    bool refused;  /* TARGET refused: the next datagram makes a new flow */
     uint64_t last_active;
     struct sk_hold hold;
     struct flow *next;     /* in its bucket */
@@ -93,6 +95,7 @@ struct flow {
     struct source *source; /* NULL while the flow is being made */
     struct flow_table *table;
     size_t listener; /* the index of the listener it came to */
+    size_t target;   /* the index of its TARGET */
 };
 
 #define FLOW_OF(node, field)                                                   \
@@ -103,6 +106,7 @@ struct flow_stats {
     unsigned long full, source; /* flows evicted to make room */
     unsigned long oversized;    /* replies dropped */
     size_t largest;
+    size_t target; /* of the last one dropped */
     uint64_t last_log;
 };
 
@@ -115,7 +119,7 @@ struct flow_table {
     struct lru unanswered, answered;
     struct sk_timer sweep;
     struct flow_stats stats;
-    const struct relay *relay;
+    struct relay *relay;
 };
 
 static __thread struct flow_table *flows;
@@ -271,7 +275,6 @@ static void stats_log(struct flow_table *t, uint64_t now, bool force)
 {
     struct flow_stats *s = &t->stats;
     const struct relay *r = t->relay;
-    char target[SK_ENDPOINT_STRLEN];
     struct sk_log_record rec = {.event = "flows", .warning = true};
 
     if (s->full + s->source + s->oversized == 0)
@@ -286,12 +289,11 @@ static void stats_log(struct flow_table *t, uint64_t now, bool force)
                       s->full + s->source, s->full + s->source == 1 ? "" : "s",
                       s->full, r->flow_max, s->source, r->flow_source_max);
     if (s->oversized > 0) {
-        sk_endpoint_format(&r->target, target, sizeof(target));
         cli_log_event(&rec,
                       "relay: dropped %lu repl%s from %s longer than %d "
                       "bytes (the largest: %zu bytes)",
-                      s->oversized, s->oversized == 1 ? "y" : "ies", target,
-                      SK_DGRAM_MAX, s->largest);
+                      s->oversized, s->oversized == 1 ? "y" : "ies",
+                      r->targets[s->target].name, SK_DGRAM_MAX, s->largest);
     }
     *s = (struct flow_stats){.last_log = now};
 }
@@ -343,7 +345,7 @@ static void on_sweep(struct sk_timer *timer)
     table_drop_if_empty(t);
 }
 
-static struct flow_table *table_new(struct sk_loop *loop, const struct relay *r)
+static struct flow_table *table_new(struct sk_loop *loop, struct relay *r)
 {
     struct flow_table *t = calloc(1, sizeof(*t));
     uint64_t tick = r->unanswered_ms / 4;
@@ -397,19 +399,23 @@ static void on_reply(struct sk_io *io, unsigned events)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
         if (n < 0) {
-            /* an ICMP error, now consumed */
-            if (errno == ECONNREFUSED)
-                relay_count(0, RELAY_CONNECT_FAILURES, 1);
+            /* an ICMP error, now consumed: no one there, for new flows */
+            if (errno == ECONNREFUSED) {
+                relay_target_failed(t->relay, f->target, -ECONNREFUSED, NULL);
+                f->refused = true;
+            }
             continue;
         }
         if ((size_t)n > sizeof(buf)) {
             relay_count_drop(f->listener, RELAY_DROP_OVERSIZED);
             t->stats.oversized++;
+            t->stats.target = f->target;
             if ((size_t)n > t->stats.largest)
                 t->stats.largest = (size_t)n;
             stats_log(t, sk_loop_now(io->loop), false);
             continue;
         }
+        relay_target_worked(t->relay, f->target);
         if (!f->answered) {
             lru_unlink(&t->unanswered, &f->all);
             f->answered = true;
@@ -418,7 +424,7 @@ static void on_reply(struct sk_io *io, unsigned events)
         flow_touch(f, sk_loop_now(io->loop));
         if (sendto(f->listen_fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL,
                    &f->client.u.sa, f->client.len) >= 0)
-            relay_count(0, RELAY_BYTES_RECEIVED, (uint64_t)n);
+            relay_count(f->target, RELAY_BYTES_RECEIVED, (uint64_t)n);
     }
 }
 
@@ -443,19 +449,39 @@ static void make_room(struct flow_table *t, const struct sk_addr *peer)
         flow_evict(table_oldest(t), &t->stats.full);
 }
 
-/* A socket connected to TARGET, or a negative errno. Out of descriptors,
- * the oldest flow gives up its own. */
-static int target_socket(struct flow_table *t)
+/* A socket connected to target i, or a negative errno. Out of
+ * descriptors, the oldest flow gives up its own. */
+static int connect_one(struct flow_table *t, size_t i)
 {
-    const struct relay *r = t->relay;
-    int fd = -ECONNREFUSED;
+    struct sk_addr addrs[SK_CONNECT_ADDRS];
+    int fd = relay_addrs_now(t->relay, i, addrs);
 
-    for (int tries = 0; tries < 2; tries++) {
+    for (int tries = 0; fd >= 0 && tries < 2; tries++) {
         /* A datagram socket connects at once. */
-        fd = sk_connect_addrs(r->addrs, r->naddrs, SOCK_DGRAM, 0, 0);
+        fd = sk_connect_addrs(addrs, (size_t)fd, SOCK_DGRAM, 0, 0);
         if ((fd != -EMFILE && fd != -ENFILE) || t->count == 0)
             return fd;
         flow_evict(table_oldest(t), &t->stats.full);
+    }
+    return fd;
+}
+
+/* A socket connected to the first target of a new plan that takes one
+ * (*target its index), or a negative errno. */
+static int target_socket(struct flow_table *t, size_t *target)
+{
+    struct relay_plan plan;
+    int fd = -ECONNREFUSED, i;
+
+    relay_plan_make(t->relay, &plan);
+    while ((i = relay_plan_next(&plan)) >= 0) {
+        if ((fd = connect_one(t, (size_t)i)) >= 0) {
+            *target = (size_t)i;
+            return fd;
+        }
+        if (fd == -EMFILE || fd == -ENFILE)
+            return fd; /* not the target's doing */
+        relay_target_failed(t->relay, (size_t)i, fd, NULL);
     }
     return fd;
 }
@@ -465,15 +491,14 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
 {
     const struct sk_addr *peer = sk_dgram_peer(d);
     struct flow *f;
+    size_t target = 0;
     int fd;
 
     if (peer->len <= sizeof(sa_family_t))
         return NULL; /* an unnamed sender cannot be answered */
     make_room(t, peer);
-    if ((fd = target_socket(t)) < 0) {
-        relay_count(0, RELAY_CONNECT_FAILURES, 1);
+    if ((fd = target_socket(t, &target)) < 0)
         return NULL;
-    }
     f = calloc(1, sizeof(*f));
     if (f == NULL || (f->source = source_get(t, peer, true)) == NULL ||
         sk_io_start(sk_dgram_loop(d), &f->io, fd, SK_READ, false, on_reply) <
@@ -489,7 +514,8 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
     f->last_active = sk_loop_now(sk_dgram_loop(d));
     f->listen_fd = sk_dgram_fd(d);
     f->listener = relay_listener_index(sk_dgram_local(d));
-    relay_count(0, RELAY_CONNECTS, 1);
+    f->target = target;
+    relay_count(target, RELAY_CONNECTS, 1);
     f->table = t;
     f->hold.data = f;
     sk_dgram_hold(d, &f->hold, on_flow_cancel);
@@ -506,24 +532,31 @@ static struct flow *flow_new(struct sk_dgram *d, struct flow_table *t)
  * (a datagram lost to a full queue is lost, as the network may lose it). */
 static bool flow_send(struct flow *f, const char *data, size_t len)
 {
+    int err;
+
     if (send(f->io.fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
-        relay_count(0, RELAY_BYTES_SENT, len);
+        relay_count(f->target, RELAY_BYTES_SENT, len);
         return true;
     }
-    if (errno != ECONNREFUSED && errno != ECONNRESET && errno != ENOTCONN)
+    err = errno;
+    if (err != ECONNREFUSED && err != ECONNRESET && err != ENOTCONN)
         return true;
-    relay_count(0, RELAY_CONNECT_FAILURES, 1);
+    relay_target_failed(f->table->relay, f->target, -err, NULL);
     return false;
 }
 
 void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len)
 {
-    const struct relay *r = sk_server_data(sk_dgram_server(d));
+    struct relay *r = sk_server_data(sk_dgram_server(d));
     struct flow *f;
 
     if (flows == NULL && (flows = table_new(sk_dgram_loop(d), r)) == NULL)
         return;
     f = flow_find(flows, sk_dgram_peer(d));
+    if (f != NULL && f->refused) {
+        flow_free(f); /* its successor goes to a target up, if any */
+        f = NULL;
+    }
     if (f == NULL && (f = flow_new(d, flows)) == NULL) {
         table_drop_if_empty(flows);
         return;
@@ -531,7 +564,8 @@ void relay_flow_datagram(struct sk_dgram *d, const char *data, size_t len)
     flow_touch(f, sk_loop_now(sk_dgram_loop(d)));
     if (!flow_send(f, data, len)) {
         /* TARGET went away (a unixgram server restarted, say): the flow's
-         * socket is connected to nothing now. A new one, once. */
+         * socket is connected to nothing now. A new one (to the next
+         * target up), once. */
         flow_free(f);
         if ((f = flow_new(d, flows)) != NULL && !flow_send(f, data, len))
             flow_free(f);

@@ -6,7 +6,8 @@
  * thread-local pointer set by the thread_start hook), without locks;
  * a scrape sums the blocks. A worker's spliced pairs are tallied once a
  * second, and as each ends. Without --metrics nothing is made and
- * counting does nothing. */
+ * counting does nothing. Each target has its own series, and a gauge of
+ * whether it is up. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +96,7 @@ static void tally(struct relay_tally *t)
 {
     for (int d = 0; d < 2; d++) {
         uint64_t now = sk_pair_bytes(t->pair, d);
-        relay_count(0, d == 0 ? RELAY_BYTES_SENT : RELAY_BYTES_RECEIVED,
+        relay_count(t->target, d == 0 ? RELAY_BYTES_SENT : RELAY_BYTES_RECEIVED,
                     now - t->counted[d]);
         t->counted[d] = now;
     }
@@ -108,10 +109,11 @@ static void on_tally(struct sk_timer *timer)
         tally(t);
 }
 
-void relay_tally_start(struct relay_tally *t, struct sk_loop *loop,
-                       struct sk_pair *pair)
+void relay_tally_start(struct relay_tally *t, size_t target,
+                       struct sk_loop *loop, struct sk_pair *pair)
 {
-    *t = (struct relay_tally){.pair = mine != NULL ? pair : NULL};
+    *t = (struct relay_tally){.pair = mine != NULL ? pair : NULL,
+                              .target = target};
     if (t->pair == NULL)
         return;
     if (!tallies.ready) {
@@ -147,9 +149,11 @@ static void on_thread_start(void *data, unsigned worker)
                : NULL;
 }
 
+/* Also tells the resolver that the workers are ending. */
 static void on_thread_end(void *data, unsigned worker)
 {
     mine = NULL;
+    relay_resolver_stopping(data);
 }
 
 /* ------------------------------------------------------- --metrics */
@@ -173,9 +177,7 @@ static int bound(void *data, const struct sk_server *srv)
     for (size_t i = 0; i < rs.nlisteners; i++)
         sk_server_listener_endpoint(srv, i, &rs.listeners[i]);
     for (size_t t = 0; t < rs.ntargets; t++) {
-        char text[SK_ENDPOINT_STRLEN];
-        sk_endpoint_format(&rs.r->target, text, sizeof(text));
-        if ((rs.targets[t] = strdup(text)) == NULL) {
+        if ((rs.targets[t] = strdup(rs.r->targets[t].name)) == NULL) {
             cli_error("relay: --metrics: out of memory");
             return -1;
         }
@@ -221,6 +223,7 @@ static const char *const drop_reasons[RELAY_DROP_COUNT] = {
 static void scrape(void *data, struct cli_metrics *m)
 {
     static const char drops[] = "sockit_relay_flows_dropped_total";
+    static const char up[] = "sockit_relay_target_up";
 
     if (rs.blocks == NULL)
         return;
@@ -232,6 +235,14 @@ static void scrape(void *data, struct cli_metrics *m)
             cli_metrics_sample(m, target_families[k].name, labels, 1,
                                sum(target_at(t, (enum relay_stat)k)));
         }
+    }
+    cli_metrics_family(m, up, "gauge",
+                       "Whether the target is up (1) or down after a failed "
+                       "connect, until a retry works (0).");
+    for (size_t t = 0; t < rs.ntargets; t++) {
+        const char *labels[] = {"target", rs.targets[t]};
+        cli_metrics_sample(m, up, labels, 1,
+                           !atomic_load(&rs.r->targets[t].down));
     }
     cli_metrics_family(m, drops, "counter",
                        "Datagram flows evicted to make room (table_full: "
@@ -270,7 +281,7 @@ int relay_stats_setup(struct relay *r, struct sk_server_config *cfg,
 {
     rs.r = r;
     rs.workers = workers;
-    rs.ntargets = 1;
+    rs.ntargets = r->ntargets;
     cfg->thread_start = on_thread_start;
     cfg->thread_end = on_thread_end;
     return cli_metrics_add(&relay_source, r);

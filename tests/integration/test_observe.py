@@ -533,8 +533,13 @@ class WarningTest(ObserveTest):
                 self.assertTrue(relay.wait_stderr(lambda e: e.count(b'connection refused') >= 2),
                                 relay.stderr)
                 self.assertEqual(relay.stop(), 0)
+                # The target's state changes have lines of their own (test_relay_targets); here,
+                # the warnings about the clients it failed.
                 if opts:
-                    recs = records(self, relay.stderr)
+                    every = records(self, relay.stderr)
+                    self.assertEqual([r['event'] for r in every if r['event'] != 'target'],
+                                     ['target_down'])
+                    recs = [r for r in every if r['event'] == 'target']
                     self.assertEqual(recs[0], {'event': 'target', 'peer': target,
                                                'reason': 'connection refused', 'message': line,
                                                'warning': True})
@@ -542,14 +547,18 @@ class WarningTest(ObserveTest):
                         self.assertEqual(dict(r, suppressed=0), dict(recs[0], suppressed=0))
                         self.assertNotEqual(r.get('suppressed'), 0)
                     counts = [r.get('suppressed', 0) for r in recs]
-                    st = [stamp_ms(json.loads(x)['ts']) for x in relay.stderr.splitlines()[1:]]
+                    st = [stamp_ms(r['ts']) for r in map(json.loads, relay.stderr.splitlines()[1:])
+                          if r['event'] == 'target']
                 else:
-                    lines = texts(relay.stderr)
+                    every = texts(relay.stderr)
+                    self.assertEqual([x for x in every if not x.startswith('connect ')],
+                                     [f'target {target} down: connection refused (retry in 1 s)'])
+                    lines = [x for x in every if x.startswith('connect ')]
+                    st = [t for t, x in zip(stamps(relay.stderr), every) if x.startswith('connect ')]
                     self.assertEqual(lines[0], line)
                     pat = re.compile(re.escape(line) + r'(?: \(and ([1-9]\d*) more like it\))?')
                     self.assertTrue(all(pat.fullmatch(x) for x in lines), lines)
                     counts = [int(pat.fullmatch(x).group(1) or 0) for x in lines]
-                    st = stamps(relay.stderr)
                 # Usually [0, 2]: the three refusals within the first second, then one more.
                 self.assertEqual(sum(1 + n for n in counts), 4, counts)
                 self.assertGreaterEqual(len(counts), 2, "the refusal after a quiet second has a line")

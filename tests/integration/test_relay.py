@@ -411,7 +411,8 @@ class BadInputTest(RelayTest):
                 self.assertFalse(os.path.lexists(p) or os.path.lexists(q), 'socket file left behind')
 
     def test_endpoint_count(self):
-        for args in ([], ['tcp://127.0.0.1:0'], ['tcp://127.0.0.1:0', 'tcp://127.0.0.1:9', 'tcp://127.0.0.1:10']):
+        # Several TARGETs are fine (test_relay_targets.py); fewer than one is not.
+        for args in ([], ['tcp://127.0.0.1:0']):
             with self.subTest(args=args):
                 self.assertExit(self.run_relay(args), 2)
 
