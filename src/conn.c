@@ -45,8 +45,7 @@ void sk__conn_list_append(struct sk_conn *c)
     w->newest = c;
 }
 
-/* Marks c active now, moving it to the young end of the list. */
-static void touch(struct sk_conn *c)
+void sk__conn_touch(struct sk_conn *c)
 {
     c->last_active = sk_loop_now(c->w->loop);
     if (c->w->newest != c) {
@@ -252,129 +251,14 @@ bool sk_conn_is_closing(const struct sk_conn *c)
     return (c->flags & CONN_CLOSING) != 0;
 }
 
-/* ------------------------------------------------------------ output */
-
-/* The most output a connection may queue: the limit, plus the larger of
- * the limit and one read, so that a service answering one read at a time
- * never meets it. */
-static size_t hard_cap(const struct sk_conn *c)
-{
-    size_t max = c->output_max;
-
-    return max + (max > SK_READ_CHUNK ? max : SK_READ_CHUNK);
-}
-
-int sk_conn_write(struct sk_conn *c, const void *data, size_t len)
-{
-    if (c->flags & CONN_BRIDGED)
-        return -EPIPE; /* the service writes to its end of the pair */
-    return sk__conn_write(c, data, len);
-}
-
-/* A message connection queues each write behind its length, so that the
- * flush sends it as one message. */
-static int append_message(struct sk_conn *c, const void *data, size_t len)
-{
-    uint32_t n = (uint32_t)len;
-    int err;
-
-    if (len > SK_MESSAGE_MAX)
-        return -EMSGSIZE;
-    if ((err = sk_buf_reserve(&c->out, sizeof(n) + len)) < 0)
-        return err;
-    sk_buf_append(&c->out, &n, sizeof(n));
-    return sk_buf_append(&c->out, data, len);
-}
-
-int sk__conn_write(struct sk_conn *c, const void *data, size_t len)
-{
-    /* A message is queued behind its 4-byte length. */
-    size_t need = len + (c->flags & CONN_MESSAGES ? sizeof(uint32_t) : 0);
-    int err;
-
-    if (c->flags & (CONN_CLOSING | CONN_DETACHED | CONN_SHUT_WR))
-        return -EPIPE;
-    if (c->out.len >= hard_cap(c) || need > hard_cap(c) - c->out.len)
-        return -ENOBUFS;
-    if (c->flags & CONN_MESSAGES)
-        err = append_message(c, data, len);
-    else
-        err = sk_buf_append(&c->out, data, len);
-    if (err < 0)
-        return err;
-    sk__conn_queue(c);
-    if (c->out.len >= c->output_max &&
-        !(c->flags & (CONN_PAUSED | CONN_NO_PAUSE))) {
-        c->flags |= CONN_PAUSED;
-        watch(c);
-    }
-    return 0;
-}
-
-size_t sk_conn_pending(const struct sk_conn *c)
-{
-    return c->out.len;
-}
-
-size_t sk_conn_output_max(const struct sk_conn *c)
-{
-    return c->output_max;
-}
-
-bool sk_conn_keeps_messages(const struct sk_conn *c)
-{
-    return (c->flags & CONN_MESSAGES) != 0;
-}
-
-/* Sends the first queued message whole: its length, or -EAGAIN. */
-static ssize_t send_message(struct sk_conn *c)
-{
-    uint32_t len;
-    ssize_t n;
-
-    memcpy(&len, sk_buf_head(&c->out), sizeof(len));
-    n = send(c->io.fd, sk_buf_head(&c->out) + sizeof(len), len,
-             MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0)
-        return errno == EINTR ? -EAGAIN : -errno;
-    return n == (ssize_t)len ? (ssize_t)(sizeof(len) + len) : -EMSGSIZE;
-}
-
-/* Sends what is queued. Returns 0 (all sent or the kernel is full) or a
- * negative errno after which c is closed. */
-static int flush(struct sk_conn *c)
-{
-    ssize_t n;
-
-    if (c->flags & CONN_STARTING)
-        return 0;
-    while (c->out.len > 0) {
-        if (c->flags & CONN_MESSAGES)
-            n = send_message(c);
-        else if (c->ssl != NULL)
-            n = sk__tls_conn_write(c, sk_buf_head(&c->out), c->out.len);
-        else if ((n = send(c->io.fd, sk_buf_head(&c->out), c->out.len,
-                           MSG_NOSIGNAL | MSG_DONTWAIT)) < 0)
-            n = errno == EINTR ? -EAGAIN : -errno;
-        if (n == -EAGAIN)
-            break;
-        if (n < 0)
-            return (int)n;
-        sk_buf_consume(&c->out, (size_t)n);
-        n -= (c->flags & CONN_MESSAGES) ? (ssize_t)sizeof(uint32_t) : 0;
-        c->bytes_out += (size_t)n;
-        sk__count_add(c->w, c->l, SK_STAT_BYTES_OUT, (uint64_t)n);
-        touch(c);
-    }
-    return sk__conn_shut_write(c);
-}
-
 /* Flushes c and updates what it waits for. When the queue empties, the
  * handler hears of it and may queue more (sent on the next round). */
 static void flush_and_watch(struct sk_conn *c)
 {
-    bool had_output = c->out.len > 0;
-    int err = flush(c);
+    bool had_output = c->out.len > 0 || (c->flags & CONN_WROTE);
+    int err = sk__conn_flush(c);
+
+    c->flags &= ~CONN_WROTE;
 
     if (err < 0) {
         sk_buf_consume(&c->out, c->out.len);
@@ -487,7 +371,7 @@ static void read_input(struct sk_conn *c)
     ssize_t n = receive(c, buf);
 
     if (n > 0) {
-        touch(c);
+        sk__conn_touch(c);
         c->bytes_in += (size_t)n;
         sk__count_add(c->w, c->l, SK_STAT_BYTES_IN, (uint64_t)n);
         if (c->joined != NULL)

@@ -34,6 +34,7 @@
 #define CONN_TRUNCATED 8388608u  /* TLS: ended by a FIN, no close_notify */
 #define CONN_PROXY 16777216u     /* awaiting its PROXY header */
 #define CONN_MESSAGES 33554432u  /* SOCK_SEQPACKET: each write a message */
+#define CONN_WROTE 67108864u     /* written through since the last flush */
 
 struct ssl_st;
 struct sk_outbound;
@@ -83,6 +84,13 @@ void sk__conn_queue(struct sk_conn *c);
 /* sk_conn_write() for the library's own writes (a bridged connection's). */
 int sk__conn_write(struct sk_conn *c, const void *data, size_t len);
 int sk__conn_shut_write(struct sk_conn *c);
+/* Marks c active now, moving it to the young end of the list. */
+void sk__conn_touch(struct sk_conn *c);
+
+/* conn_write.c */
+/* Sends what is queued. Returns 0 (all sent or the kernel is full) or a
+ * negative errno after which c is to be closed. */
+int sk__conn_flush(struct sk_conn *c);
 struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
                              const struct sk_handler *h, size_t output_max);
 int sk__conn_start_io(struct sk_conn *c, int fd);

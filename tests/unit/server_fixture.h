@@ -40,7 +40,8 @@
 #define ALARM_S 30
 #define MAX_CLOSES 16
 
-#define FLOOD_CHUNK (64 * 1024)
+/* Below the length a write goes straight to the socket at: it all queues. */
+#define FLOOD_CHUNK (4 * 1024)
 /* As much as a connection may queue with SMALL_OUTPUT_MAX: the limit plus
  * one read (see sk_conn_write()). */
 #define FLOOD_TOTAL (128 * 1024)
