@@ -2,6 +2,7 @@
  * message to the handler, send the replies it queued with one sendmmsg().
  * Also the holds that keep a worker alive for work outliving a callback. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,10 @@
 
 /* Bytes of reply payload queued per batch before an early flush. */
 #define OUT_ARENA (SK_DGRAM_BATCH * SK_DGRAM_MAX)
+/* From one receive slot to the next: a datagram's room and 9 cache lines,
+ * so that the slots' first bytes fall in 32 different cache sets (64 KiB
+ * apart, all of them would compete for one). */
+#define IN_STRIDE (SK_DGRAM_MAX + 9 * 64)
 
 struct sk_dgram_batch {
     struct mmsghdr in[SK_DGRAM_BATCH];
@@ -34,7 +39,7 @@ static int batch_new(struct sk_worker *w)
         return -ENOMEM;
     /* Pages are only touched as datagrams arrive, so large slots cost
      * address space, not memory. */
-    b->in_buf = malloc((size_t)SK_DGRAM_BATCH * SK_DGRAM_MAX);
+    b->in_buf = malloc((size_t)SK_DGRAM_BATCH * IN_STRIDE);
     b->out_buf = malloc(OUT_ARENA);
     if (b->in_buf == NULL || b->out_buf == NULL) {
         free(b->in_buf);
@@ -81,6 +86,33 @@ static void flush_replies(struct sk_dsock *s)
     b->out_used = 0;
 }
 
+/* The replies of a batch leave before its next receive (flush_replies()
+ * at the end of on_readable()), so a reply may point at what the batch
+ * received. data, when it lies in the receive slots: else NULL. */
+static const char *received(const struct sk_dgram_batch *b, const void *data,
+                            size_t len)
+{
+    uintptr_t p = (uintptr_t)data, start = (uintptr_t)b->in_buf;
+    size_t room = (size_t)SK_DGRAM_BATCH * IN_STRIDE;
+
+    if (p < start || p - start >= room || len > room - (p - start))
+        return NULL;
+    return data;
+}
+
+/* The address reply i goes to: the sender's own entry in the batch, or a
+ * copy of an address from elsewhere. */
+static const struct sk_addr *peer_of(struct sk_dgram_batch *b,
+                                     const struct sk_dgram *d, unsigned i)
+{
+    uintptr_t p = (uintptr_t)d->peer, first = (uintptr_t)b->from;
+
+    if (p >= first && p - first < sizeof(b->from))
+        return d->peer;
+    b->to[i] = *d->peer;
+    return &b->to[i];
+}
+
 int sk_dgram_reply(struct sk_dgram *d, const void *data, size_t len)
 {
     struct sk_dgram_batch *b = d->s->w->batch;
@@ -93,16 +125,18 @@ int sk_dgram_reply(struct sk_dgram *d, const void *data, size_t len)
     if (b->nout == SK_DGRAM_BATCH || b->out_used + len > OUT_ARENA)
         flush_replies(d->s);
     i = b->nout++;
-    memcpy(b->out_buf + b->out_used, data, len);
-    b->to[i] = *d->peer;
-    b->out_iov[i] = (struct iovec){b->out_buf + b->out_used, len};
+    b->out_iov[i] = (struct iovec){(void *)received(b, data, len), len};
+    if (b->out_iov[i].iov_base == NULL) {
+        b->out_iov[i].iov_base = b->out_buf + b->out_used;
+        memcpy(b->out_buf + b->out_used, data, len);
+        b->out_used += len;
+    }
     b->out[i] = (struct mmsghdr){
-        .msg_hdr = {.msg_name = &b->to[i].u,
-                    .msg_namelen = b->to[i].len,
+        .msg_hdr = {.msg_name = (void *)&peer_of(b, d, i)->u,
+                    .msg_namelen = d->peer->len,
                     .msg_iov = &b->out_iov[i],
                     .msg_iovlen = 1},
     };
-    b->out_used += len;
     return 0;
 }
 
@@ -113,7 +147,7 @@ static void prepare_receive(struct sk_dgram_batch *b)
          * the one set here may show through. */
         b->from[i].u.sa.sa_family = AF_UNSPEC;
         b->in_iov[i] =
-            (struct iovec){b->in_buf + (size_t)i * SK_DGRAM_MAX, SK_DGRAM_MAX};
+            (struct iovec){b->in_buf + (size_t)i * IN_STRIDE, SK_DGRAM_MAX};
         b->in[i] = (struct mmsghdr){
             .msg_hdr = {.msg_name = &b->from[i].u,
                         .msg_namelen = sizeof(b->from[i].u),
