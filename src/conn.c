@@ -380,8 +380,14 @@ static void read_input(struct sk_conn *c)
             h->on_read(c, buf, (size_t)n);
         /* The reply goes out now, in one write, while the loop reads the
          * other connections: the peer need not wait for the whole batch. */
-        if (c->out.len > 0 && !(c->flags & CONN_CLOSED))
+        if (c->out.len > 0 && !(c->flags & CONN_CLOSED)) {
             flush_and_watch(c);
+            /* All of it went and nothing is due: the pending list's pass
+             * would only watch c again. */
+            if (c->out.len == 0 &&
+                !(c->flags & (CONN_CLOSED | CONN_WROTE | CONN_TLS_MORE)))
+                unqueue(c);
+        }
         if ((c->flags & (CONN_PEER_DONE | CONN_CLOSED | CONN_EOF)) ==
             CONN_PEER_DONE)
             on_peer_eof(c);
