@@ -560,6 +560,14 @@ int sk_connect(const struct sk_endpoint *ep, int timeout_ms);
  * them): the first of n that accepts. A datagram socket never waits. */
 int sk_connect_addrs(const struct sk_addr *addrs, size_t n, int socktype,
                      int protocol, int timeout_ms);
+/* As sk_connect(), from source (an address of the same family as the
+ * addresses tried, bound before connecting: an IP address with port 0 for
+ * any, a UNIX path, which is then made and left for the caller to remove,
+ * or an abstract name; NULL: none, as sk_connect()). Addresses of ep of
+ * another family are skipped (-EAFNOSUPPORT when none is left); a failed
+ * bind is its errno (-EADDRINUSE, -EADDRNOTAVAIL...). */
+int sk_connect_from(const struct sk_endpoint *ep, const struct sk_addr *source,
+                    int timeout_ms);
 /* Sends all len bytes, waiting at most timeout_ms for room each time the
  * socket is full (0: no limit). Returns 0 or a negative errno. */
 int sk_send_all(int fd, const void *data, size_t len, int timeout_ms);
@@ -590,6 +598,8 @@ struct sk_connector {
     bool starting;
     sk_connect_fn cb;
     void *data;
+    struct sk_addr source; /* with has_source: bound before connecting */
+    bool has_source;
 };
 
 /* Starts connecting to the first of n addresses (then the next on failure)
@@ -608,6 +618,12 @@ int sk_connector_start_proto(struct sk_loop *loop, struct sk_connector *cn,
                              const struct sk_addr *addrs, size_t n,
                              int socktype, int protocol, unsigned timeout_ms,
                              sk_connect_fn cb);
+/* As sk_connector_start_proto(), each socket bound to source first (see
+ * sk_connect_from(); NULL: none), addresses of another family skipped. */
+int sk_connector_start_from(struct sk_loop *loop, struct sk_connector *cn,
+                            const struct sk_addr *addrs, size_t n, int socktype,
+                            int protocol, const struct sk_addr *source,
+                            unsigned timeout_ms, sk_connect_fn cb);
 /* Abandons a connection in progress; cb will not run. */
 void sk_connector_cancel(struct sk_connector *cn);
 
@@ -944,6 +960,10 @@ struct sk_conn_options {
      * header of the socket's own addresses (sk_proxy_send()). */
     const void *preamble;
     size_t preamble_len;
+    /* The address the socket is bound to before connecting (see
+     * sk_connect_from()), copied: it need only live during
+     * sk_conn_connect(). NULL: none. */
+    const struct sk_addr *source;
 };
 
 /* Starts connecting to ep (resolved now: a host name blocks for DNS).

@@ -57,19 +57,25 @@ static int socket_error(int fd)
     return -err;
 }
 
-/* A new socket for addr (protocol: 0, or IPPROTO_MPTCP); UNIX datagram
- * sockets get an autobind address. */
-static int open_socket(const struct sk_addr *addr, int socktype, int protocol)
+/* A new socket for addr (protocol: 0, or IPPROTO_MPTCP), bound to source
+ * when not NULL (of addr's family, else -EAFNOSUPPORT); UNIX datagram
+ * sockets without one get an autobind address. */
+static int open_socket(const struct sk_addr *addr, int socktype, int protocol,
+                       const struct sk_addr *source)
 {
     static const sa_family_t unix_family = AF_UNIX;
     int family = addr->u.sa.sa_family, fd, err;
+    bool autobind = family == AF_UNIX && socktype == SOCK_DGRAM;
 
+    if (source != NULL && source->u.sa.sa_family != family)
+        return -EAFNOSUPPORT;
     fd = sk__sock_open(family, socktype, protocol);
     if (fd < 0)
         return fd;
-    if (family == AF_UNIX && socktype == SOCK_DGRAM &&
-        bind(fd, (const struct sockaddr *)&unix_family, sizeof(unix_family)) <
-            0) {
+    if ((source != NULL && bind(fd, &source->u.sa, source->len) < 0) ||
+        (source == NULL && autobind &&
+         bind(fd, (const struct sockaddr *)&unix_family, sizeof(unix_family)) <
+             0)) {
         err = -errno;
         close(fd);
         return err;
@@ -82,9 +88,9 @@ static int open_socket(const struct sk_addr *addr, int socktype, int protocol)
 /* Starts connecting; returns the fd (connected or in progress, see
  * *pending) or a negative errno. */
 static int start_connect(const struct sk_addr *addr, int socktype, int protocol,
-                         bool *pending)
+                         const struct sk_addr *source, bool *pending)
 {
-    int fd = open_socket(addr, socktype, protocol), err;
+    int fd = open_socket(addr, socktype, protocol, source), err;
 
     if (fd < 0)
         return fd;
@@ -102,12 +108,12 @@ static int start_connect(const struct sk_addr *addr, int socktype, int protocol,
 }
 
 static int connect_one(const struct sk_addr *addr, int socktype, int protocol,
-                       int64_t deadline)
+                       const struct sk_addr *source, int64_t deadline)
 {
     bool pending;
     int fd, err;
 
-    fd = start_connect(addr, socktype, protocol, &pending);
+    fd = start_connect(addr, socktype, protocol, source, &pending);
     if (fd < 0 || !pending)
         return fd;
     err = wait_for(fd, POLLOUT, left_ms(deadline));
@@ -119,30 +125,47 @@ static int connect_one(const struct sk_addr *addr, int socktype, int protocol,
     return err;
 }
 
+/* The first of n addresses that accepts, from source (may be NULL). */
+static int connect_addrs(const struct sk_addr *addrs, size_t n, int socktype,
+                         int protocol, const struct sk_addr *source,
+                         int timeout_ms)
+{
+    int64_t deadline = timeout_ms <= 0 ? -1 : now_ms() + timeout_ms;
+    int fd = -EINVAL, err = -EINVAL;
+
+    for (size_t i = 0; i < n; i++) {
+        fd = connect_one(&addrs[i], socktype, protocol, source, deadline);
+        /* Without MPTCP, the next address will not have it either. */
+        if (fd >= 0 || fd == -ETIMEDOUT || fd == SK_ENOMPTCP)
+            return fd;
+        /* An address of another family says less than a real failure. */
+        if (fd != -EAFNOSUPPORT || err == -EINVAL)
+            err = fd;
+    }
+    return err;
+}
+
 int sk_connect_addrs(const struct sk_addr *addrs, size_t n, int socktype,
                      int protocol, int timeout_ms)
 {
-    int64_t deadline = timeout_ms <= 0 ? -1 : now_ms() + timeout_ms;
-    int fd = -EINVAL;
-
-    for (size_t i = 0; i < n; i++) {
-        fd = connect_one(&addrs[i], socktype, protocol, deadline);
-        /* Without MPTCP, the next address will not have it either. */
-        if (fd >= 0 || fd == -ETIMEDOUT || fd == SK_ENOMPTCP)
-            break;
-    }
-    return fd;
+    return connect_addrs(addrs, n, socktype, protocol, NULL, timeout_ms);
 }
 
-int sk_connect(const struct sk_endpoint *ep, int timeout_ms)
+int sk_connect_from(const struct sk_endpoint *ep, const struct sk_addr *source,
+                    int timeout_ms)
 {
     struct sk_addr addrs[SK_CONNECT_ADDRS];
     int n = sk_endpoint_resolve(ep, false, addrs, SK_CONNECT_ADDRS);
 
     if (n < 0)
         return n;
-    return sk_connect_addrs(addrs, (size_t)n, sk_endpoint_socktype(ep),
-                            sk_endpoint_protocol(ep), timeout_ms);
+    return connect_addrs(addrs, (size_t)n, sk_endpoint_socktype(ep),
+                         sk_endpoint_protocol(ep), source, timeout_ms);
+}
+
+int sk_connect(const struct sk_endpoint *ep, int timeout_ms)
+{
+    return sk_connect_from(ep, NULL, timeout_ms);
 }
 
 int sk_send_all(int fd, const void *data, size_t len, int timeout_ms)
@@ -233,7 +256,7 @@ static void try_next(struct sk_connector *cn)
 
     while (cn->next < cn->naddrs) {
         fd = start_connect(&cn->addrs[cn->next++], cn->socktype, cn->protocol,
-                           &pending);
+                           cn->has_source ? &cn->source : NULL, &pending);
         if (fd >= 0 && !pending) {
             connector_done(cn, fd);
             return;
@@ -246,7 +269,9 @@ static void try_next(struct sk_connector *cn)
             close(fd);
             fd = err;
         }
-        cn->last_err = fd;
+        /* An address of another family says less than a real failure. */
+        if (fd != -EAFNOSUPPORT || !cn->has_source || cn->next == 1)
+            cn->last_err = fd;
     }
     connector_done(cn, cn->last_err);
 }
@@ -275,6 +300,15 @@ int sk_connector_start_proto(struct sk_loop *loop, struct sk_connector *cn,
                              int socktype, int protocol, unsigned timeout_ms,
                              sk_connect_fn cb)
 {
+    return sk_connector_start_from(loop, cn, addrs, n, socktype, protocol, NULL,
+                                   timeout_ms, cb);
+}
+
+int sk_connector_start_from(struct sk_loop *loop, struct sk_connector *cn,
+                            const struct sk_addr *addrs, size_t n, int socktype,
+                            int protocol, const struct sk_addr *source,
+                            unsigned timeout_ms, sk_connect_fn cb)
+{
     int err;
 
     if (n == 0)
@@ -287,6 +321,9 @@ int sk_connector_start_proto(struct sk_loop *loop, struct sk_connector *cn,
     cn->socktype = socktype;
     cn->protocol = protocol;
     cn->last_err = -ECONNREFUSED;
+    cn->has_source = source != NULL;
+    if (source != NULL)
+        cn->source = *source;
     cn->cb = cb;
     cn->has_result = false;
     cn->io = (struct sk_io){.data = cn};

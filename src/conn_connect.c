@@ -145,9 +145,9 @@ int sk_conn_connect(struct sk_loop *loop, const struct sk_endpoint *ep,
     c->ob->cn.data = c;
     if (opts->timeout_ms > 0)
         sk_timer_start(loop, &c->ob->timer, opts->timeout_ms, 0);
-    err = sk_connector_start_proto(
+    err = sk_connector_start_from(
         loop, &c->ob->cn, addrs, (size_t)n, sk_endpoint_socktype(ep),
-        sk_endpoint_protocol(ep), opts->timeout_ms, on_connected);
+        sk_endpoint_protocol(ep), opts->source, opts->timeout_ms, on_connected);
     if (err < 0) {
         c->flags |= CONN_QUIET; /* the caller hears it from here */
         sk__conn_finish(c, err);

@@ -1,8 +1,9 @@
 /* connect_dgram.c -- the datagram side of `sockit connect`: each line of
  * stdin, with its LF (as nc sends it; without it under --strip-lf, with a
  * CR before it under -C), is one datagram, and each reply is printed with
- * a LF after it unless it ends in one. Also the helpers both sides share:
- * the CRLF conversion and the report of a failed stdout. */
+ * a LF after it unless it ends in one; -x dumps each datagram, sent and
+ * received. Also the helpers both sides share: the CRLF conversion, the
+ * printing of a reply and the report of a failed stdout. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 
 #include "cli.h"
 #include "connect.h"
+
+volatile sig_atomic_t connect_interrupted;
 
 size_t connect_crlf(const char *in, size_t len, char *out, bool *prev_cr)
 {
@@ -58,19 +61,29 @@ int connect_put_out(const char *data, size_t len)
     return 0;
 }
 
+int connect_print_reply(const char *data, size_t len, bool hex)
+{
+    int err;
+
+    if (hex)
+        connect_hex('<', data, len);
+    err = connect_put_out(data, len);
+    if (err == 0 && (len == 0 || data[len - 1] != '\n'))
+        err = connect_put_out("\n", 1);
+    return err;
+}
+
 /* Prints one reply, with a LF unless it ends in one. Returns 0, 1 when
  * there was none after all, or -errno of the socket; a failed stdout is
  * left in *out_err. */
-static int print_reply(int sock, int *out_err)
+static int print_reply(int sock, int *out_err, bool hex)
 {
-    static char buf[SK_DGRAM_MAX + 1];
+    static char buf[SK_DGRAM_MAX];
     ssize_t n = recv(sock, buf, SK_DGRAM_MAX, MSG_DONTWAIT);
 
     if (n < 0)
         return errno == EAGAIN || errno == EINTR ? 1 : -errno;
-    if (n == 0 || buf[n - 1] != '\n')
-        buf[n++] = '\n';
-    *out_err = connect_put_out(buf, (size_t)n);
+    *out_err = connect_print_reply(buf, (size_t)n, hex);
     return 0;
 }
 
@@ -90,6 +103,8 @@ static int send_line(int sock, const char *line, size_t len,
         line = buf;
         len++;
     }
+    if (o->hex)
+        connect_hex('>', line, len);
     if (send(sock, line, len, MSG_NOSIGNAL) < 0)
         return -errno;
     return 0;
@@ -146,11 +161,13 @@ int connect_dgram(const struct sk_endpoint *ep, int sock,
         if (wait == 0)
             return EXIT_OK;
         if (poll(p, 2, wait) < 0) {
+            if (errno == EINTR && connect_interrupted)
+                return EXIT_OK;
             err = errno == EINTR ? 0 : -errno;
             continue;
         }
         if (p[1].revents) {
-            err = print_reply(sock, &out_err);
+            err = print_reply(sock, &out_err, o->hex);
             if (out_err < 0)
                 return connect_stdout_failed(out_err);
             if (err == 0 && idle_at >= 0)

@@ -9,7 +9,11 @@
  * -C puts a CR before each LF of a byte stream that has none; -i ends the
  * session, as a clean end, once nothing has moved either way that long. A
  * failed stdout is its own error, never the connection's: a closed pipe
- * (`| head`) ends quietly. */
+ * (`| head`) ends quietly. -x dumps what is written to the connection and
+ * what it reads. The same pump serves the connections a listener accepts
+ * (-l, connect_listen.c): stdin's state goes on from one to the next (-k),
+ * so that once stdin has ended each new client has its sending side shut
+ * at once. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -22,50 +26,31 @@
 
 #define CHUNK (64 * 1024)
 
-/* How stdin is sent and what comes back is printed, chosen at open: as
- * bytes, or by line and by message. send returns 0, SK_LINES_PAUSE (the
- * rest kept until the queue drains) or a negative errno. */
-struct pump {
-    struct sk_loop *loop;
-    struct sk_conn *c;
-    const struct sk_endpoint *ep;
-    const struct connect_opts *o;
-    struct sk_timer idle; /* -i */
-    size_t idle_pending;  /* output queued at the last -i expiry */
-    struct sk_io in;
-    struct sk_lines lines; /* stdin's, on a message connection */
-    int (*send)(struct pump *p, const char *data, size_t len);
-    int (*print)(const char *data, size_t len);
-    bool in_watched; /* stdin is pollable (not a regular file) */
-    bool in_eof, in_tty, peer_eof;
-    bool prev_cr; /* -C: the last byte sent was a CR */
-    bool idled;   /* -i expired: a clean end */
-    int out_err;  /* a failed write to stdout */
-    int status;
-};
-
 /* A message, with a LF after it unless it ends in one. */
 static int print_message(const char *data, size_t len)
 {
-    int err = connect_put_out(data, len);
-
-    if (err == 0 && (len == 0 || data[len - 1] != '\n'))
-        err = connect_put_out("\n", 1);
-    return err;
+    return connect_print_reply(data, len, false);
 }
 
-static int send_bytes(struct pump *p, const char *data, size_t len)
+/* Writes len bytes to the connection, dumped first under -x. */
+static int write_out(struct connect_pump *p, const char *data, size_t len)
+{
+    if (p->o->hex)
+        connect_hex('>', data, len);
+    return sk_conn_write(p->c, data, len);
+}
+
+static int send_bytes(struct connect_pump *p, const char *data, size_t len)
 {
     static char crlf[2 * CHUNK];
 
     if (!p->o->crlf)
-        return sk_conn_write(p->c, data, len);
-    return sk_conn_write(p->c, crlf,
-                         connect_crlf(data, len, crlf, &p->prev_cr));
+        return write_out(p, data, len);
+    return write_out(p, crlf, connect_crlf(data, len, crlf, &p->prev_cr));
 }
 
 /* Something moved: the idle time starts again. */
-static void moved(struct pump *p)
+static void moved(struct connect_pump *p)
 {
     if (p->o->idle_ms > 0)
         sk_timer_start(p->loop, &p->idle, p->o->idle_ms, 0);
@@ -76,7 +61,7 @@ static void moved(struct pump *p)
  * that stood still is idle. */
 static void on_idle(struct sk_timer *t)
 {
-    struct pump *p = t->data;
+    struct connect_pump *p = t->data;
     size_t pending = sk_conn_pending(p->c);
     int fd = sk_conn_fd(p->c), unsent = 0;
 
@@ -95,8 +80,8 @@ static void on_idle(struct sk_timer *t)
 /* One line of stdin as one message; a full queue pauses the splitter. */
 static int send_line(void *ctx, const char *line, size_t len)
 {
-    struct pump *p = ctx;
-    int err = len > 0 ? sk_conn_write(p->c, line, len) : 0;
+    struct connect_pump *p = ctx;
+    int err = len > 0 ? write_out(p, line, len) : 0;
 
     if (err < 0)
         return err;
@@ -105,37 +90,37 @@ static int send_line(void *ctx, const char *line, size_t len)
 }
 
 /* A line longer than SK_MESSAGE_MAX fails with -EMSGSIZE. */
-static int send_lines(struct pump *p, const char *data, size_t len)
+static int send_lines(struct connect_pump *p, const char *data, size_t len)
 {
     return sk_lines_feed(&p->lines, data, len, send_line, p);
 }
 
 /* Ends the connection for err, which connect reports. */
-static void give_up(struct pump *p, int err)
+static void give_up(struct connect_pump *p, int err)
 {
     if (p->status == 0)
         p->status = err;
     sk_conn_abort(p->c);
 }
 
-static void maybe_done(struct pump *p)
+static void maybe_done(struct connect_pump *p)
 {
     if (p->peer_eof && (p->in_eof || p->in_tty))
         sk_conn_close(p->c);
 }
 
 /* The queue takes more, and no lines wait in the splitter. */
-static bool has_room(const struct pump *p)
+static bool has_room(const struct connect_pump *p)
 {
     return sk_conn_pending(p->c) < sk_conn_output_max(p->c) &&
            !sk_lines_paused(&p->lines);
 }
 
-static void read_stdin(struct pump *p);
+static void read_stdin(struct connect_pump *p);
 
 /* Reads stdin again: a file now, a pollable stdin once it is readable (a
  * blocking read would hold the replies until the next line is typed). */
-static void want_stdin(struct pump *p)
+static void want_stdin(struct connect_pump *p)
 {
     if (p->in_watched)
         sk_io_set(&p->in, has_room(p) ? SK_READ : 0);
@@ -146,7 +131,7 @@ static void want_stdin(struct pump *p)
 /* Passes on the lines a pause kept (at the end of stdin the last one,
  * unterminated, too; a stream keeps none), then reads stdin again or, at
  * its end, shuts the sending side down. */
-static void go_on(struct pump *p)
+static void go_on(struct connect_pump *p)
 {
     int ret = p->in_eof ? sk_lines_finish(&p->lines, send_line, p)
                         : sk_lines_resume(&p->lines, send_line, p);
@@ -163,7 +148,7 @@ static void go_on(struct pump *p)
     }
 }
 
-static void stdin_ended(struct pump *p)
+static void stdin_ended(struct connect_pump *p)
 {
     p->in_eof = true;
     if (p->in_watched)
@@ -173,7 +158,7 @@ static void stdin_ended(struct pump *p)
 
 /* Reads stdin while the connection takes more. Returns after one read for
  * a pollable stdin, and reads on until the queue is full for a file. */
-static void read_stdin(struct pump *p)
+static void read_stdin(struct connect_pump *p)
 {
     static char buf[CHUNK];
     int ret;
@@ -204,12 +189,20 @@ static void on_stdin(struct sk_io *io, unsigned events)
     read_stdin(io->data);
 }
 
-static void announce(const struct pump *p)
+static void announce(const struct connect_pump *p)
 {
+    const struct sk_endpoint *peer;
     char text[SK_ENDPOINT_STRLEN];
 
     if (!cli_verbose)
         return;
+    if (p->accepted) {
+        peer = sk_conn_peer(p->c);
+        if (peer == NULL || sk_endpoint_format(peer, text, sizeof(text)) < 0)
+            snprintf(text, sizeof(text), "?");
+        fprintf(stderr, "sockit: connection from %s\n", text);
+        return;
+    }
     sk_endpoint_format(p->ep, text, sizeof(text));
     if (sk_conn_tls_version(p->c) != NULL)
         fprintf(stderr, "sockit: connected to %s (%s, %s%s)\n", text,
@@ -219,27 +212,46 @@ static void announce(const struct pump *p)
         fprintf(stderr, "sockit: connected to %s\n", text);
 }
 
+/* A new connection: the state of the last one (-k) is left behind,
+ * stdin's kept. Once stdin has ended, the sending side is shut at once. */
 static int on_open(struct sk_conn *c)
 {
-    struct pump *p = sk_conn_data(c);
+    struct connect_pump *p = sk_conn_data(c);
 
+    if (p == NULL) { /* accepted: the pump is the server's data */
+        p = sk_server_data(sk_conn_server(c));
+        sk_conn_set_data(c, p);
+    }
+    p->c = c;
+    p->loop = sk_conn_loop(c);
+    p->peer_eof = p->idled = false;
+    p->idle_pending = 0;
+    p->status = 0;
+    if (p->o->keep)
+        connect_hex_reset();
     announce(p);
     p->send = sk_conn_keeps_messages(c) ? send_lines : send_bytes;
     p->print = sk_conn_keeps_messages(c) ? print_message : connect_put_out;
     p->in_tty = isatty(0);
     p->in.data = p;
-    p->in_watched =
-        sk_io_start(p->loop, &p->in, 0, SK_READ, false, on_stdin) == 0;
+    p->in_watched = !p->in_eof && sk_io_start(p->loop, &p->in, 0, SK_READ,
+                                              false, on_stdin) == 0;
     moved(p);
-    if (!p->in_watched)
+    if (p->in_eof || sk_lines_paused(&p->lines))
+        go_on(p);
+    else if (!p->in_watched)
         read_stdin(p); /* a regular file: read on as the queue drains */
     return 0;
 }
 
 static void on_read(struct sk_conn *c, const char *data, size_t len)
 {
-    struct pump *p = sk_conn_data(c);
-    int err = p->print(data, len);
+    struct connect_pump *p = sk_conn_data(c);
+    int err;
+
+    if (p->o->hex)
+        connect_hex('<', data, len);
+    err = p->print(data, len);
 
     if (err < 0) {
         p->out_err = err;
@@ -251,7 +263,7 @@ static void on_read(struct sk_conn *c, const char *data, size_t len)
 
 static void on_eof(struct sk_conn *c)
 {
-    struct pump *p = sk_conn_data(c);
+    struct connect_pump *p = sk_conn_data(c);
     char text[SK_ENDPOINT_STRLEN];
 
     /* A TLS server that closed without close_notify may have been cut. */
@@ -267,7 +279,7 @@ static void on_eof(struct sk_conn *c)
 
 static void on_drain(struct sk_conn *c)
 {
-    struct pump *p = sk_conn_data(c);
+    struct connect_pump *p = sk_conn_data(c);
 
     moved(p);
     if (!p->in_eof || sk_lines_paused(&p->lines))
@@ -276,8 +288,10 @@ static void on_drain(struct sk_conn *c)
 
 static void on_close(struct sk_conn *c, int status)
 {
-    struct pump *p = sk_conn_data(c);
+    struct connect_pump *p = sk_conn_data(c);
 
+    if (p == NULL)
+        return; /* accepted, and never opened */
     sk_timer_stop(&p->idle);
     if (p->out_err < 0 || p->idled) {
         p->status = 0; /* ended here, not by the connection */
@@ -292,10 +306,14 @@ static void on_close(struct sk_conn *c, int status)
     }
     if (p->in_watched)
         sk_io_stop(&p->in);
-    sk_loop_stop(p->loop);
+    p->in_watched = false;
+    if (p->ended != NULL)
+        p->ended(p, c);
+    else
+        sk_loop_stop(p->loop);
 }
 
-static const struct sk_handler handler = {
+const struct sk_handler connect_pump_handler = {
     .on_open = on_open,
     .on_read = on_read,
     .on_eof = on_eof,
@@ -303,29 +321,44 @@ static const struct sk_handler handler = {
     .on_close = on_close,
 };
 
+void connect_pump_init(struct connect_pump *p, const struct sk_endpoint *ep,
+                       const struct connect_opts *o)
+{
+    *p = (struct connect_pump){.ep = ep, .o = o};
+    sk_lines_init(&p->lines, SK_MESSAGE_MAX);
+    sk_timer_init(&p->idle, on_idle);
+    p->idle.data = p;
+}
+
+void connect_pump_release(struct connect_pump *p)
+{
+    sk_timer_stop(&p->idle);
+    sk_lines_release(&p->lines);
+}
+
 int connect_stream(const struct sk_endpoint *ep, struct sk_tls *tls,
                    const struct connect_opts *co)
 {
-    struct pump p = {.ep = ep, .o = co};
+    struct connect_pump p;
     struct sk_conn_options o = {
-        .handler = &handler,
+        .handler = &connect_pump_handler,
         .data = &p,
         .tls = tls,
         .timeout_ms = co->timeout_ms,
-        .keep_reading = true}; /* stdin waits for room, never the socket */
+        .keep_reading = true, /* stdin waits for room, never the socket */
+        .source = co->source};
+    struct sk_loop *loop;
     int err;
 
-    if ((err = sk_loop_new(&p.loop)) < 0)
+    if ((err = sk_loop_new(&loop)) < 0)
         return err;
-    sk_lines_init(&p.lines, SK_MESSAGE_MAX);
-    sk_timer_init(&p.idle, on_idle);
-    p.idle.data = &p;
-    err = sk_conn_connect(p.loop, ep, &o, &p.c);
+    connect_pump_init(&p, ep, co);
+    p.loop = loop;
+    err = sk_conn_connect(loop, ep, &o, &p.c);
     if (err == 0)
-        err = sk_loop_run(p.loop);
-    sk_timer_stop(&p.idle);
-    sk_loop_free(p.loop);
-    sk_lines_release(&p.lines);
+        err = sk_loop_run(loop);
+    connect_pump_release(&p);
+    sk_loop_free(loop);
     if (err < 0)
         return err;
     if (p.out_err < 0)

@@ -1,5 +1,5 @@
-"""Black-box tests for the netcat options of `sockit connect`: -z, -C, -i, --strip-lf, datagram lines
-sent with their LF, and a broken or failing stdout.
+"""Black-box tests for the netcat options of `sockit connect`: -z, -C, -i, -s, -x, --strip-lf,
+datagram lines sent with their LF, and a broken or failing stdout (-l and -k: test_connect_listen).
 
 The binary under test is $SOCKIT (default build/sockit, relative to the repository root). Peers are
 `sockit serve`, plain Python sockets and, where installed, nc (netcat-openbsd), all on 127.0.0.1 or
@@ -134,17 +134,29 @@ class CrlfTest(NcTest):
         self.assertEqual(peer.wait(), [b'a\nb\r\n'])
 
     def test_c_cr_and_lf_in_separate_reads(self):
-        # A CR at the end of one read and its LF at the start of the next stay one CRLF.
-        peer = PyStreamServer(self, read_all)
+        # A CR at the end of one read and its LF at the start of the next stay one CRLF. The LF
+        # is written to the pipe only once the peer has the CR: sockit read them apart.
+        first = threading.Event()
+
+        def handler(conn):
+            got = b''
+            while len(got) < 2:
+                chunk = conn.recv(16)
+                if not chunk:
+                    break
+                got += chunk
+            first.set()
+            return got, read_all(conn)
+
+        peer = PyStreamServer(self, handler)
         proc = self.start(['-C', peer.endpoint()])
-        self.assertTrue(peer.accepted.wait(TIMEOUT), 'sockit connect never connected')
         proc.stdin.write(b'x\r')
         proc.stdin.flush()
-        time.sleep(0.2)   # two reads on sockit's side (ordering, not readiness)
+        self.assertTrue(first.wait(TIMEOUT), 'the peer never got the CR')
         proc.stdin.write(b'\ny\n')
         proc.stdin.close()
         self.assertEqual(self.finish(proc), (0, b''))
-        self.assertEqual(peer.wait(), [b'x\r\ny\r\n'])
+        self.assertEqual(peer.wait(), [(b'x\r', b'\ny\r\n')])
 
     def test_c_large_input_through_echo(self):
         server = self.serve('tcp://127.0.0.1:0', opts=['-s', 'echo'])
@@ -163,6 +175,172 @@ class CrlfTest(NcTest):
         result, _ = self.connect_run(['-C', '--strip-lf', '-w', '0.2', peer.endpoint()], b'a\nb\n')
         self.assertClean(result, b'')
         self.assertEqual([p for p, _ in peer.received], [b'a', b'b'])
+
+
+def dump(direction, offset, data):
+    """The -x line of data (at most 16 bytes) at offset, in the layout of hexdump -C."""
+    cells = [f'{b:02x} ' for b in data] + ['   '] * (16 - len(data))
+    text = ''.join(chr(b) if 0x20 <= b < 0x7f else '.' for b in data)
+    return f'{direction} {offset:08x}  ' + ''.join(cells[:8]) + ' ' + ''.join(cells[8:]) + ' ' + text
+
+
+class HexTest(NcTest):
+
+    def test_x_against_echo(self):
+        server = self.serve('tcp://127.0.0.1:0', opts=['-s', 'echo'])
+        result, _ = self.connect_run(['-x', server.endpoints[0]], b'hello\n')
+        self.assertEqual((result.returncode, result.stdout), (0, b'hello\n'), result.stderr)
+        # The example of the contract, written out, and dump() agreeing with it.
+        self.assertEqual(result.stderr.decode(), dump('>', 0, b'hello\n') + '\n' + dump('<', 0, b'hello\n') + '\n')
+        self.assertEqual(result.stderr,
+                         b'> 00000000  68 65 6c 6c 6f 0a                                 hello.\n'
+                         b'< 00000000  68 65 6c 6c 6f 0a                                 hello.\n')
+
+    def test_x_two_lines_for_20_bytes_after_the_crlf_conversion(self):
+        server = self.serve('tcp://127.0.0.1:0', opts=['-s', 'echo'])
+        sent = b'a\r\n0123456789abc\x7f\x00XYZ\r\n'
+        result, _ = self.connect_run(['-C', '-x', server.endpoints[0]], b'a\n0123456789abc\x7f\x00XYZ\n')
+        self.assertEqual((result.returncode, result.stdout), (0, sent), result.stderr)
+        self.assertEqual(result.stderr.decode().split('\n'), [
+            '> 00000000  61 0d 0a 30 31 32 33 34  35 36 37 38 39 61 62 63  a..0123456789abc',
+            '> 00000010  7f 00 58 59 5a 0d 0a                              ..XYZ..',
+            dump('<', 0, sent[:16]), dump('<', 16, sent[16:]), ''])
+
+    def test_x_on_datagrams_one_dump_each(self):
+        server = self.serve('udp://127.0.0.1:0', opts=['-s', 'echo'])
+        result, _ = self.connect_run(['-x', '-w', '0.5', server.endpoints[0]], b'ab\ncd\n')
+        self.assertEqual((result.returncode, result.stdout), (0, b'ab\ncd\n'), result.stderr)
+        self.assertEqual(result.stderr.decode().split('\n'), [
+            dump('>', 0, b'ab\n'), dump('>', 3, b'cd\n'), dump('<', 0, b'ab\n'), dump('<', 3, b'cd\n'), ''])
+
+    def test_x_on_messages_one_dump_each(self):
+        path = self.path('x.sock')
+        server = self.serve(f'unixpacket:{path}', opts=['-s', 'echo'])
+        result, _ = self.connect_run(['-x', server.endpoints[0]], b'one\ntwo\n')
+        self.assertEqual((result.returncode, result.stdout), (0, b'one\ntwo\n'), result.stderr)
+        self.assertEqual(result.stderr.decode().split('\n'), [
+            dump('>', 0, b'one'), dump('>', 3, b'two'), dump('<', 0, b'one'), dump('<', 3, b'two'), ''])
+
+
+def peer_and_bytes(conn):
+    return conn.getpeername(), read_all(conn)
+
+
+class SourceTest(NcTest):
+
+    def test_s_ipv4_host_seen_by_the_peer(self):
+        peer = PyStreamServer(self, peer_and_bytes)
+        result, _ = self.connect_run(['-s', '127.0.0.2', peer.endpoint()], b'from .2\n')
+        self.assertClean(result, b'')
+        [(addr, got)] = peer.wait()
+        self.assertEqual((addr[0], got), ('127.0.0.2', b'from .2\n'))
+
+    def test_s_host_and_port(self):
+        peer = PyStreamServer(self, peer_and_bytes)
+        port = free_port(host='127.0.0.2')
+        result, _ = self.connect_run(['-s', f'127.0.0.2:{port}', peer.endpoint()], b'x')
+        self.assertClean(result, b'')
+        self.assertEqual(peer.wait(), [(('127.0.0.2', port), b'x')])
+
+    def test_s_seen_by_exec(self):
+        server = self.serve('tcp://127.0.0.1:0', opts=['--exec', 'echo "$SOCKIT_PEER_ADDR $SOCKIT_PEER_PORT"'])
+        port = free_port(host='127.0.0.2')
+        result, _ = self.connect_run(['-s', f'127.0.0.2:{port}', server.endpoints[0]])
+        self.assertClean(result, f'127.0.0.2 {port}\n'.encode())
+
+    @unittest.skipUnless(HAVE_IPV6, 'no IPv6 loopback')
+    def test_s_ipv6_literal_and_bracketed_with_port(self):
+        port = free_port(host='::1')
+        for source, expected in (('::1', None), ('[::1]', None), (f'[::1]:{port}', port)):
+            with self.subTest(source=source):
+                peer = PyStreamServer(self, peer_and_bytes, family=socket.AF_INET6)
+                result, _ = self.connect_run(['-s', source, peer.endpoint()], b'v6')
+                self.assertClean(result, b'')
+                [(addr, got)] = peer.wait()
+                self.assertEqual((addr[0], got), ('::1', b'v6'))
+                if expected is not None:
+                    self.assertEqual(addr[1], expected)
+
+    def test_s_with_z(self):
+        peer = PyStreamServer(self, peer_and_bytes)
+        result, _ = self.connect_run(['-z', '-s', '127.0.0.2', peer.endpoint()])
+        self.assertClean(result, b'')
+        self.assertEqual(peer.wait()[0][0][0], '127.0.0.2')
+
+    def test_s_over_tls_seen_in_the_servers_log(self):
+        from tls_helpers import certs
+        c = certs()
+        server = self.serve(f'tls://127.0.0.1:0,cert={c.server_pem},key={c.server_key}',
+                            opts=['-v', '-s', 'echo'])
+        port = free_port(host='127.0.0.2')
+        result, _ = self.connect_run(['-s', f'127.0.0.2:{port}', f'{server.endpoints[0]},ca={c.ca_pem}'],
+                                     b'over tls\n')
+        self.assertClean(result, b'over tls\n')
+        opened = f'sockit: open tcp://127.0.0.2:{port} on {server.endpoints[0]}'.encode()
+        self.assertTrue(server.wait_stderr(lambda err: opened in log_lines(err)), server.stderr)
+
+    def test_s_on_udp_gets_the_reply(self):
+        peer = PyDgramServer(self, lambda srv, p, a: srv.sock.sendto(p.upper(), a))
+        result, _ = self.connect_run(['-s', '127.0.0.2', '-w', '2', '-i', '1', peer.endpoint()], b'up\n')
+        self.assertClean(result, b'UP\n')
+        self.assertEqual(peer.sources()[0][0], '127.0.0.2')
+
+    def test_s_unixgram_path_gets_the_replies(self):
+        server_path, source = self.path('g.sock'), self.path('me.sock')
+        peer = PyDgramServer(self, lambda srv, p, a: srv.sock.sendto(p.upper(), a),
+                             family=socket.AF_UNIX, path=server_path)
+        result, _ = self.connect_run(['-s', source, '-w', '2', '-i', '1', peer.endpoint()], b'a\nb\n')
+        self.assertClean(result, b'A\nB\n')
+        self.assertEqual(peer.sources(), [source, source])
+        self.assertFalse(os.path.lexists(source), 'the source socket file was left behind')
+
+    def test_s_unixgram_abstract_name(self):
+        name = abstract_name('src')
+        peer = PyDgramServer(self, lambda srv, p, a: srv.sock.sendto(p.upper(), a),
+                             family=socket.AF_UNIX, path=self.path('ga.sock'))
+        result, _ = self.connect_run(['-s', name, '-w', '2', '-i', '1', peer.endpoint()], b'q\n')
+        self.assertClean(result, b'Q\n')
+        self.assertEqual(peer.sources(), [b'\0' + name[1:].encode()])
+
+    def test_s_unix_stream_path(self):
+        source = self.path('client.sock')
+        peer = PyStreamServer(self, peer_and_bytes, family=socket.AF_UNIX, path=self.path('s.sock'))
+        result, _ = self.connect_run(['-s', source, peer.endpoint()], b'named')
+        self.assertClean(result, b'')
+        self.assertEqual(peer.wait(), [(source, b'named')])
+        self.assertFalse(os.path.lexists(source))
+
+    def test_s_bind_failures_are_exit_1(self):
+        with socket.socket() as taken:
+            taken.bind(('127.0.0.2', 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            file_path = self.path('a-file')
+            with open(file_path, 'wb') as f:
+                f.write(b'mine')
+            for args, line in (
+                    (['-s', f'127.0.0.2:{port}', 'tcp://127.0.0.1:9'],
+                     f'sockit: bind tcp://127.0.0.2:{port}: address in use'),
+                    (['-s', '192.0.2.1', 'tcp://127.0.0.1:9'],
+                     'sockit: bind tcp://192.0.2.1:0: address not available'),
+                    (['-s', '::1', 'tcp://127.0.0.1:9'],
+                     'sockit: bind tcp://[::1]:0: not of the address family of tcp://127.0.0.1:9'),
+                    (['-s', '127.0.0.2', 'udp6://[::1]:9'],
+                     'sockit: bind udp6://127.0.0.2:0: no address of that family'),
+                    (['-s', file_path, f'unix:{self.path("none.sock")}'],
+                     f'sockit: bind unix:{file_path}: address in use')):
+                with self.subTest(args=args):
+                    result, _ = self.connect_run(args)
+                    self.assertExit(result, 1, line)
+        with open(file_path, 'rb') as f:
+            self.assertEqual(f.read(), b'mine')
+
+    def test_s_malformed_is_a_usage_error(self):
+        for source, line in (('127.0.0.1:99999', 'sockit: connect: -s 127.0.0.1:99999: port out of range 0..65535'),
+                             ('', 'sockit: connect: -s : empty')):
+            with self.subTest(source=source):
+                result, _ = self.connect_run(['-s', source, 'tcp://127.0.0.1:9'])
+                self.assertExit(result, 2, line)
 
 
 class IdleTest(NcTest):
@@ -358,6 +536,18 @@ class HelpTest(NcTest):
                 self.assertIsNotNone(at, f'{opt} missing from --help')
                 text = ' '.join(lines[at:at + 3])
                 self.assertIn('default', text)
+
+    def test_help_lists_the_netcat_options_with_their_defaults(self):
+        result, _ = self.connect_run(['--help'])
+        self.assertEqual((result.returncode, result.stderr), (0, b''))
+        lines = result.stdout.decode().split('\n')
+        for short, opt in (('-l', '--listen'), ('-k', '--keep-open'), ('-s', '--source'), ('-x', '--hex')):
+            with self.subTest(option=opt):
+                at = next((i for i, line in enumerate(lines) if f'{short}, {opt}' in line), None)
+                self.assertIsNotNone(at, f'{opt} missing from --help')
+                end = next(i for i in range(at + 1, len(lines)) if not lines[i].startswith(' ' * 10))
+                self.assertIn('(default: ', ' '.join(lines[at:end]))
+        self.assertIn(dump('>', 0, b'hi\n'), result.stdout.decode())
 
 
 if __name__ == '__main__':
