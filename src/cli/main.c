@@ -10,8 +10,10 @@ static int cmd_help(int argc, char **argv);
 
 static const struct command commands[] = {
     {"serve", cmd_serve, "serve a built-in service or a command on endpoints"},
-    {"connect", cmd_connect, "talk to an endpoint: stdin to it, it to stdout"},
-    {"relay", cmd_relay, "forward every client of one endpoint to another"},
+    {"connect", cmd_connect,
+     "talk to an endpoint (or listen: -l), stdin to it and it to stdout"},
+    {"relay", cmd_relay,
+     "forward every client of one endpoint to one of several others"},
     {"bench", cmd_bench, "load an echo service and verify every reply"},
     {"help", cmd_help, "this usage, or what 'COMMAND --help' prints"},
 };
