@@ -2,7 +2,8 @@
 #
 #   make            library (static and shared) and the sockit command
 #   make check      everything the CI runs, in order: clang-format; the unit
-#                   tests, integration tests, README example and symbol
+#                   tests, integration tests (on epoll, then on io_uring:
+#                   integration-uring), README example and symbol
 #                   check (build/); the same under ASan+UBSan (build/asan);
 #                   the unit and integration tests under ThreadSanitizer
 #                   (build/tsan); each libFuzzer target for FUZZ_SECONDS;
@@ -60,7 +61,7 @@ TSAN_CLEAR = true
 endif
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -pthread
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
-LDLIBS += -lssl -lcrypto -pthread
+LDLIBS += -lssl -lcrypto -luring -pthread
 
 # The version is the header's (SK_VERSION_*); the shared library is named
 # after it, and its SONAME after MAJOR alone.
@@ -70,8 +71,10 @@ VERSION := $(MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 SONAME = libsockit.so.$(MAJOR)
 SHLIB = libsockit.so.$(VERSION)
 
-# loop_epoll.c is included by loop.c: one file per poller backend.
-LIB_SRC = $(filter-out src/loop_epoll.c,$(sort $(wildcard src/*.c)))
+# loop_epoll.c and loop_uring.c are included by loop.c: one file per
+# poller backend.
+LOOP_BACKENDS = src/loop_epoll.c src/loop_uring.c
+LIB_SRC = $(filter-out $(LOOP_BACKENDS),$(sort $(wildcard src/*.c)))
 SVC_SRC = $(sort $(wildcard src/services/*.c))
 CLI_SRC = $(sort $(wildcard src/cli/*.c))
 UNIT_SRC = $(sort $(wildcard tests/unit/*.c))
@@ -84,7 +87,7 @@ HEADERS = include/sockit.h $(wildcard src/*.h src/*/*.h)
 
 all: $(BUILD)/libsockit.a $(BUILD)/libsockit.so $(BUILD)/sockit
 
-$(BUILD)/%.o: %.c $(HEADERS) src/loop_epoll.c
+$(BUILD)/%.o: %.c $(HEADERS) $(LOOP_BACKENDS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -131,6 +134,15 @@ integration: all
 	SOCKIT=$(BUILD)/sockit $(RUN) python3 -m unittest discover \
 	    -s tests/integration || st=1; $(TSAN_VERDICT); exit $$st
 
+# The integration suite again with every server's workers on io_uring
+# (SOCKIT_BACKEND, the default of --backend; tests/unit/loop_uring.c runs
+# the loop's unit tests on it).
+integration-uring: all
+	@echo "== integration (io_uring): $(BUILD)/sockit"; $(TSAN_CLEAR); st=0; \
+	SOCKIT_BACKEND=io_uring SOCKIT=$(BUILD)/sockit $(RUN) python3 -m \
+	    unittest discover -s tests/integration || st=1; $(TSAN_VERDICT); \
+	    exit $$st
+
 example: $(BUILD)/readme-example $(BUILD)/readme-tls-client
 	$(RUN) sh tests/readme-example.sh run $(BUILD)/readme-example \
 	    $(BUILD)/readme-tls-client
@@ -158,7 +170,7 @@ FUZZ_BIN = $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz-%)
 FUZZ_OBJ = $(LIB_SRC:%.c=$(BUILD)/fuzz/obj/%.o) \
            $(SVC_SRC:%.c=$(BUILD)/fuzz/obj/%.o)
 
-$(BUILD)/fuzz/obj/%.o: %.c $(HEADERS) src/loop_epoll.c
+$(BUILD)/fuzz/obj/%.o: %.c $(HEADERS) $(LOOP_BACKENDS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -182,7 +194,7 @@ bench: all
 	python3 bench/tls.py
 
 check: format-check
-	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test
+	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test integration-uring
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-g -Werror" test
 	$(MAKE) BUILD=build/tsan TSAN=1 CFLAGS="-g -Werror" all unit integration
 	$(MAKE) BUILD=build fuzz
@@ -248,5 +260,5 @@ format-check:
 clean:
 	rm -rf build
 
-.PHONY: all unit integration example symbols man-lint test fuzz bench check format format-check clean \
+.PHONY: all unit integration integration-uring example symbols man-lint test fuzz bench check format format-check clean \
         install uninstall package-test $(BUILD)/sockit.pc

@@ -476,8 +476,24 @@ struct sk_timer {
     void *data;
 };
 
-/* Creates a loop (epoll today; the backend is private to loop.c). */
+/* Creates a loop on epoll. */
 int sk_loop_new(struct sk_loop **loopp);
+/* The system's poller under a loop. */
+enum sk_backend {
+    SK_BACKEND_DEFAULT, /* epoll */
+    SK_BACKEND_EPOLL,
+    SK_BACKEND_IO_URING, /* readiness through io_uring poll requests */
+};
+/* As sk_loop_new(), on backend. Where io_uring cannot be set up (no such
+ * system call, disabled by kernel.io_uring_disabled, an old kernel), the
+ * loop is made on epoll: then *why (unless why is NULL) is the negative
+ * errno of io_uring's setup, else 0. Watchers behave the same on both:
+ * level-triggered, callbacks on the loop's thread. An io_uring loop takes
+ * as its only submitter the first thread that runs it (or submits). */
+int sk_loop_new_backend(struct sk_loop **loopp, enum sk_backend backend,
+                        int *why);
+/* The backend the loop runs on: SK_BACKEND_EPOLL or SK_BACKEND_IO_URING. */
+enum sk_backend sk_loop_backend(const struct sk_loop *loop);
 /* Frees the loop; watchers and timers must be stopped first. NULL-safe. */
 void sk_loop_free(struct sk_loop *loop);
 /* Runs until sk_loop_stop(). Returns 0 or a negative errno from the poll. */
@@ -788,6 +804,10 @@ struct sk_server_config {
      * and READY=1 around a SIGHUP reload, STOPPING=1 as a stop begins.
      * A NOTIFY_SOCKET that is no UNIX address fails sk_server_new(). */
     bool notify;
+    /* The poller of each worker's loop (see sk_loop_new_backend()): where
+     * io_uring cannot be set up, the workers run on epoll and log says so
+     * once. Default: epoll. */
+    enum sk_backend backend;
 };
 
 /* Sends state ("READY=1", "STATUS=...": newline-separated KEY=VALUE) to

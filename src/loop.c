@@ -1,6 +1,7 @@
 /* loop.c -- the event loop: fd watchers, timers on a binary heap, signals
  * through signalfd, and a cross-thread wake-up through an eventfd. The
- * system's poller is behind the backend_* functions of loop_epoll.c. */
+ * system's poller is a struct backend, chosen when the loop is made:
+ * loop_epoll.c or loop_uring.c, both included here. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -18,6 +19,9 @@
 /* The watcher flags. */
 #define IO_ACTIVE 1u
 #define IO_EXCLUSIVE 2u
+/* The callback reads until the descriptor would block (the loop's own
+ * eventfd and signalfd): a backend may report it edge-triggered. */
+#define IO_DRAINS 4u
 
 /* A call handed to the loop by sk_loop_post(). */
 struct post {
@@ -26,8 +30,12 @@ struct post {
     struct post *next;
 };
 
+struct backend;
+
 struct sk_loop {
-    int backend_fd;
+    const struct backend *backend;
+    int backend_fd;      /* loop_epoll.c */
+    struct uring *uring; /* loop_uring.c */
     bool stopped;
     uint64_t now;
     struct {
@@ -51,7 +59,22 @@ struct sk_loop {
     bool home_owned;                  /* made here for outbound connections */
 };
 
+/* A poller. wait takes up to timeout ms (-1: no limit), fills
+ * loop->fired and returns the count or a negative errno (EINTR: zero);
+ * every watcher started is reported level-triggered, except that one
+ * flagged IO_DRAINS may be reported only when it becomes ready. */
+struct backend {
+    enum sk_backend id;
+    int (*init)(struct sk_loop *loop);
+    void (*free)(struct sk_loop *loop);
+    int (*add)(struct sk_loop *loop, struct sk_io *io, bool exclusive);
+    int (*modify)(struct sk_loop *loop, struct sk_io *io);
+    void (*remove)(struct sk_loop *loop, struct sk_io *io);
+    int (*wait)(struct sk_loop *loop, int timeout);
+};
+
 #include "loop_epoll.c"
+#include "loop_uring.c"
 
 uint64_t sk__clock_ms(void)
 {
@@ -106,19 +129,43 @@ static void on_wake(struct sk_io *io, unsigned events)
         loop->wake(loop->wake_arg);
 }
 
-int sk_loop_new(struct sk_loop **loopp)
+static int io_start(struct sk_loop *loop, struct sk_io *io, int fd,
+                    unsigned events, unsigned flags, sk_io_fn cb);
+
+/* Sets up the poller backend asks for; io_uring's failure is kept in
+ * *why and the loop is made on epoll instead. */
+static int backend_setup(struct sk_loop *loop, enum sk_backend backend,
+                         int *why)
+{
+    int err;
+
+    if (backend == SK_BACKEND_IO_URING) {
+        loop->backend = &uring_backend;
+        if ((err = loop->backend->init(loop)) == 0)
+            return 0;
+        *why = err;
+    }
+    loop->backend = &epoll_backend;
+    return loop->backend->init(loop);
+}
+
+int sk_loop_new_backend(struct sk_loop **loopp, enum sk_backend backend,
+                        int *why)
 {
     struct sk_loop *loop;
-    int err, fd;
+    int err, fd, failed = 0;
 
+    if (why != NULL)
+        *why = 0;
     loop = calloc(1, sizeof(*loop));
     if (loop == NULL)
         return -ENOMEM;
+    loop->backend_fd = -1;
     loop->signal_io.fd = -1;
     sigemptyset(&loop->signal_mask);
     pthread_mutex_init(&loop->post_lock, NULL);
     loop->posts_tail = &loop->posts;
-    err = backend_init(loop);
+    err = backend_setup(loop, backend, &failed);
     if (err < 0)
         goto out_free;
     fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -127,21 +174,33 @@ int sk_loop_new(struct sk_loop **loopp)
         goto out_backend;
     }
     loop->wake_io.data = loop;
-    err = sk_io_start(loop, &loop->wake_io, fd, SK_READ, false, on_wake);
+    err = io_start(loop, &loop->wake_io, fd, SK_READ, IO_DRAINS, on_wake);
     if (err < 0) {
         close(fd);
         goto out_backend;
     }
     loop->now = sk__clock_ms();
+    if (why != NULL)
+        *why = failed;
     *loopp = loop;
     return 0;
 
 out_backend:
-    backend_free(loop);
+    loop->backend->free(loop);
 out_free:
     pthread_mutex_destroy(&loop->post_lock);
     free(loop);
     return err;
+}
+
+int sk_loop_new(struct sk_loop **loopp)
+{
+    return sk_loop_new_backend(loopp, SK_BACKEND_EPOLL, NULL);
+}
+
+enum sk_backend sk_loop_backend(const struct sk_loop *loop)
+{
+    return loop->backend->id;
 }
 
 static void signals_release(struct sk_loop *loop);
@@ -156,7 +215,7 @@ void sk_loop_free(struct sk_loop *loop)
     close(loop->wake_io.fd);
     if (loop->signal_io.fd >= 0)
         signals_release(loop);
-    backend_free(loop);
+    loop->backend->free(loop);
     for (struct post *p = take_posts(loop), *next; p != NULL; p = next) {
         next = p->next;
         free(p); /* never run: the loop is gone */
@@ -213,8 +272,8 @@ void sk_loop_wake(struct sk_loop *loop)
 
 /* ------------------------------------------------------------- watchers */
 
-int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd, unsigned events,
-                bool exclusive, sk_io_fn cb)
+static int io_start(struct sk_loop *loop, struct sk_io *io, int fd,
+                    unsigned events, unsigned flags, sk_io_fn cb)
 {
     int err;
 
@@ -222,12 +281,18 @@ int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd, unsigned events,
     io->fd = fd;
     io->events = events;
     io->cb = cb;
-    io->flags = exclusive ? IO_EXCLUSIVE : 0;
-    err = backend_add(loop, io, exclusive);
+    io->flags = flags;
+    err = loop->backend->add(loop, io, (flags & IO_EXCLUSIVE) != 0);
     if (err < 0)
         return err;
     io->flags |= IO_ACTIVE;
     return 0;
+}
+
+int sk_io_start(struct sk_loop *loop, struct sk_io *io, int fd, unsigned events,
+                bool exclusive, sk_io_fn cb)
+{
+    return io_start(loop, io, fd, events, exclusive ? IO_EXCLUSIVE : 0, cb);
 }
 
 int sk_io_set(struct sk_io *io, unsigned events)
@@ -237,7 +302,7 @@ int sk_io_set(struct sk_io *io, unsigned events)
     if (io->events == events)
         return 0;
     io->events = events;
-    return backend_modify(io->loop, io);
+    return io->loop->backend->modify(io->loop, io);
 }
 
 void sk_io_stop(struct sk_io *io)
@@ -246,7 +311,7 @@ void sk_io_stop(struct sk_io *io)
 
     if (!(io->flags & IO_ACTIVE))
         return;
-    backend_remove(loop, io);
+    loop->backend->remove(loop, io);
     io->flags &= ~IO_ACTIVE;
     /* Events already fetched for this watcher must not reach it: its owner
      * may free it as soon as this returns. */
@@ -445,8 +510,8 @@ static int update_signalfd(struct sk_loop *loop)
         return -errno;
     if (loop->signal_io.fd < 0) {
         loop->signal_io.data = loop;
-        if (sk_io_start(loop, &loop->signal_io, fd, SK_READ, false,
-                        on_signalfd) < 0) {
+        if (io_start(loop, &loop->signal_io, fd, SK_READ, IO_DRAINS,
+                     on_signalfd) < 0) {
             close(fd);
             return -errno;
         }
@@ -518,7 +583,7 @@ int sk_loop_run(struct sk_loop *loop)
             loop->prepare(loop->prepare_arg);
         if (loop->stopped)
             break;
-        n = backend_wait(loop, next_timeout(loop));
+        n = loop->backend->wait(loop, next_timeout(loop));
         if (n < 0)
             return n;
         loop->nfired = n;

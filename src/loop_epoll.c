@@ -1,14 +1,14 @@
 /* loop_epoll.c -- the epoll backend of loop.c, which includes this file.
- * The only file that calls epoll_*; level-triggered. */
+ * The only file that calls epoll_*; level-triggered. The default. */
 #include <sys/epoll.h>
 
-static int backend_init(struct sk_loop *loop)
+static int epoll_init(struct sk_loop *loop)
 {
     loop->backend_fd = epoll_create1(EPOLL_CLOEXEC);
     return loop->backend_fd < 0 ? -errno : 0;
 }
 
-static void backend_free(struct sk_loop *loop)
+static void epoll_free(struct sk_loop *loop)
 {
     if (loop->backend_fd >= 0)
         close(loop->backend_fd);
@@ -20,7 +20,7 @@ static uint32_t epoll_mask(unsigned events)
            (events & SK_WRITE ? EPOLLOUT : 0);
 }
 
-static int backend_add(struct sk_loop *loop, struct sk_io *io, bool exclusive)
+static int epoll_add(struct sk_loop *loop, struct sk_io *io, bool exclusive)
 {
     struct epoll_event ev = {
         .events = epoll_mask(io->events) | (exclusive ? EPOLLEXCLUSIVE : 0),
@@ -32,7 +32,7 @@ static int backend_add(struct sk_loop *loop, struct sk_io *io, bool exclusive)
     return 0;
 }
 
-static int backend_modify(struct sk_loop *loop, struct sk_io *io)
+static int epoll_modify(struct sk_loop *loop, struct sk_io *io)
 {
     struct epoll_event ev = {.events = epoll_mask(io->events), .data.ptr = io};
 
@@ -41,14 +41,14 @@ static int backend_modify(struct sk_loop *loop, struct sk_io *io)
     return 0;
 }
 
-static void backend_remove(struct sk_loop *loop, struct sk_io *io)
+static void epoll_remove(struct sk_loop *loop, struct sk_io *io)
 {
     epoll_ctl(loop->backend_fd, EPOLL_CTL_DEL, io->fd, NULL);
 }
 
 /* Waits up to timeout ms (-1: no limit) and fills loop->fired. Returns the
  * count or a negative errno; EINTR counts as zero events. */
-static int backend_wait(struct sk_loop *loop, int timeout)
+static int epoll_wait_fired(struct sk_loop *loop, int timeout)
 {
     struct epoll_event evs[LOOP_FIRED_MAX];
     int n;
@@ -71,3 +71,13 @@ static int backend_wait(struct sk_loop *loop, int timeout)
     }
     return n;
 }
+
+static const struct backend epoll_backend = {
+    .id = SK_BACKEND_EPOLL,
+    .init = epoll_init,
+    .free = epoll_free,
+    .add = epoll_add,
+    .modify = epoll_modify,
+    .remove = epoll_remove,
+    .wait = epoll_wait_fired,
+};

@@ -313,6 +313,19 @@ static bool server_has_starts(const struct sk_server *srv)
     return false;
 }
 
+/* The worker's loop on the configured backend; the first worker says
+ * (under -v) when io_uring could not be had. */
+static int worker_loop_new(struct sk_server *srv, struct sk_worker *w,
+                           size_t index)
+{
+    int why, err = sk_loop_new_backend(&w->loop, srv->cfg.backend, &why);
+
+    if (err == 0 && why < 0 && index == 0)
+        sk__server_log(srv, "io_uring not available (%s): using epoll",
+                       sk_strerror(why));
+    return err;
+}
+
 static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
 {
     int err;
@@ -322,7 +335,7 @@ static int worker_init(struct sk_server *srv, struct sk_worker *w, size_t index)
                   index * srv->nlisteners;
     sk__link_init(&w->pending);
     sk__link_init(&w->starting);
-    if ((err = sk_loop_new(&w->loop)) < 0)
+    if ((err = worker_loop_new(srv, w, index)) < 0)
         return err;
     sk__loop_set_home(w->loop, w);
     sk_loop_set_prepare(w->loop, before_wait, w);

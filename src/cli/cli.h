@@ -70,6 +70,7 @@ enum {
     OPT_USER,
     OPT_LOG_JSON,
     OPT_METRICS,
+    OPT_BACKEND,
     OPT_COMMAND_FIRST, /* a command's own long options start here */
 };
 
@@ -86,6 +87,7 @@ enum {
         {"max-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE},       \
         {"user", required_argument, NULL, OPT_USER},                           \
         {"metrics", required_argument, NULL, OPT_METRICS},                     \
+        {"backend", required_argument, NULL, OPT_BACKEND},                     \
         {"log-json", no_argument, NULL, OPT_LOG_JSON},                         \
         {"quiet", no_argument, NULL, 'q'},                                     \
         {"verbose", no_argument, NULL, 'v'},                                   \

@@ -199,6 +199,9 @@ const char cli_server_options_help[] =
     "a\n"
     "                         stream ENDPOINT: the counters of each listener\n"
     "                         (default: none)\n"
+    "      --backend NAME     poller of the workers: epoll or io_uring\n"
+    "                         (default: $SOCKIT_BACKEND or epoll; io_uring\n"
+    "                         falls back to epoll where it is refused)\n"
     "  -q, --quiet            no 'listening on' (nor 'metrics on') lines\n"
     "                         (default: off)\n"
     "  -v, --verbose          log each connection as it opens and closes "
@@ -211,6 +214,23 @@ const char cli_server_options_help[] =
 
 static struct sk_access *access_rules;
 static const char *user_spec;
+static bool backend_given;
+
+/* The backend NAME: what is "--backend " or "SOCKIT_BACKEND=", for the
+ * message. */
+static int parse_backend(const char *what, const char *arg,
+                         enum sk_backend *backend)
+{
+    if (strcmp(arg, "epoll") == 0)
+        *backend = SK_BACKEND_EPOLL;
+    else if (strcmp(arg, "io_uring") == 0)
+        *backend = SK_BACKEND_IO_URING;
+    else {
+        cli_error("%s%s: not a backend (epoll, io_uring)", what, arg);
+        return -1;
+    }
+    return 0;
+}
 
 /* --allow and --deny: rules of one sk_access, made on first use. */
 static int add_rule(struct sk_server_config *cfg, bool allow, const char *arg)
@@ -250,6 +270,9 @@ int cli_server_option(struct sk_server_config *cfg, int c, const char *arg)
     case OPT_METRICS:
         cli_metrics_option(arg);
         return 0;
+    case OPT_BACKEND:
+        backend_given = true;
+        return parse_backend("--backend ", arg, &cfg->backend);
     case OPT_THREADS:
         if (cli_parse_uint("--threads", arg, 1, 1024, &v) < 0)
             return -1;
@@ -355,6 +378,22 @@ static void on_ready(void *data)
     cli_metrics_print();
 }
 
+/* SOCKIT_BACKEND, the default of --backend, read and then removed (the
+ * server's own setting: --exec children do not see it), before any
+ * thread starts. */
+static int backend_from_environment(struct sk_server_config *cfg)
+{
+    const char *name = getenv("SOCKIT_BACKEND");
+    int err = 0;
+
+    if (name == NULL)
+        return 0;
+    if (!backend_given && *name != '\0')
+        err = parse_backend("SOCKIT_BACKEND=", name, &cfg->backend);
+    unsetenv("SOCKIT_BACKEND");
+    return err;
+}
+
 int cli_run_server(const char *cmd, struct sk_server_config *cfg,
                    const struct sk_endpoint *eps,
                    const struct sk_listen_options *lo, size_t n,
@@ -365,6 +404,8 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     int err, status = EXIT_RUNTIME;
 
     if (check_unix_mode(cfg, eps, n) < 0)
+        return EXIT_USAGE;
+    if (backend_from_environment(cfg) < 0)
         return EXIT_USAGE;
     if ((err = cli_metrics_prepare()) != EXIT_OK)
         return err;

@@ -1,0 +1,363 @@
+/* loop_uring.c -- the io_uring backend of loop.c, which includes this file.
+ * The only file that calls io_uring_*.
+ *
+ * Readiness comes from poll requests. Each watcher has at most one in
+ * flight, keyed by a slot table indexed by descriptor (a loop watches a
+ * descriptor once, as epoll does): user_data is the descriptor and the
+ * slot's sequence number of that poll, so a completion still queued for
+ * a watcher stopped (or re-armed) since never matches and is dropped; no
+ * user_data points at memory.
+ *
+ * Watchers are level-triggered, as on epoll: a one-shot poll, armed again
+ * after it fired (a poll checks readiness as it is armed, so what the
+ * callback left unread fires again). A multishot poll reports only the
+ * wake-ups, hence only for IO_DRAINS watchers (the loop's eventfd and
+ * signalfd), re-armed when a completion lacks IORING_CQE_F_MORE. The
+ * re-arms, mask changes (remove and add) and removals of an iteration go
+ * to the kernel with the one io_uring_submit_and_wait_timeout() that
+ * waits. An exclusive watcher's poll carries EPOLLEXCLUSIVE: a listener
+ * shared by the workers wakes one of them per connection. */
+#include <liburing.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#define URING_SQ_ENTRIES 256
+/* Completions the ring holds; more wait in the kernel (IORING_FEAT_NODROP)
+ * and are flushed into it as it drains. */
+#define URING_CQ_ENTRIES 4096
+/* The user_data of removals, whose completions say nothing. */
+#define UD_IGNORE UINT64_MAX
+
+struct uring_slot {
+    struct sk_io *io; /* the watcher of this descriptor, NULL for none */
+    uint64_t armed;   /* user_data of its poll in flight, 0 for none */
+    unsigned mask;    /* the events that poll waits for */
+    uint32_t seq;     /* of the last poll armed */
+    bool dirty;       /* on the list to arm before the next wait */
+    int next;         /* the next descriptor on that list, -1 for none */
+};
+
+struct uring {
+    struct io_uring ring;
+    bool disabled; /* made with R_DISABLED: enabled by the first submit */
+    /* Indexed by descriptor: made on the thread that makes the loop and
+     * grown on the loop's (never below 64 slots, 2 KiB, so that glibc
+     * keeps none of it in a thread's cache for small blocks, which
+     * would hand the first thread's arena to the loop thread's buffers). */
+    struct uring_slot *slots;
+    size_t nslots;
+    int dirty; /* first descriptor whose poll to arm, -1 for none */
+};
+
+/* Makes the ring: single issuer with deferred task running where the
+ * kernel has them (the issuer is the thread that enables the ring, so
+ * that a loop may be made on one thread and run on another). */
+static int uring_setup(struct uring *u)
+{
+    struct io_uring_params p = {0};
+    int err;
+
+    p.cq_entries = URING_CQ_ENTRIES;
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+              IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER |
+              IORING_SETUP_DEFER_TASKRUN;
+    err = io_uring_queue_init_params(URING_SQ_ENTRIES, &u->ring, &p);
+    if (err == -EINVAL) {
+        p = (struct io_uring_params){.cq_entries = URING_CQ_ENTRIES,
+                                     .flags = IORING_SETUP_CQSIZE};
+        err = io_uring_queue_init_params(URING_SQ_ENTRIES, &u->ring, &p);
+    }
+    if (err < 0)
+        return err;
+    u->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
+    if (!(p.features & IORING_FEAT_NODROP) ||
+        !(p.features & IORING_FEAT_EXT_ARG)) {
+        io_uring_queue_exit(&u->ring);
+        return -EOPNOTSUPP; /* before Linux 5.11 */
+    }
+    return 0;
+}
+
+static int uring_init(struct sk_loop *loop)
+{
+    struct uring *u = calloc(1, sizeof(*u));
+    int err;
+
+    if (u == NULL)
+        return -ENOMEM;
+    if ((err = uring_setup(u)) < 0) {
+        free(u);
+        return err;
+    }
+    u->dirty = -1;
+    loop->uring = u;
+    return 0;
+}
+
+static void uring_free(struct sk_loop *loop)
+{
+    struct uring *u = loop->uring;
+
+    if (u == NULL)
+        return;
+    io_uring_queue_exit(&u->ring);
+    free(u->slots);
+    free(u);
+    loop->uring = NULL;
+}
+
+/* The first submission makes the calling thread the ring's issuer. */
+static int uring_enable(struct uring *u)
+{
+    int err;
+
+    if (!u->disabled)
+        return 0;
+    /* Debian's liburing 2.3 declares io_uring_enable_rings() but does not
+     * export it. */
+    err = (int)syscall(__NR_io_uring_register, u->ring.ring_fd,
+                       IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    if (err < 0)
+        return -errno;
+    u->disabled = false;
+    return 0;
+}
+
+/* A free submission entry, submitting what is queued if there is none;
+ * NULL when even that fails. */
+static struct io_uring_sqe *uring_sqe(struct uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+    if (sqe == NULL && uring_enable(u) == 0 && io_uring_submit(&u->ring) >= 0)
+        sqe = io_uring_get_sqe(&u->ring);
+    return sqe;
+}
+
+/* The slot of fd, the table grown to hold it. */
+static struct uring_slot *uring_slot(struct uring *u, int fd)
+{
+    size_t n = u->nslots ? u->nslots : 64;
+    struct uring_slot *slots;
+
+    if ((size_t)fd < u->nslots)
+        return &u->slots[fd];
+    while (n <= (size_t)fd)
+        n *= 2;
+    if ((slots = realloc(u->slots, n * sizeof(*slots))) == NULL)
+        return NULL;
+    memset(slots + u->nslots, 0, (n - u->nslots) * sizeof(*slots));
+    u->slots = slots;
+    u->nslots = n;
+    return &u->slots[fd];
+}
+
+static void uring_mark(struct uring *u, int fd)
+{
+    struct uring_slot *s = &u->slots[fd];
+
+    if (!s->dirty) {
+        s->dirty = true;
+        s->next = u->dirty;
+        u->dirty = fd;
+    }
+}
+
+/* Withdraws the slot's poll; a completion it may still post is stale. */
+static void uring_cancel(struct uring *u, struct uring_slot *s)
+{
+    struct io_uring_sqe *sqe;
+
+    if (s->armed == 0)
+        return;
+    if ((sqe = uring_sqe(u)) != NULL) {
+        io_uring_prep_poll_remove(sqe, s->armed);
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    }
+    s->armed = 0;
+}
+
+/* As epoll_ctl() refuses them: no descriptor, or a regular file or a
+ * directory, which are always ready. */
+static int uring_check_fd(int fd)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+        return -EPERM;
+    return 0;
+}
+
+static int uring_add(struct sk_loop *loop, struct sk_io *io, bool exclusive)
+{
+    struct uring *u = loop->uring;
+    struct uring_slot *s;
+    int err;
+
+    (void)exclusive; /* in io->flags */
+    if (io->fd < 0)
+        return -EBADF;
+    if ((err = uring_check_fd(io->fd)) < 0)
+        return err;
+    if ((s = uring_slot(u, io->fd)) == NULL)
+        return -ENOMEM;
+    if (s->io != NULL)
+        return -EEXIST;
+    s->io = io; /* nothing armed: the removal before withdrew it */
+    uring_mark(u, io->fd);
+    return 0;
+}
+
+static int uring_modify(struct sk_loop *loop, struct sk_io *io)
+{
+    struct uring *u = loop->uring;
+    struct uring_slot *s = &u->slots[io->fd];
+
+    if (s->armed != 0 && s->mask != io->events)
+        uring_cancel(u, s);
+    uring_mark(u, io->fd);
+    return 0;
+}
+
+static void uring_remove(struct sk_loop *loop, struct sk_io *io)
+{
+    struct uring *u = loop->uring;
+    struct uring_slot *s = &u->slots[io->fd];
+
+    uring_cancel(u, s);
+    s->io = NULL;
+}
+
+static unsigned uring_poll_mask(const struct sk_io *io)
+{
+    return (io->events & SK_READ ? POLLIN : 0) |
+           (io->events & SK_WRITE ? POLLOUT : 0) |
+           (io->flags & IO_EXCLUSIVE ? EPOLLEXCLUSIVE : 0);
+}
+
+/* Queues a poll for every marked watcher that wants events and has none
+ * in flight. Returns 0 or -EBUSY when no entry could be had (those left
+ * stay marked, for the next wait). */
+static int uring_arm(struct uring *u)
+{
+    while (u->dirty >= 0) {
+        struct uring_slot *s = &u->slots[u->dirty];
+        struct io_uring_sqe *sqe;
+
+        if (s->io != NULL && s->armed == 0 && s->io->events != 0) {
+            if ((sqe = uring_sqe(u)) == NULL)
+                return -EBUSY;
+            if (s->io->flags & IO_DRAINS)
+                io_uring_prep_poll_multishot(sqe, s->io->fd,
+                                             uring_poll_mask(s->io));
+            else
+                io_uring_prep_poll_add(sqe, s->io->fd, uring_poll_mask(s->io));
+            if (++s->seq == 0)
+                s->seq = 1;
+            s->armed = (uint64_t)s->seq << 32 | (uint32_t)s->io->fd;
+            s->mask = s->io->events;
+            io_uring_sqe_set_data64(sqe, s->armed);
+        }
+        s->dirty = false;
+        u->dirty = s->next;
+    }
+    return 0;
+}
+
+/* The events of a completion for its live watcher, as epoll reports them:
+ * an error or hang-up as readable and writable, so that the owner's next
+ * read or write returns the reason. */
+static unsigned uring_events(int res)
+{
+    unsigned events = 0;
+
+    if (res < 0)
+        return SK_READ | SK_WRITE;
+    if (res & (POLLIN | POLLERR | POLLHUP | POLLRDHUP))
+        events |= SK_READ;
+    if (res & (POLLOUT | POLLERR | POLLHUP))
+        events |= SK_WRITE;
+    return events;
+}
+
+/* Takes one completion: its watcher's events into loop->fired (true), or
+ * nothing for a stale or cancelled one. */
+static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
+{
+    struct uring *u = loop->uring;
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    size_t fd = (uint32_t)ud;
+    struct uring_slot *s;
+
+    if (ud == UD_IGNORE || fd >= u->nslots)
+        return false;
+    s = &u->slots[fd];
+    if (s->armed != ud || s->io == NULL)
+        return false;
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        s->armed = 0;
+        uring_mark(u, (int)fd);
+    }
+    if (cqe->res == -ECANCELED)
+        return false;
+    loop->fired[loop->nfired].io = s->io;
+    loop->fired[loop->nfired].events = uring_events(cqe->res);
+    loop->nfired++;
+    return true;
+}
+
+/* Reaps up to LOOP_FIRED_MAX completions; the rest wait in the ring for
+ * the next call, and those the kernel kept aside when the ring was full
+ * are flushed into it. */
+static void uring_reap(struct sk_loop *loop)
+{
+    struct uring *u = loop->uring;
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+
+    io_uring_for_each_cqe(&u->ring, head, cqe)
+    {
+        if (loop->nfired == LOOP_FIRED_MAX)
+            break;
+        seen++;
+        uring_take(loop, cqe);
+    }
+    io_uring_cq_advance(&u->ring, seen);
+    if (IO_URING_READ_ONCE(*u->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+        io_uring_get_events(&u->ring);
+}
+
+static int uring_wait(struct sk_loop *loop, int timeout)
+{
+    struct uring *u = loop->uring;
+    struct __kernel_timespec ts = {timeout / 1000, timeout % 1000 * 1000000L};
+    struct io_uring_cqe *cqe;
+    int err;
+
+    loop->nfired = 0;
+    if ((err = uring_enable(u)) < 0)
+        return err;
+    err = uring_arm(u);
+    if (err < 0 && io_uring_sq_ready(&u->ring) == 0)
+        return err;
+    err = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
+                                           timeout < 0 ? NULL : &ts, NULL);
+    if (err < 0 && err != -ETIME && err != -EINTR && err != -EBUSY)
+        return err;
+    uring_reap(loop);
+    return loop->nfired;
+}
+
+static const struct backend uring_backend = {
+    .id = SK_BACKEND_IO_URING,
+    .init = uring_init,
+    .free = uring_free,
+    .add = uring_add,
+    .modify = uring_modify,
+    .remove = uring_remove,
+    .wait = uring_wait,
+};
