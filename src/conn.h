@@ -49,6 +49,7 @@ struct sk_conn {
     unsigned flags;
     unsigned start_wants; /* SK_READ/SK_WRITE while CONN_STARTING */
     int status;
+    enum sk_scheme scheme; /* of the names */
     uint64_t last_active;
     struct sk_conn *prev, *next; /* worker's activity list */
     struct sk_link pending;      /* on a pending list while CONN_QUEUED */
@@ -61,20 +62,20 @@ struct sk_conn {
     char *error;        /* sk_conn_error(), made on failure */
     struct sk_outbound *ob;
     struct sk_conn *joined; /* sk_conn_join() */
-    enum sk_scheme scheme;  /* of the names */
     struct sk_addr peer_addr;
     struct sk_endpoint *names; /* [0] peer, [1] local; made on demand */
+    /* The local address a PROXY header gave (owned; NULL: the socket's),
+     * apart so that the other connections do not carry its room. */
+    struct sk_addr *local_addr;
+    struct sk_buf *proxy_part; /* a PROXY header come in pieces, or NULL */
+    uint64_t born_ms;          /* loop time it was accepted or connected */
+    uint64_t bytes_in;         /* read from the peer (after TLS) */
+    uint64_t bytes_out;        /* taken by the kernel (before TLS) */
     struct sk_peer_cred cred;  /* UNIX stream peers, read at accept */
-    bool has_cred;
-    bool has_local; /* local_addr given by a PROXY header */
-    bool keyed;     /* counted in the server's sources */
-    bool counted;   /* counted accepted: its close is counted too */
-    struct sk_addr local_addr;
     struct sk_source_key source;
-    struct sk_buf proxy_part; /* a PROXY header that came in pieces */
-    uint64_t born_ms;         /* loop time it was accepted or connected */
-    uint64_t bytes_in;        /* read from the peer (after TLS) */
-    uint64_t bytes_out;       /* taken by the kernel (before TLS) */
+    bool has_cred;
+    bool keyed;   /* counted in the server's sources */
+    bool counted; /* counted accepted: its close is counted too */
 };
 
 /* conn.c */
@@ -125,6 +126,8 @@ int sk__conn_admit(struct sk_worker *w, const struct sk_listener *l,
                    bool *keyed);
 void sk__conn_unadmit(struct sk_conn *c);
 int sk__proxy_conn_start(struct sk_conn *c);
+/* conn_life.c: frees the part of a PROXY header kept so far. */
+void sk__conn_drop_proxy_part(struct sk_conn *c);
 void sk__proxy_conn_step(struct sk_conn *c);
 
 /* conn_join.c: dispatch of a joined connection's events. */

@@ -14,12 +14,22 @@ void sk__conn_set_error(struct sk_conn *c, const char *msg)
         c->error = strdup(msg);
 }
 
+void sk__conn_drop_proxy_part(struct sk_conn *c)
+{
+    if (c->proxy_part == NULL)
+        return;
+    sk_buf_release(c->proxy_part);
+    free(c->proxy_part);
+    c->proxy_part = NULL;
+}
+
 static void conn_free(struct sk_conn *c)
 {
     if (c->counted)
         sk__count(c->w, c->l, SK_STAT_CLOSED);
     sk_buf_release(&c->out);
-    sk_buf_release(&c->proxy_part);
+    sk__conn_drop_proxy_part(c);
+    free(c->local_addr);
     free(c->names);
     free(c->error);
     free(c);
@@ -346,8 +356,8 @@ static const struct sk_endpoint *names(const struct sk_conn *c)
     sk_endpoint_from_addr(&m->names[0], c->scheme, &c->peer_addr);
     if (!(c->flags & CONN_DETACHED) && !(c->flags & CONN_CLOSED))
         fd = c->io.fd;
-    if (c->has_local)
-        sk_endpoint_from_addr(&m->names[1], c->scheme, &c->local_addr);
+    if (c->local_addr != NULL)
+        sk_endpoint_from_addr(&m->names[1], c->scheme, c->local_addr);
     else if (fd >= 0 && sk__sock_local(fd, &local) == 0)
         sk_endpoint_from_addr(&m->names[1], c->scheme, &local);
     else if (c->l != NULL)
@@ -388,8 +398,8 @@ int sk_conn_addrs(const struct sk_conn *c, struct sk_addr *peer,
         *peer = c->peer_addr;
     if (local == NULL)
         return 0;
-    if (c->has_local) {
-        *local = c->local_addr;
+    if (c->local_addr != NULL) {
+        *local = *c->local_addr;
         return 0;
     }
     if (open && sk__sock_local(c->io.fd, local) == 0)

@@ -97,20 +97,22 @@ static enum sk_scheme scheme_of(const struct sk_proxy_header *h)
 }
 
 /* The header's addresses are the connection's from now on; a LOCAL one
- * (a proxy's health check) keeps the socket's. */
-static void take_addresses(struct sk_conn *c, const struct sk_proxy_header *h)
+ * (a proxy's health check) keeps the socket's. Returns 0 or -ENOMEM. */
+static int take_addresses(struct sk_conn *c, const struct sk_proxy_header *h)
 {
     if (h->local)
-        return;
+        return 0;
+    if ((c->local_addr = malloc(sizeof(*c->local_addr))) == NULL)
+        return -ENOMEM;
+    *c->local_addr = h->dst;
     c->peer_addr = h->src;
-    c->local_addr = h->dst;
-    c->has_local = true;
     c->scheme = scheme_of(h);
     /* The credentials were the proxy's, not its client's: nothing
      * vouches for a proxied UNIX client. */
     c->has_cred = false;
     free(c->names);
     c->names = NULL;
+    return 0;
 }
 
 static void proxy_failed(struct sk_conn *c, const char *why, int status)
@@ -155,7 +157,10 @@ static int keep_part(struct sk_conn *c, char *at, size_t n)
 {
     if (recv(c->io.fd, at, n, 0) != (ssize_t)n)
         return SK_EPROXY;
-    return sk_buf_append(&c->proxy_part, at, n);
+    if (c->proxy_part == NULL &&
+        (c->proxy_part = calloc(1, sizeof(*c->proxy_part))) == NULL)
+        return -ENOMEM;
+    return sk_buf_append(c->proxy_part, at, n);
 }
 
 /* Readable while the header is awaited: peek at what came after the part
@@ -167,13 +172,13 @@ void sk__proxy_conn_step(struct sk_conn *c)
 {
     struct sk_proxy_header h;
     const char *why = "bad PROXY header";
-    size_t have = c->proxy_part.len;
+    size_t have = c->proxy_part != NULL ? c->proxy_part->len : 0;
     char *buf = c->w->rbuf;
     ssize_t n;
     int len;
 
     if (have > 0)
-        memcpy(buf, sk_buf_head(&c->proxy_part), have);
+        memcpy(buf, sk_buf_head(c->proxy_part), have);
     n = recv(c->io.fd, buf + have, SK_PROXY_V2_MAX - have, MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
@@ -194,8 +199,11 @@ void sk__proxy_conn_step(struct sk_conn *c)
         proxy_failed(c, "PROXY header lost", SK_EPROXY);
         return;
     }
-    sk_buf_release(&c->proxy_part);
-    take_addresses(c, &h);
+    sk__conn_drop_proxy_part(c);
+    if (take_addresses(c, &h) < 0) {
+        proxy_failed(c, NULL, -ENOMEM);
+        return;
+    }
     proxy_done(c);
 }
 
