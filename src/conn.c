@@ -151,8 +151,11 @@ static void watch(struct sk_conn *c)
     } else {
         if (reading(c) || (c->flags & CONN_WR_WANTS_R))
             ev |= SK_READ;
+        /* CONN_WROTE: output went straight out since the last flush, whose
+         * on_drain is due even when the flush rounds are over. */
         if (c->out.len > 0 || ((c->flags & CONN_RD_WANTS_W) && reading(c)) ||
-            (c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) == CONN_SHUT_WR)
+            (c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) == CONN_SHUT_WR ||
+            (c->flags & CONN_WROTE))
             ev |= SK_WRITE;
     }
     /* Parked, it waits until it reads again or has something to send (the

@@ -89,6 +89,8 @@ int sk__conn_write(struct sk_conn *c, const void *data, size_t len)
         err = append_message(c, data, len);
     else if (done < len)
         err = sk_buf_append(&c->out, (const char *)data + done, len - done);
+    if (err < 0 && done > 0)
+        sk__conn_finish(c, err); /* part went: no retry could mend it */
     if (err < 0)
         return err;
     sk__conn_queue(c);

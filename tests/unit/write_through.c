@@ -12,11 +12,14 @@
 #define SHORT 100
 
 /* What the handler wrote, in order, and what it saw. */
-enum plan { LONG_ONLY, SHORT_THEN_LONG, LONG_THEN_SHORT, LONG_UNREAD };
+enum plan { LONG_ONLY, SHORT_THEN_LONG, LONG_THEN_SHORT, LONG_UNREAD, STREAM };
+
+/* STREAM: on_drain writes the next long piece, STREAM_PIECES in all. */
+#define STREAM_PIECES 64
 
 static enum plan plan;
 static size_t pending_after;
-static int drains;
+static int drains, pieces;
 static char long_bytes[LONG];
 
 static void fill(void)
@@ -39,6 +42,7 @@ static int on_open_plan(struct sk_conn *c)
     if (plan == SHORT_THEN_LONG)
         err |= sk_conn_write(c, "s", 1);
     err |= sk_conn_write(c, long_bytes, LONG);
+    pieces = 1;
     pthread_mutex_lock(&f->lock);
     pending_after = sk_conn_pending(c);
     pthread_mutex_unlock(&f->lock);
@@ -55,6 +59,11 @@ static void on_drain_count(struct sk_conn *c)
 {
     struct fixture *f = fixture_of_conn(c);
 
+    if (plan == STREAM && pieces < STREAM_PIECES) {
+        if (sk_conn_write(c, long_bytes, LONG) == 0)
+            pieces++;
+        return;
+    }
     pthread_mutex_lock(&f->lock);
     drains++;
     f->seen.reads++; /* announces the drain to wait_for() */
@@ -76,7 +85,12 @@ static int start(struct fixture *f, enum plan p)
     drains = 0;
     fill();
     serve(f, &plan_handler, defaults, "tcp://127.0.0.1:0");
-    fd = p == LONG_UNREAD ? connect_slow_reader(f) : connect_listener(f, 0);
+    if (p == LONG_UNREAD) {
+        fd = connect_slow_reader(f);
+    } else {
+        struct sk_endpoint ep = listener(f, 0);
+        fd = client_connect_rcvbuf(&ep, 8 << 20);
+    }
     wait_for(f, &f->seen.opens, 1, "opens");
     assert_int_equal(snapshot(f).write_errors, 0);
     return fd;
@@ -146,6 +160,21 @@ static void test_what_the_kernel_refuses_is_queued(void **state)
     stop_and_free(f);
 }
 
+/* A long stream that on_drain feeds piece by piece, each written straight
+ * out: on_drain must come after each, also once the flush rounds of an
+ * iteration are over (the socket is then watched for writability). */
+static void test_stream_fed_by_on_drain_never_stalls(void **state)
+{
+    struct fixture *f = *state;
+    int fd = start(f, STREAM);
+
+    for (int i = 0; i < STREAM_PIECES; i++)
+        expect_bytes(fd, long_bytes, LONG);
+    wait_for(f, &f->seen.reads, 1, "on_drain after the last piece");
+    finish_client(fd);
+    stop_and_free(f);
+}
+
 /* clang-format off */
 #define WITH_THREADS(f, n) \
     {#f " threads=" #n, f, setup, teardown, &threads_##n}
@@ -158,6 +187,7 @@ int main(void)
         WITH_THREADS(test_long_write_behind_queued_bytes_keeps_its_place, 1),
         WITH_THREADS(test_short_write_after_a_long_one_follows_it, 1),
         WITH_THREADS(test_what_the_kernel_refuses_is_queued, 1),
+        WITH_THREADS(test_stream_fed_by_on_drain_never_stalls, 1),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
