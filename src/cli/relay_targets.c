@@ -104,8 +104,15 @@ int relay_target_parse(struct relay *r, const char *text)
     return 0;
 }
 
+static void log_state(const struct relay_target *t, bool down, int err,
+                      const char *why, unsigned backoff_ms);
+
+/* A name that does not resolve at start is down, looked up again by the
+ * connections that come (one line says so); all of them unresolved, or
+ * the only TARGET, stop the relay. */
 int relay_targets_start(struct relay *r)
 {
+    size_t unresolved = 0;
     bool names = false;
     int n;
 
@@ -113,13 +120,21 @@ int relay_targets_start(struct relay *r)
     for (size_t i = 0; i < r->ntargets; i++) {
         struct relay_target *t = &r->targets[i];
         n = sk_endpoint_resolve(&t->ep, false, t->addrs, SK_CONNECT_ADDRS);
-        if (n < 0) {
+        names = names || t->dns;
+        if (n >= 0) {
+            t->naddrs = (size_t)n;
+            t->resolved_at = cli_now_ms();
+            continue;
+        }
+        if (!t->dns || ++unresolved == r->ntargets) {
             cli_error_ep("resolve", &t->ep, n);
             return -1;
         }
-        t->naddrs = (size_t)n;
-        t->resolved_at = cli_now_ms();
-        names = names || t->dns;
+        t->naddrs = 0;
+        t->backoff_ms = BACKOFF_FIRST_MS;
+        t->retry_at = cli_now_ms() + t->backoff_ms;
+        atomic_store(&t->down, true);
+        log_state(t, true, n, NULL, t->backoff_ms);
     }
     if (names && relay_resolver_start(r, RESOLVER_THREADS) < 0)
         return -1;
@@ -152,12 +167,20 @@ void relay_plan_make(struct relay *r, struct relay_plan *p)
     pthread_mutex_lock(&r->lock);
     for (size_t k = 0; k < n; k++) {
         size_t i = (first + k) % n;
-        const struct relay_target *t = &r->targets[i];
+        struct relay_target *t = &r->targets[i];
         /* Down and not yet due: only when nothing else works. */
-        if (atomic_load(&t->down) && now < t->retry_at)
+        if (atomic_load(&t->down) && now < t->retry_at) {
             rest[later++] = (unsigned char)i;
-        else
-            p->order[p->n++] = (unsigned char)i;
+            continue;
+        }
+        /* Due: this client makes the retry; the others keep the target
+         * last until it has worked or failed (a target that swallows its
+         * SYNs would cost each of them the connect timeout). */
+        if (atomic_load(&t->down)) {
+            t->probing = true;
+            t->retry_at = now + t->backoff_ms;
+        }
+        p->order[p->n++] = (unsigned char)i;
     }
     pthread_mutex_unlock(&r->lock);
     memcpy(p->order + p->n, rest, later);
@@ -206,8 +229,9 @@ void relay_target_failed(struct relay *r, size_t i, int err, const char *why)
         t->retry_at = now + t->backoff_ms;
         atomic_store(&t->down, true);
         changed = true;
-    } else if (now >= t->retry_at) {
+    } else if (t->probing) {
         /* A retry failed (others, begun before, do not count twice). */
+        t->probing = false;
         t->backoff_ms = t->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
                                                            : t->backoff_ms * 2;
         t->retry_at = now + t->backoff_ms;
@@ -229,6 +253,7 @@ void relay_target_worked(struct relay *r, size_t i)
     if (atomic_load(&t->down)) {
         atomic_store(&t->down, false);
         t->backoff_ms = 0;
+        t->probing = false;
         changed = true;
     }
     pthread_mutex_unlock(&r->lock);

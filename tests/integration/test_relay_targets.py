@@ -131,6 +131,39 @@ class FailoverTest(TargetsTest):
         self.assertEqual(self.target_lines(relay),
                          [f'sockit: target {silent} down: timed out (retry in 1 s)'.encode()])
 
+    def test_only_one_client_waits_on_the_retry_of_a_silent_target(self):
+        # A target that swallows SYNs, first in failover order: once its back-off has passed, one
+        # client makes the retry (and waits the connect timeout); the clients that come meanwhile
+        # go straight to the next target.
+        a = self.backend('A')
+        silent = f'tcp://127.0.0.1:{self.full_backlog_port()}'
+        relay = self.relay_to('tcp://127.0.0.1:0', [silent, a.endpoints[0]],
+                              opts=['--connect-timeout', '3', '--balance', 'first', '--threads', '1'])
+        self.assertEqual(self.who(relay), 'A\n')
+        self.wait_line(relay, f'sockit: target {silent} down: timed out (retry in 1 s)'.encode())
+        time.sleep(1.2)                          # the back-off passes: the next client retries
+        probe = relay.connect()                  # accepted first (one worker): it makes the retry
+        self.addCleanup(probe.close)
+        for _ in range(3):
+            start = time.monotonic()
+            self.assertEqual(self.who(relay), 'A\n')
+            self.assertLess(time.monotonic() - start, 2.0, 'a client waited on the retry')
+        self.assertEqual(recv_until_eof(probe).decode(), 'A\n')
+
+    def test_a_name_that_does_not_resolve_at_start_is_down(self):
+        a = self.backend('A')
+        relay = self.relay_to('tcp://127.0.0.1:0', ['tcp://nonexistent.invalid:80', a.endpoints[0]])
+        self.assertEqual(self.target_lines(relay), [b'sockit: target tcp://nonexistent.invalid:80 '
+                                                    b'down: name not resolved (retry in 1 s)'])
+        self.assertEqual([self.who(relay) for _ in range(3)], ['A\n'] * 3)
+
+    def test_no_target_resolving_at_start_is_exit_1(self):
+        result = run_sockit(['relay', 'tcp://127.0.0.1:0', 'tcp://nonexistent.invalid:80',
+                             'tcp://nonexistent.invalid:81'])
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertTrue(result.stderr.endswith(
+            b'\nsockit: resolve tcp://nonexistent.invalid:81: name not resolved\n'), result.stderr)
+
     def test_all_targets_down_closes_the_client_and_the_relay_goes_on(self):
         p1, p2 = free_port(), free_port()
         t1, t2 = f'tcp://127.0.0.1:{p1}', f'tcp://127.0.0.1:{p2}'
