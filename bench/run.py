@@ -9,8 +9,9 @@ each server in turn: starts the server (single-threaded servers pinned to
 CPU 0), runs `sockit bench --json` pinned to CPU 1, reads the server's CPU
 time from /proc, stops the server. A last pass counts system calls per
 request under `strace -c -f`. Writes bench/RESULTS.md (medians, ratios)
-and bench/results.json (every run), keeping the TLS sections and the "tls"
-key that bench/tls.py writes. Needs: build/sockit (make), libuv1-dev,
+and bench/results.json (every run), keeping the sections other scripts
+write (bench/tls.py, rate.py, relay.py, scale.py) and the "tls" key of
+bench/tls.py. Needs: build/sockit (make), libuv1-dev,
 libevent-dev, libssl-dev, socat, ncat, redis-server, redis-tools, strace,
 util-linux.
 """
@@ -32,6 +33,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOCKIT = os.path.join(ROOT, "build", "sockit")
 PEER_DIR = os.path.join(ROOT, "build", "bench")
+# Scripts whose sections of RESULTS.md this one keeps when it rewrites the file.
+KEPT_SECTIONS = ("tls.py", "rate.py", "relay.py", "scale.py")
 SERVER_CPU, CLIENT_CPU = "0", "1"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -321,14 +324,16 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
         for name, v in syscalls.items():
             lines.append("| %s | %s |" % (name, "%.3f" % v if v else "-"))
         lines.append("")
-    # bench/tls.py's sections and its "tls" key are kept as they were.
+    # The sections other scripts write (between their markers) and the "tls" key of
+    # bench/tls.py are kept as they were.
     md_path, js_path = os.path.join(ROOT, "bench", "RESULTS.md"), os.path.join(ROOT, "bench", "results.json")
     try:
         with open(md_path) as f:
             old = f.read()
-        begin, end = "<!-- bench/tls.py: begin -->", "<!-- bench/tls.py: end -->"
-        if begin in old and end in old:
-            lines += [begin + old.split(begin, 1)[1].split(end, 1)[0] + end, ""]
+        for script in KEPT_SECTIONS:
+            begin, end = "<!-- bench/%s: begin -->" % script, "<!-- bench/%s: end -->" % script
+            if begin in old and end in old:
+                lines += [begin + old.split(begin, 1)[1].split(end, 1)[0] + end, ""]
     except FileNotFoundError:
         pass
     try:

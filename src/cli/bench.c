@@ -62,6 +62,12 @@ bool bench_may_issue(const struct gen *g)
            g->issued < g->quota;
 }
 
+bool bench_client_more(const struct client *cl)
+{
+    return bench_may_issue(cl->g) &&
+           (cl->g->b->opts.rate == 0 || cl->sent < cl->share);
+}
+
 void bench_client_end(struct client *cl)
 {
     if (cl->conn != NULL)
@@ -106,6 +112,8 @@ static int client_flush(struct client *cl)
                  MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        atomic_fetch_add_explicit(&cl->g->bytes_up, (uint64_t)n,
+                                  memory_order_relaxed);
         cl->out_off += (size_t)n;
         cl->out_len -= (size_t)n;
     }
@@ -114,24 +122,33 @@ static int client_flush(struct client *cl)
 }
 
 /* Queues requests up to the pipeline depth, then flushes them together
- * (stream: one send; datagrams: one sendmmsg). */
+ * (stream: one send; datagrams: one sendmmsg). With --rate, only those
+ * due, each stamped with its scheduled time, late or not. */
 size_t bench_fill(struct client *cl)
 {
     struct gen *g = cl->g;
     size_t size = g->b->opts.size;
     unsigned depth = g->b->opts.pipeline, n = 0;
+    bool rate = g->b->opts.rate > 0;
     uint64_t t = bench_now_ns();
 
-    while (cl->inflight < depth && bench_may_issue(g)) {
+    if (cl->inflight == 0)
+        cl->last_reply = t; /* a datagram's loss counts from here */
+    while (cl->inflight < depth && bench_may_issue(g) &&
+           (!rate || cl->sent < cl->due)) {
         char *msg = cl->out + (size_t)n * size;
         stamp_seq(msg, size, cl->sent);
-        if (!g->b->opts.churn) /* churn counts from the connect */
+        if (rate)
+            cl->stamps[cl->sent % depth] = bench_rate_time(cl, cl->sent);
+        else if (!g->b->opts.churn) /* churn counts from the connect */
             cl->stamps[cl->sent % depth] = t;
         cl->sent++;
         cl->inflight++;
         g->issued++;
         n++;
     }
+    if (rate && n > 0)
+        g->rate_last_send = t;
     return (size_t)n * size;
 }
 
@@ -194,8 +211,7 @@ static int stream_read(struct client *cl)
     ssize_t n = recv(cl->fd, g->rbuf, g->rbuf_size, MSG_DONTWAIT);
 
     if (n > 0) {
-        atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&g->bytes, (uint64_t)n, memory_order_relaxed);
         if ((uint64_t)n > (uint64_t)cl->inflight * g->b->opts.size)
             return -EBADMSG; /* more than was asked */
         return bench_client_consume(cl, g->rbuf, (size_t)n);
@@ -218,8 +234,7 @@ static int message_read(struct client *cl)
             return errno == EAGAIN || errno == EINTR ? 0 : -errno;
         if (n == 0)
             return cl->inflight > 0 ? -ECONNRESET : -EPIPE;
-        atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&g->bytes, (uint64_t)n, memory_order_relaxed);
         if ((size_t)n != g->b->opts.size || cl->inflight == 0 ||
             !client_reply(cl, g->rbuf))
             return -EBADMSG;
@@ -234,16 +249,23 @@ static int client_read(struct client *cl)
     return by_message(cl->g->b) ? message_read(cl) : stream_read(cl);
 }
 
-/* After replies: churn clients reconnect, others issue more or end. */
+/* After replies: churn clients reconnect, others issue more or end. With
+ * --rate, requests due are sent even while others are in flight. */
 static void client_next(struct client *cl)
 {
     int err;
 
+    if (cl->g->b->opts.rate > 0 && cl->inflight > 0 && cl->out_len == 0 &&
+        (err = client_issue(cl)) < 0) {
+        bench_fail(cl, err);
+        bench_client_end(cl);
+        return;
+    }
     if (cl->inflight > 0 || cl->out_len > 0) {
         client_watch(cl);
         return;
     }
-    if (!bench_may_issue(cl->g)) {
+    if (!bench_client_more(cl)) {
         bench_client_end(cl);
         return;
     }
@@ -294,6 +316,18 @@ static void on_client_io(struct sk_io *io, unsigned events)
         return;
     }
     client_next(cl);
+}
+
+void bench_client_kick(struct client *cl)
+{
+    if (cl->finished || cl->connecting)
+        return;
+    if (cl->g->b->tls != NULL) {
+        bench_tls_next(cl);
+        return;
+    }
+    if (cl->fd >= 0 && cl->out_len == 0)
+        client_next(cl);
 }
 
 int bench_client_start(struct client *cl, int fd)
@@ -386,6 +420,8 @@ static int dgram_flush(struct client *cl)
         if (r < 0)
             break;
         sent += (unsigned)r;
+        atomic_fetch_add_explicit(&cl->g->bytes_up, (uint64_t)r * size,
+                                  memory_order_relaxed);
     }
     cl->out_off = sent < n ? (size_t)(first + sent) * size : 0;
     cl->out_len = (size_t)(n - sent) * size;
@@ -402,8 +438,7 @@ int bench_dgram_read(struct client *cl)
         n = recv(cl->fd, g->rbuf, g->rbuf_size, MSG_DONTWAIT);
         if (n < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-        atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)n,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&g->bytes, (uint64_t)n, memory_order_relaxed);
         if ((size_t)n != size || cl->inflight == 0 ||
             !client_reply(cl, g->rbuf))
             bench_fail(cl, -EBADMSG); /* a datagram stands alone: go on */

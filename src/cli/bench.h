@@ -16,6 +16,9 @@
 #define BENCH_CONNECT_TIMEOUT_MS 5000
 /* A datagram request without a reply after this long is lost. */
 #define BENCH_DGRAM_LOSS_MS 1000
+/* After the duration (or --rate's schedule), replies in flight (requests
+ * late) are awaited this long. */
+#define BENCH_FINISH_GRACE_MS 2000
 
 struct bench_opts {
     struct sk_endpoint ep;
@@ -29,6 +32,9 @@ struct bench_opts {
     bool churn;
     bool resume;     /* --resume: TLS sessions resumed */
     bool keep_going; /* --keep-going: churn on past failed requests */
+    bool merge;      /* --merge: the arguments are reports to combine */
+    bool load_opt;   /* an option that only a run takes was given */
+    double rate;     /* --rate: requests per second in all; 0: closed loop */
 };
 
 struct bench {
@@ -42,6 +48,8 @@ struct bench {
     struct sk_tls *tls;    /* for an endpoint with tls */
     atomic_bool tls_noted; /* tls_version and tls_cipher written */
     char tls_version[32], tls_cipher[64];
+    uint64_t scheduled; /* --rate: the requests of the schedule, in all */
+    bool interrupted;   /* SIGINT or SIGTERM ended the run (supervisor) */
 };
 
 struct gen;
@@ -62,6 +70,9 @@ struct client {
     struct sk_conn *conn; /* TLS: the library's connection */
     uint64_t conn_first;  /* TLS: the first request sent on it */
     bool connecting, finished;
+    /* --rate: this connection's place in the schedule (its index over all
+     * threads), its share of the requests and how many are due by now. */
+    uint64_t index, share, due;
 };
 
 /* One generator thread and its share of the clients. While it runs, the
@@ -82,13 +93,36 @@ struct gen {
     char error_text[SK_TLS_ERRLEN]; /* TLS: words for first_error */
     atomic_bool ended;              /* released after end_ns is set */
     uint64_t end_ns;                /* when its last client ended */
-    atomic_uint_fast64_t done, errors, bytes, resumed;
+    atomic_uint_fast64_t done, errors, bytes, bytes_up, resumed;
+    /* --rate: the thread's schedule (see bench_rate.c). */
+    int rate_fd; /* a timerfd at the next due request, or -1 */
+    struct sk_io rate_io;
+    uint64_t rate_start, rate_last_send; /* ns */
+    uint64_t rate_first;                 /* index of its first client */
+    uint64_t rate_k, rate_local;         /* the next due slot */
+};
+
+/* What a run measured, or several runs merged (bench_report.c). */
+struct result {
+    uint64_t requests, errors, bytes_up, bytes_down, resumed, unsent;
+    double seconds;
+    /* Rates: of the run, or the sums of the merged results' rates. */
+    double rps, mbps_up, mbps_down;
+    double rate_asked, rate_achieved; /* --rate; rate_asked 0: closed loop */
+    unsigned merged;                  /* results merged, 0 for a run */
+    struct histogram hist;
+    int first_error;
+    char error_text[SK_TLS_ERRLEN];
 };
 
 /* bench.c */
 uint64_t bench_now_ns(void);
 void bench_fail(struct client *cl, int err);
 bool bench_may_issue(const struct gen *g);
+/* Whether cl has requests left to send (closed loop: the thread has). */
+bool bench_client_more(const struct client *cl);
+/* --rate: sends what is due on cl, as far as the pipeline lets it. */
+void bench_client_kick(struct client *cl);
 /* Stamps the requests up to the pipeline depth into cl->out and counts
  * them in flight; returns their bytes. */
 size_t bench_fill(struct client *cl);
@@ -103,5 +137,35 @@ void bench_dgram_expire(struct client *cl, uint64_t now);
 
 /* bench_tls.c: connects cl over TLS and runs its requests there. */
 int bench_tls_open(struct client *cl);
+/* Sends what cl may send now on its TLS connection, or closes it. */
+void bench_tls_next(struct client *cl);
+
+/* bench_rate.c: the open loop. The schedule gives request j (over all
+ * connections) the time start + j / rate, to connection j % conns. */
+int bench_rate_parse(const char *text, double *rate);
+/* Sets b->scheduled from -n, or from -d and the rate. */
+void bench_rate_plan(struct bench *b);
+/* cl's share of the schedule, from its index over all threads. */
+void bench_rate_assign(const struct bench *b, struct client *cl,
+                       uint64_t index);
+/* The scheduled send time (ns) of cl's k-th request. */
+uint64_t bench_rate_time(const struct client *cl, uint64_t k);
+/* Starts the thread's schedule now (generator thread). */
+int bench_rate_start(struct gen *g);
+void bench_rate_release(struct gen *g);
+/* The rate achieved by the threads, after their join. */
+double bench_rate_achieved(const struct bench *b, const struct gen *gens,
+                           unsigned n, uint64_t *sent);
+
+/* bench_report.c */
+/* Sums the threads' counts into r, after their join; r->seconds is set.
+ * With --rate, a request of the schedule never sent is an error. */
+void bench_collect(const struct bench *b, struct gen *gens, unsigned n,
+                   struct result *r);
+void bench_report(const struct result *r, bool json, const struct bench *b);
+void bench_report_error(const struct bench *b, const struct result *r);
+
+/* bench_merge.c: `sockit bench --merge FILE...`; returns the exit code. */
+int bench_merge(int nfiles, char **files, bool json);
 
 #endif

@@ -18,13 +18,12 @@
 #define SIZE_DEFAULT 64
 #define SIZE_MAX_STREAM (16 * 1024 * 1024)
 #define TICK_MS 50
-/* After the duration, replies in flight are awaited this long. */
-#define FINISH_GRACE_MS 2000
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sockit bench [OPTIONS] ENDPOINT\n\n"
+            "usage: sockit bench [OPTIONS] ENDPOINT\n"
+            "       sockit bench --merge [--json] FILE...\n\n"
             "Load against an echo service (sockit serve -s echo) on any "
             "endpoint kind. Each\nconnection keeps --pipeline requests in "
             "flight and waits for their replies\n(a closed loop); every reply "
@@ -49,8 +48,17 @@ static void usage(FILE *out)
             "reset) is\n"
             "                     counted and the next one made (exit 1 "
             "still; default: off)\n"
-            "      --json         one JSON object on stdout (default: a text "
-            "report)\n"
+            "      --rate R       open loop: R requests per second in all, "
+            "sent on schedule\n"
+            "                     whether or not replies came (not with "
+            "--connect; default:\n"
+            "                     none, a closed loop)\n"
+            "      --json         one JSON object on stdout, with the latency "
+            "histogram\n"
+            "                     (default: a text report)\n"
+            "      --merge        the arguments are --json reports (FILE, - "
+            "for stdin) to\n"
+            "                     combine into one (default: off)\n"
             "  -h, --help         this help\n\n"
             "Latency (microseconds) runs from the send of a request (the "
             "connect, with\n--connect) to its whole reply. The load is closed-"
@@ -58,7 +66,16 @@ static void usage(FILE *out)
             "so the percentiles describe the requests\nsent, not a fixed "
             "schedule (coordinated omission: under a stall, an open-loop\n"
             "client would have seen more slow requests than are counted "
-            "here).\n\n"
+            "here).\n--rate corrects it: each of the -c connections sends R/c "
+            "requests a second on a\nschedule, --pipeline bounding those in "
+            "flight; latency runs from each request's\nscheduled time, so a "
+            "request sent late because of a stall counts the wait. With\n-d, "
+            "the schedule holds R x SECONDS requests; one not sent 2 s after "
+            "the end of\nthe schedule is an error.\n\n"
+            "--merge sums requests, errors, bytes and rates (duration: the "
+            "longest) and\ntakes the percentiles from the merged histogram.\n"
+            "MB/s: up is sent, down received, both their sum (mb_per_s in "
+            "JSON).\n\n"
             "Exit status: 0 when every reply was right, 1 on any mismatch, "
             "error or refusal,\n2 on a usage error.\n");
 }
@@ -71,6 +88,8 @@ enum {
     OPT_CONNECT,
     OPT_RESUME,
     OPT_KEEP_GOING,
+    OPT_RATE,
+    OPT_MERGE,
 };
 
 static const struct option options[] = {
@@ -81,6 +100,8 @@ static const struct option options[] = {
     {"connect", no_argument, NULL, OPT_CONNECT},
     {"resume", no_argument, NULL, OPT_RESUME},
     {"keep-going", no_argument, NULL, OPT_KEEP_GOING},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"merge", no_argument, NULL, OPT_MERGE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -90,6 +111,7 @@ static int apply_option(struct bench_opts *o, int c, char **argv)
     unsigned long v;
     int err = 0;
 
+    o->load_opt |= c != OPT_JSON && c != OPT_MERGE && c != 'h';
     switch (c) {
     case 'c':
         err = cli_parse_uint("-c", optarg, 1, 100000, &v);
@@ -129,6 +151,12 @@ static int apply_option(struct bench_opts *o, int c, char **argv)
         break;
     case OPT_KEEP_GOING:
         o->keep_going = true;
+        break;
+    case OPT_RATE:
+        err = bench_rate_parse(optarg, &o->rate);
+        break;
+    case OPT_MERGE:
+        o->merge = true;
         break;
     case 'h':
         return 1;
@@ -170,6 +198,10 @@ static int check_opts(struct bench *b, const char *text)
                   "--pipeline");
         return -1;
     }
+    if (o->rate > 0 && o->churn) {
+        cli_error("bench: --rate does not go with --connect");
+        return -1;
+    }
     if (o->keep_going && !o->churn) {
         cli_error("bench: --keep-going needs --connect");
         return -1;
@@ -199,6 +231,16 @@ static int parse_args(struct bench *b, int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":c:d:n:h", options, NULL)) != -1)
         if ((ret = apply_option(o, c, argv)) != 0)
             return ret;
+    if (o->merge && o->load_opt) {
+        cli_error("bench: --merge takes no option but --json");
+        return -1;
+    }
+    if (o->merge && argc - optind < 1) {
+        cli_error("bench: --merge: expected one FILE or more");
+        return -1;
+    }
+    if (o->merge)
+        return 0;
     if (argc - optind != 1) {
         cli_error("bench: expected one ENDPOINT (try 'sockit bench --help')");
         return -1;
@@ -273,14 +315,18 @@ static int client_open(struct client *cl)
     return bench_client_start(cl, fd);
 }
 
+/* Sets up thread g with nclients clients, the first of them the run's
+ * client number first. */
 static int gen_init(struct bench *b, struct gen *g, unsigned nclients,
-                    uint64_t quota)
+                    uint64_t quota, uint64_t first)
 {
     int err;
 
     g->b = b;
     g->nclients = g->active = nclients;
     g->quota = quota;
+    g->rate_fd = -1;
+    g->rate_first = first;
     histogram_init(&g->hist);
     g->rbuf_size = b->opts.size > 65536 ? b->opts.size : 65536;
     g->rbuf = malloc(g->rbuf_size);
@@ -292,6 +338,11 @@ static int gen_init(struct bench *b, struct gen *g, unsigned nclients,
     for (unsigned i = 0; i < nclients; i++)
         if ((err = client_init(g, &g->clients[i])) < 0)
             return err;
+    if (b->opts.rate > 0)
+        for (unsigned i = 0; i < nclients; i++) {
+            bench_rate_assign(b, &g->clients[i], first + i);
+            g->quota += g->clients[i].share;
+        }
     sk_timer_init(&g->tick, on_tick);
     g->tick.data = g;
     return sk_timer_start(g->loop, &g->tick, TICK_MS, TICK_MS);
@@ -314,6 +365,7 @@ static void gen_release(struct gen *g)
         free(cl->rx);
         free(cl->stamps);
     }
+    bench_rate_release(g);
     if (g->loop != NULL) {
         sk_timer_stop(&g->tick);
         sk_loop_free(g->loop);
@@ -336,6 +388,12 @@ static void *gen_main(void *arg)
             g->clients[i].finished = true;
             g->active--;
         }
+    }
+    if (g->b->opts.rate > 0 && g->active > 0 &&
+        (err = bench_rate_start(g)) < 0) {
+        g->first_error = err;
+        atomic_fetch_add(&g->errors, 1);
+        return NULL;
     }
     if (g->active > 0)
         sk_loop_run(g->loop);
@@ -363,12 +421,22 @@ static bool all_idle(struct gen *gens, unsigned n)
     return true;
 }
 
+/* When the sending stops: after -d; with --rate, a grace after the end
+ * of the schedule for requests late; 0: when -n requests were sent. */
+static uint64_t stop_time(const struct bench *b, uint64_t start)
+{
+    if (b->opts.rate > 0)
+        return start + BENCH_FINISH_GRACE_MS +
+               (uint64_t)((double)b->scheduled * 1000.0 / b->opts.rate);
+    return b->opts.count == 0 ? start + b->opts.duration_ms : 0;
+}
+
 /* Waits for the run to end, a second at a time, printing progress on a
  * terminal. SIGINT ends the run early, like the duration does. */
 static void supervise(struct bench *b, struct gen *gens, uint64_t start)
 {
     bool tty = isatty(2), stopped = false;
-    uint64_t last = 0, stop_at = start + b->opts.duration_ms;
+    uint64_t last = 0, stop_at = stop_time(b, start);
     struct timespec wait = {.tv_nsec = TICK_MS * 1000000L};
     sigset_t set;
 
@@ -378,12 +446,13 @@ static void supervise(struct bench *b, struct gen *gens, uint64_t start)
     for (uint64_t next = start + 1000; !all_idle(gens, b->opts.threads);) {
         uint64_t now = cli_now_ms();
         bool signalled = sigtimedwait(&set, NULL, &wait) > 0;
-        if (!stopped && (signalled || (b->opts.count == 0 && now >= stop_at))) {
+        if (!stopped && (signalled || (stop_at > 0 && now >= stop_at))) {
             atomic_store(&b->stop, true);
             stopped = true;
+            b->interrupted = signalled;
             stop_at = now;
         }
-        if (stopped && now >= stop_at + FINISH_GRACE_MS)
+        if (stopped && now >= stop_at + BENCH_FINISH_GRACE_MS)
             atomic_store(&b->abort, true);
         if (tty && now >= next) {
             uint64_t done = sum_done(gens, b->opts.threads);
@@ -409,94 +478,6 @@ static void *gen_thread(void *arg)
     return NULL;
 }
 
-struct result {
-    uint64_t requests, errors, bytes, resumed;
-    double seconds;
-    struct histogram hist;
-    int first_error;
-    char error_text[SK_TLS_ERRLEN];
-};
-
-/* ", \"tls_version\": ..." for JSON, or a line of text. */
-static void report_tls(const struct bench *b, const struct result *r)
-{
-    if (b->tls == NULL || !atomic_load(&b->tls_noted))
-        return;
-    if (b->opts.json)
-        printf(", \"tls_version\": \"%s\", \"tls_cipher\": \"%s\", "
-               "\"tls_resumed\": %llu",
-               b->tls_version, b->tls_cipher, (unsigned long long)r->resumed);
-    else
-        printf("tls         %s %s, %llu resumed\n", b->tls_version,
-               b->tls_cipher, (unsigned long long)r->resumed);
-}
-
-static void report(const struct bench *b, const struct result *r)
-{
-    const struct histogram *h = &r->hist;
-    double rps = r->seconds > 0 ? (double)r->requests / r->seconds : 0;
-    double mbps = r->seconds > 0 ? (double)r->bytes / r->seconds / 1e6 : 0;
-    unsigned long long p50 = histogram_quantile(h, 0.50),
-                       p90 = histogram_quantile(h, 0.90),
-                       p99 = histogram_quantile(h, 0.99),
-                       p999 = histogram_quantile(h, 0.999), max = h->max;
-
-    if (b->opts.json) {
-        printf("{\"requests\": %llu, \"errors\": %llu, \"duration_s\": "
-               "%.3f, \"requests_per_s\": %.1f, \"mb_per_s\": %.3f, "
-               "\"latency_us\": {\"p50\": %llu, \"p90\": %llu, \"p99\": "
-               "%llu, \"p99_9\": %llu, \"max\": %llu}",
-               (unsigned long long)r->requests, (unsigned long long)r->errors,
-               r->seconds, rps, mbps, p50, p90, p99, p999, max);
-        report_tls(b, r);
-        printf("}\n");
-        return;
-    }
-    printf("requests/s  %.1f\n", rps);
-    printf("MB/s        %.3f\n", mbps);
-    printf("latency us  p50 %llu  p90 %llu  p99 %llu  p99.9 %llu  max %llu\n",
-           p50, p90, p99, p999, max);
-    printf("requests    %llu in %.3f s, %llu errors\n",
-           (unsigned long long)r->requests, r->seconds,
-           (unsigned long long)r->errors);
-    report_tls(b, r);
-}
-
-/* One line for the first error, in words a user of bench reads. */
-static void report_error(const struct bench *b, const struct result *r)
-{
-    char text[SK_ENDPOINT_STRLEN];
-
-    sk_endpoint_format(&b->opts.ep, text, sizeof(text));
-    if (r->first_error == -EBADMSG || r->first_error == 0)
-        cli_error("bench %s: a reply differed from its request (%llu "
-                  "errors)",
-                  text, (unsigned long long)r->errors);
-    else if (r->error_text[0] != '\0')
-        cli_error("bench %s: %s", text, r->error_text);
-    else if (r->first_error == -ETIMEDOUT)
-        cli_error("bench %s: replies lost or late (%llu errors)", text,
-                  (unsigned long long)r->errors);
-    else
-        cli_error_ep("bench", &b->opts.ep, r->first_error);
-}
-
-static void collect(struct gen *gens, unsigned n, struct result *r)
-{
-    histogram_init(&r->hist);
-    for (unsigned i = 0; i < n; i++) {
-        r->requests += atomic_load(&gens[i].done);
-        r->errors += atomic_load(&gens[i].errors);
-        r->bytes += atomic_load(&gens[i].bytes);
-        r->resumed += atomic_load(&gens[i].resumed);
-        histogram_merge(&r->hist, &gens[i].hist);
-        if (r->first_error == 0) {
-            r->first_error = gens[i].first_error;
-            memcpy(r->error_text, gens[i].error_text, sizeof(r->error_text));
-        }
-    }
-}
-
 /* The run lasts until its last generator thread is done. */
 static uint64_t last_end(const struct gen *gens, unsigned n)
 {
@@ -516,12 +497,14 @@ static int run(struct bench *b)
     uint64_t start, start_ns;
     int err = gens == NULL ? -ENOMEM : 0;
 
-    for (unsigned i = 0; i < n && err == 0; i++) {
-        uint64_t quota = b->opts.count == 0
+    for (unsigned i = 0, first = 0; i < n && err == 0; i++) {
+        unsigned nc = b->opts.conns / n + (i < b->opts.conns % n);
+        uint64_t quota = b->opts.rate > 0 ? 0 /* the clients' shares */
+                         : b->opts.count == 0
                              ? UINT64_MAX
                              : b->opts.count / n + (i < b->opts.count % n);
-        err = gen_init(b, &gens[i], b->opts.conns / n + (i < b->opts.conns % n),
-                       quota);
+        err = gen_init(b, &gens[i], nc, quota, first);
+        first += nc;
     }
     start = cli_now_ms();
     start_ns = bench_now_ns();
@@ -536,7 +519,7 @@ static int run(struct bench *b)
     for (unsigned i = 0; i < started; i++)
         pthread_join(gens[i].thread, NULL);
     r.seconds = (double)(last_end(gens, started) - start_ns) / 1e9;
-    collect(gens, n, &r);
+    bench_collect(b, gens, started, &r);
     for (unsigned i = 0; gens != NULL && i < n; i++)
         gen_release(&gens[i]);
     free(gens);
@@ -544,9 +527,9 @@ static int run(struct bench *b)
         cli_error("bench: %s", sk_strerror(err));
         return EXIT_RUNTIME;
     }
-    report(b, &r);
+    bench_report(&r, b->opts.json, b);
     if (r.errors > 0)
-        report_error(b, &r);
+        bench_report_error(b, &r);
     return r.errors > 0 ? EXIT_RUNTIME : EXIT_OK;
 }
 
@@ -563,6 +546,10 @@ int cmd_bench(int argc, char **argv)
         sk_tls_free(b.tls);
         return ret > 0 ? EXIT_OK : ret == -2 ? EXIT_RUNTIME : EXIT_USAGE;
     }
+    if (b.opts.merge)
+        return bench_merge(argc - optind, argv + optind, b.opts.json);
+    if (b.opts.rate > 0)
+        bench_rate_plan(&b);
     n = sk_endpoint_resolve(&b.opts.ep, false, b.addrs, SK_CONNECT_ADDRS);
     if (n < 0) {
         cli_error_ep("resolve", &b.opts.ep, n);

@@ -10,8 +10,6 @@
 #include "bench.h"
 #include "cli.h"
 
-static void tls_next(struct client *cl);
-
 /* The first handshake says which protocol and cipher the run measures. */
 static void note_session(struct client *cl, struct sk_conn *c)
 {
@@ -35,7 +33,7 @@ static int on_open(struct sk_conn *c)
     cl->connecting = false;
     cl->conn_first = cl->sent;
     cl->last_reply = bench_now_ns();
-    tls_next(cl);
+    bench_tls_next(cl);
     return 0;
 }
 
@@ -47,8 +45,7 @@ static void on_read(struct sk_conn *c, const char *data, size_t len)
 
     if (cl->finished)
         return;
-    atomic_fetch_add_explicit(&g->bytes, 2 * (uint64_t)len,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&g->bytes, (uint64_t)len, memory_order_relaxed);
     if ((uint64_t)len <= (uint64_t)cl->inflight * g->b->opts.size)
         err = bench_client_consume(cl, data, len);
     if (err < 0) {
@@ -56,7 +53,7 @@ static void on_read(struct sk_conn *c, const char *data, size_t len)
         sk_conn_abort(c);
         return;
     }
-    tls_next(cl);
+    bench_tls_next(cl);
 }
 
 static void on_eof(struct sk_conn *c)
@@ -98,23 +95,28 @@ static const struct sk_handler handler = {
     .on_close = on_close,
 };
 
-/* After replies: issue more, or close (churn: to connect again). */
-static void tls_next(struct client *cl)
+/* After replies: issue more, or close (churn: to connect again). With
+ * --rate, what is due goes out even while other requests are in flight. */
+void bench_tls_next(struct client *cl)
 {
+    bool rate = cl->g->b->opts.rate > 0;
     size_t n;
 
-    if (cl->inflight > 0 || cl->conn == NULL)
+    if (cl->conn == NULL || cl->connecting || (cl->inflight > 0 && !rate))
         return;
-    if (!bench_may_issue(cl->g) ||
+    if (!bench_client_more(cl) ||
         (cl->g->b->opts.churn && cl->sent > cl->conn_first)) {
-        sk_conn_close(cl->conn);
+        if (cl->inflight == 0)
+            sk_conn_close(cl->conn);
         return;
     }
     n = bench_fill(cl);
     if (n > 0 && sk_conn_write(cl->conn, cl->out, n) < 0) {
         bench_fail(cl, -ENOBUFS);
         sk_conn_abort(cl->conn);
+        return;
     }
+    atomic_fetch_add_explicit(&cl->g->bytes_up, n, memory_order_relaxed);
 }
 
 int bench_tls_open(struct client *cl)

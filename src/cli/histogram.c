@@ -8,7 +8,7 @@ void histogram_init(struct histogram *h)
     memset(h, 0, sizeof(*h));
 }
 
-static unsigned slot_of(uint64_t v)
+unsigned histogram_slot(uint64_t v)
 {
     unsigned shift;
 
@@ -20,7 +20,7 @@ static unsigned slot_of(uint64_t v)
 }
 
 /* The highest value that lands in slot. */
-static uint64_t slot_top(unsigned slot)
+uint64_t histogram_slot_top(unsigned slot)
 {
     unsigned shift;
     uint64_t sub;
@@ -34,7 +34,7 @@ static uint64_t slot_top(unsigned slot)
 
 void histogram_record(struct histogram *h, uint64_t value)
 {
-    h->counts[slot_of(value)]++;
+    h->counts[histogram_slot(value)]++;
     h->total++;
     if (value > h->max)
         h->max = value;
@@ -60,8 +60,16 @@ uint64_t histogram_quantile(const struct histogram *h, double q)
         rank = 1;
     for (unsigned i = 0; i < HIST_SLOTS; i++) {
         seen += h->counts[i];
-        if (seen >= rank)
-            return slot_top(i) < h->max ? slot_top(i) : h->max;
+        if (seen >= rank) {
+            uint64_t top = histogram_slot_top(i);
+            return top < h->max ? top : h->max;
+        }
     }
     return h->max;
+}
+
+void histogram_add(struct histogram *h, unsigned slot, uint64_t count)
+{
+    h->counts[slot] += count;
+    h->total += count;
 }

@@ -23,5 +23,11 @@ void histogram_merge(struct histogram *to, const struct histogram *from);
 /* The value at or below which the fraction q (0..1) of values lie: the
  * highest value of its bucket, so a percentile never under-reports. */
 uint64_t histogram_quantile(const struct histogram *h, double q);
+/* The slot a value lands in, and the highest value of a slot. */
+unsigned histogram_slot(uint64_t value);
+uint64_t histogram_slot_top(unsigned slot);
+/* Adds count values of slot (slot < HIST_SLOTS) to the counts and the
+ * total; max is the caller's to set. */
+void histogram_add(struct histogram *h, unsigned slot, uint64_t count);
 
 #endif

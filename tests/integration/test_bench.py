@@ -25,7 +25,8 @@ from helpers import setUpModule  # noqa: F401
 
 BENCH_TIMEOUT = 5.0     # bound for a bench run that should take well under a second
 LATENCY_KEYS = ('p50', 'p90', 'p99', 'p99_9', 'max')
-REPORT_KEYS = {'requests', 'errors', 'duration_s', 'requests_per_s', 'mb_per_s', 'latency_us'}
+REPORT_KEYS = {'requests', 'errors', 'duration_s', 'requests_per_s', 'mb_per_s', 'mb_per_s_up', 'mb_per_s_down',
+               'bytes_sent', 'bytes_received', 'latency_us', 'histogram'}
 ALL_KINDS = STREAM_KINDS + DGRAM_KINDS
 NUMBER = r'(\d+(?:\.\d+)?)'
 
@@ -58,13 +59,19 @@ class BenchTest(SockitTest):
             self.fail(f'stdout is not one JSON object ({e}): {result.stdout[:400]!r}, '
                       f'stderr {result.stderr[:300]!r}')
         self.assertIsInstance(report, dict, result.stdout)
-        self.assertEqual(set(report), REPORT_KEYS, result.stdout)
+        # --rate adds the rate asked and achieved, --merge the count of results merged, TLS its
+        # protocol, cipher and resumptions.
+        optional = {'rate_asked', 'rate_achieved', 'merged', 'tls_version', 'tls_cipher', 'tls_resumed'}
+        self.assertEqual(set(report) - optional, REPORT_KEYS, result.stdout)
+        self.assertEqual('rate_asked' in report, 'rate_achieved' in report, result.stdout)
         self.assertIsInstance(report['latency_us'], dict, result.stdout)
         self.assertEqual(set(report['latency_us']), set(LATENCY_KEYS), result.stdout)
         for key in ('requests', 'errors'):
             self.assertIs(type(report[key]), int, f'{key} is not an integer: {result.stdout!r}')
             self.assertGreaterEqual(report[key], 0, result.stdout)
-        for key in ('duration_s', 'requests_per_s', 'mb_per_s'):
+        for key in ('requests', 'errors', 'bytes_sent', 'bytes_received'):
+            self.assertIs(type(report[key]), int, f'{key} is not an integer: {result.stdout!r}')
+        for key in ('duration_s', 'requests_per_s', 'mb_per_s', 'mb_per_s_up', 'mb_per_s_down'):
             self.assertIn(type(report[key]), (int, float), f'{key} is not a number: {result.stdout!r}')
             self.assertGreaterEqual(report[key], 0, result.stdout)
         latency = [report['latency_us'][k] for k in LATENCY_KEYS]
@@ -72,6 +79,13 @@ class BenchTest(SockitTest):
             self.assertIn(type(value), (int, float), f'latency is not a number: {result.stdout!r}')
             self.assertGreaterEqual(value, 0, result.stdout)
         self.assertEqual(latency, sorted(latency), f'p50 <= p90 <= p99 <= p99_9 <= max: {result.stdout!r}')
+        # mb_per_s is both directions: up (sent) plus down (received), each printed to 0.001.
+        self.assertAlmostEqual(report['mb_per_s'], report['mb_per_s_up'] + report['mb_per_s_down'], delta=0.0021)
+        hist = report['histogram']
+        self.assertEqual((hist['unit'], hist['sub_bits']), ('us', 7), hist)
+        self.assertEqual(sum(c for _, c in hist['counts']), hist['total'], hist)
+        self.assertEqual(hist['total'], report['requests'], report)
+        self.assertEqual(hist['max'], report['latency_us']['max'], report)
         return report
 
     def assertSuccess(self, result, report, requests):
@@ -82,6 +96,9 @@ class BenchTest(SockitTest):
         self.assertEqual(report['errors'], 0, report)
         self.assertGreater(report['requests_per_s'], 0, report)
         self.assertGreater(report['mb_per_s'], 0, report)
+        # An echo: every byte sent came back.
+        self.assertEqual(report['bytes_sent'], report['bytes_received'], report)
+        self.assertGreater(report['bytes_sent'], 0, report)
         self.assertGreater(report['latency_us']['max'], 0, report)
 
     def assertBenchFailed(self, result, endpoint):
@@ -255,9 +272,12 @@ class EchoTest(BenchTest):
                 m = re.fullmatch(r'requests/s\s+' + NUMBER, rate[0])
                 self.assertIsNotNone(m, rate[0])
                 self.assertGreater(float(m.group(1)), 0)
-                m = re.fullmatch(r'MB/s\s+' + NUMBER, mbs[0])
+                m = re.fullmatch(r'MB/s\s+up\s+{0}\s+down\s+{0}\s+both\s+{0}'.format(NUMBER), mbs[0])
                 self.assertIsNotNone(m, mbs[0])
-                self.assertGreater(float(m.group(1)), 0)
+                up, down, both = (float(v) for v in m.groups())
+                self.assertGreater(up, 0)
+                self.assertEqual(up, down, mbs[0])
+                self.assertAlmostEqual(both, up + down, delta=0.0021)
                 m = re.fullmatch(r'latency us\s+p50\s+{0}\s+p90\s+{0}\s+p99\s+{0}\s+p99\.9\s+{0}\s+max\s+{0}'
                                  .format(NUMBER), lat[0])
                 self.assertIsNotNone(m, lat[0])
