@@ -6,6 +6,8 @@
  * printing of a reply and the report of a failed stdout. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -76,15 +78,34 @@ int connect_print_reply(const char *data, size_t len, bool hex)
 /* Prints one reply, with a LF unless it ends in one. Returns 0, 1 when
  * there was none after all, or -errno of the socket; a failed stdout is
  * left in *out_err. */
-static int print_reply(int sock, int *out_err, bool hex)
+static int print_reply(int sock, const struct sk_addr *peer, int *out_err,
+                       bool hex)
 {
     static char buf[SK_DGRAM_MAX];
-    ssize_t n = recv(sock, buf, SK_DGRAM_MAX, MSG_DONTWAIT);
+    struct sk_addr from = {.len = sizeof(from.u)};
+    ssize_t n = recvfrom(sock, buf, SK_DGRAM_MAX, MSG_DONTWAIT, &from.u.sa,
+                         &from.len);
 
     if (n < 0)
         return errno == EAGAIN || errno == EINTR ? 1 : -errno;
+    /* A socket connected after datagrams of others were queued (-l on
+     * UDP) still holds them: they are not the peer's replies. */
+    if (peer != NULL && (from.len != peer->len ||
+                         memcmp(&from.u, &peer->u, from.len) != 0))
+        return 1;
     *out_err = connect_print_reply(buf, (size_t)n, hex);
     return 0;
+}
+
+/* The peer's address, when it is an IP one (to tell its replies from
+ * datagrams that came before the socket was connected); else NULL. */
+static const struct sk_addr *ip_peer(int sock, struct sk_addr *peer)
+{
+    peer->len = sizeof(peer->u);
+    if (getpeername(sock, &peer->u.sa, &peer->len) < 0 ||
+        (peer->u.sa.sa_family != AF_INET && peer->u.sa.sa_family != AF_INET6))
+        return NULL;
+    return peer;
 }
 
 /* One datagram for the line of len bytes at line (its LF, if any, at
@@ -148,26 +169,34 @@ int connect_dgram(const struct sk_endpoint *ep, int sock,
                   const struct connect_opts *o)
 {
     static char line[SK_DGRAM_MAX + 1];
+    struct sk_addr peer_room;
+    const struct sk_addr *peer = ip_peer(sock, &peer_room);
     size_t len = 0;
     int64_t deadline = -1, idle_at = -1;
     int err = 0, out_err = 0;
+    sigset_t waiting; /* SIGINT and SIGTERM arrive only while waiting */
 
+    pthread_sigmask(SIG_SETMASK, NULL, &waiting);
+    sigdelset(&waiting, SIGINT);
+    sigdelset(&waiting, SIGTERM);
     if (o->idle_ms > 0)
         idle_at = (int64_t)cli_now_ms() + o->idle_ms;
     while (err == 0) {
         struct pollfd p[2] = {{.fd = deadline < 0 ? 0 : -1, .events = POLLIN},
                               {.fd = sock, .events = POLLIN}};
         int wait = wait_for(deadline, idle_at);
+        struct timespec ts = {.tv_sec = wait / 1000,
+                              .tv_nsec = (long)(wait % 1000) * 1000000};
         if (wait == 0)
             return EXIT_OK;
-        if (poll(p, 2, wait) < 0) {
+        if (ppoll(p, 2, wait < 0 ? NULL : &ts, &waiting) < 0) {
             if (errno == EINTR && connect_interrupted)
                 return EXIT_OK;
             err = errno == EINTR ? 0 : -errno;
             continue;
         }
         if (p[1].revents) {
-            err = print_reply(sock, &out_err, o->hex);
+            err = print_reply(sock, peer, &out_err, o->hex);
             if (out_err < 0)
                 return connect_stdout_failed(out_err);
             if (err == 0 && idle_at >= 0)

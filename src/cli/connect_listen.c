@@ -153,19 +153,15 @@ static void on_interrupt(int signo)
 }
 
 /* The datagram session, on the main thread: SIGINT and SIGTERM (blocked
- * for the server until now) end it as a clean end. */
+ * for the server until now, and still, but while connect_dgram() waits)
+ * end it as a clean end. */
 static int run_dgram(struct listen_session *s)
 {
     struct sigaction sa = {.sa_handler = on_interrupt};
-    sigset_t set;
 
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return connect_dgram(&s->bound, s->dgram_fd, s->o);
 }
 

@@ -51,7 +51,8 @@ void cli_error_ep(const char *verb, const struct sk_endpoint *ep, int err)
         snprintf(hint, sizeof(hint), " (ports below 1024 need privileges)");
     /* "unix://tmp/x" is the relative path tmp/x, which may surprise. */
     if (err == -ENOENT && sk_endpoint_is_unix(ep) && ep->path[0] != '/' &&
-        ep->path[0] != '@') {
+        ep->path[0] != '@' && strncmp(ep->path, "./", 2) != 0 &&
+        strncmp(ep->path, "../", 3) != 0) {
         int scheme = (int)strcspn(text, ":") + 1;
         snprintf(hint, sizeof(hint),
                  " (a path relative to the working directory; an absolute "
@@ -213,6 +214,13 @@ const char cli_server_options_help[] =
     "  -h, --help             this help\n";
 
 static struct sk_access *access_rules;
+static volatile sig_atomic_t exit_status;
+
+static void exit_now(int sig)
+{
+    (void)sig;
+    _exit(exit_status);
+}
 static const char *user_spec;
 static bool backend_given;
 
@@ -447,11 +455,13 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     }
     cli_metrics_end();
     /* The server gives SIGINT and SIGTERM back as it goes: one more of
-     * them, now, must not end with their default action an exit that is
-     * already on its way (and a 0). */
+     * them now ends at once the exit already on its way, with its status
+     * (not by the signal's default action, nor never while the command
+     * cleans up). */
     if (cfg->handle_signals) {
-        signal(SIGINT, SIG_IGN);
-        signal(SIGTERM, SIG_IGN);
+        exit_status = status;
+        signal(SIGINT, exit_now);
+        signal(SIGTERM, exit_now);
     }
     sk_server_free(srv);
     sk_access_free(access_rules);

@@ -427,6 +427,34 @@ class DatagramListenTest(ListenTest):
             '> 00000000  70 6f 6e 67 0a' + ' ' * 36 + 'pong.',
             ''])
 
+    def test_a_flood_from_another_sender_around_the_first_datagram_is_never_printed(self):
+        # Datagrams of another sender queued between the first datagram and the moment the socket
+        # is connected to its sender stay in the socket: they are dropped, not printed.
+        lsn = self.listen(['-w', '0.3', 'udp://127.0.0.1:0'])
+        _, _, addr = endpoint_address(lsn.endpoint())
+        stop = threading.Event()
+
+        def flood():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+                for _ in range(20000):
+                    if stop.is_set():
+                        return
+                    try:
+                        other.sendto(b'intruder\n', addr)
+                    except OSError:
+                        pass
+        flooder = threading.Thread(target=flood)
+        with connected(socket.AF_INET, socket.SOCK_DGRAM, addr) as c:
+            c.send(b'first\n')                  # the first sender, before any intruder
+            flooder.start()
+            flooder.join(TIMEOUT)
+            c.send(b'second\n')
+            lsn.wait_for(lambda out, err: b'second\n' in out, 'the second datagram')
+            stop.set()
+            lsn.send_stdin(b'')
+        code, out, _ = lsn.finish()
+        self.assertEqual((code, out[:200]), (0, b'first\nsecond\n'))
+
     def test_unnamed_unix_sender_cannot_be_answered(self):
         path = self.path('u.sock')
         lsn = self.listen([f'unixgram:{path}'], stdin=subprocess.DEVNULL)

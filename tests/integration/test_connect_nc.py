@@ -512,7 +512,10 @@ class DatagramLfTest(NcTest):
                             capture_output=True, timeout=RUN_TIMEOUT)
         self.assertEqual(nc.returncode, 0, nc.stderr)
         deadline = time.monotonic() + TIMEOUT
-        while len(peer.received) < 1 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:    # all 8 bytes, in one datagram or two
+            with peer.lock:
+                if sum(len(p) for p, _ in peer.received) >= 8:
+                    break
             time.sleep(0.02)
         with peer.lock:
             from_nc = b''.join(p for p, _ in peer.received)

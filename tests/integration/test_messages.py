@@ -50,6 +50,11 @@ class RelativeUnixPathTest(ServeTest):
                         'directory (a path relative to the working directory; an absolute '
                         'one begins with /, as in unixgram:/no-such-dir.sockit/y)')
 
+    def test_a_path_written_relative_gets_no_hint(self):
+        for path in ('./no-such-dir.sockit/x', '../no-such-dir.sockit/x'):
+            self.assertExit(run_sockit(['serve', f'unix:{path}']), 1,
+                            f'sockit: bind unix:{path}: no such file or directory')
+
     def test_absolute_path_gets_no_hint(self):
         missing = self.path('none/x')
         self.assertExit(run_sockit(['serve', f'unix:{missing}']), 1,
