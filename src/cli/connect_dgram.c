@@ -83,15 +83,15 @@ static int print_reply(int sock, const struct sk_addr *peer, int *out_err,
 {
     static char buf[SK_DGRAM_MAX];
     struct sk_addr from = {.len = sizeof(from.u)};
-    ssize_t n = recvfrom(sock, buf, SK_DGRAM_MAX, MSG_DONTWAIT, &from.u.sa,
-                         &from.len);
+    ssize_t n =
+        recvfrom(sock, buf, SK_DGRAM_MAX, MSG_DONTWAIT, &from.u.sa, &from.len);
 
     if (n < 0)
         return errno == EAGAIN || errno == EINTR ? 1 : -errno;
     /* A socket connected after datagrams of others were queued (-l on
      * UDP) still holds them: they are not the peer's replies. */
-    if (peer != NULL && (from.len != peer->len ||
-                         memcmp(&from.u, &peer->u, from.len) != 0))
+    if (peer != NULL &&
+        (from.len != peer->len || memcmp(&from.u, &peer->u, from.len) != 0))
         return 1;
     *out_err = connect_print_reply(buf, (size_t)n, hex);
     return 0;
