@@ -650,20 +650,31 @@ struct sk_pair;
  * the first error. Both sockets are closed; the pair is freed after. */
 typedef void (*sk_pair_fn)(struct sk_pair *pair, int status, void *data);
 
+/* Pipes that the pairs of one loop have at most: lent to a direction
+ * while a large transfer has bytes in one, kept idle for the next, closed
+ * when the loop's last pair ends (none left to lend: the direction copies).
+ * A loop's pairs use at most 2 * SK_PAIR_PIPES descriptors beyond their
+ * sockets. */
+#define SK_PAIR_PIPES 16
+
 /* Joins two connected stream sockets, taking both: bytes flow both ways
- * (through a pipe with splice(2), so that they are not copied through user
- * space; read/write where splice does not apply), a half-close on one side
- * is passed on to the other, an error on either closes both. A SOCK_SEQPACKET
+ * (each read through the loop's buffer, a copy; after a read that filled
+ * it, through a pipe lent by the loop, with splice(2), until a read is
+ * short; a pair holds no pipe while idle, and at most 16 KiB of its own
+ * per direction while the other side is not taking them; read/write
+ * alone where splice does not apply), a half-close on one side is passed
+ * on to the other, an error on either closes both. A SOCK_SEQPACKET
  * end keeps message boundaries: that direction moves one message at a time,
  * without splice, and a message over SK_MESSAGE_MAX ends the pair
  * (-EMSGSIZE). idle_ms: close both after that long without traffic (0:
  * never). Returns 0 or a negative errno (then both sockets are closed and
- * done never runs). */
+ * done never runs). Called on the loop's thread, or before the loop runs. */
 int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
                   sk_pair_fn done, void *data, struct sk_pair **pairp);
 /* Closes both sockets now; done runs with -ECANCELED. */
 void sk_pair_abort(struct sk_pair *pair);
-/* Bytes moved so far, from a to b and from b to a; whether splice is used. */
+/* Bytes moved so far, from a to b and from b to a; whether a direction
+ * holds a pipe now. */
 uint64_t sk_pair_bytes(const struct sk_pair *pair, int direction);
 bool sk_pair_uses_splice(const struct sk_pair *pair);
 

@@ -1,7 +1,18 @@
-/* pair.c -- two stream sockets joined: each direction moves bytes through
- * a pipe with splice(2) (read/write with a buffer where splice does not
- * apply), passes a half-close on, and stops reading while the other side
- * is not taking what was read.
+/* pair.c -- two stream sockets joined: each direction reads into its
+ * loop's buffer and writes that out at once (a copy, cheaper than splice
+ * for small transfers); a read that fills the buffer means a large
+ * transfer, and that direction's next reads go through a pipe with
+ * splice(2). A pipe is lent by the loop's pool while bytes are in it and
+ * given back once they are all written (so an idle pair holds none); a
+ * splice read shorter than the buffer turns the direction back to copying.
+ * A half-close is passed on, and a direction stops reading while the
+ * other side is not taking what was read.
+ *
+ * Memory of a pair's own: bytes that the destination did not take at once
+ * are kept in a buffer of the pair (at most COPY_BUF per direction,
+ * allocated then, freed once written), and the direction reads no more
+ * until they are written. Bytes queued in a pipe are read after by that
+ * pipe alone, so a switch between copy and splice never reorders them.
  *
  * A SEQPACKET socket (unixpacket:) keeps message boundaries, which splice
  * and a buffer filled by several reads would not: a direction with one at
@@ -18,18 +29,38 @@
 
 #include "internal.h"
 
-/* Bytes in flight per direction: the pipe's size, or the buffer's. */
+/* Bytes in flight per spliced direction: the pipe's size. */
 #define PUMP_CAP (256 * 1024)
+/* The loop's read buffer: a read that fills it turns splice on. */
+#define COPY_BUF (16 * 1024)
 /* Messages moved per readable event, when the destination takes each at
  * once, before the loop sees to other sockets. */
 #define MESSAGE_BATCH 64
 
+/* The pipes and the read buffer that the pairs of one loop share: made
+ * with the loop's first pair, freed with its last. The list and the pair
+ * count are under pools_lock; the rest is used by the loop's thread. */
+struct pipe_pool {
+    struct pipe_pool *next;
+    const struct sk_loop *loop;
+    unsigned pairs; /* pairs on the loop */
+    unsigned lent;  /* pipes that pairs hold now */
+    unsigned nidle;
+    int idle[SK_PAIR_PIPES][2];
+    char buf[COPY_BUF];
+};
+
+static pthread_mutex_t pools_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pipe_pool *pools;
+
 struct pump {
-    int from, to; /* indexes of the sockets in pair->io */
-    int pipe[2];  /* -1 without splice */
-    char *buf;    /* the read/write buffer without splice */
-    size_t off, queued;
-    bool full; /* the pipe refused more (it holds pages, not bytes) */
+    int from, to;       /* indexes of the sockets in pair->io */
+    int pipe[2];        /* lent by the pool while bytes are in it, else -1 */
+    char *buf;          /* bytes of the pair's own (or the message), or NULL */
+    size_t off, queued; /* in the pipe when there is one, else in buf */
+    bool splice;        /* the last read was large: splice the next */
+    bool no_splice;     /* splice said EINVAL: copy only */
+    bool full;          /* the pipe refused more (it holds pages, not bytes) */
     bool eof, shut;
     bool messages;      /* a SEQPACKET end: one message in the buffer */
     bool from_messages; /* the source is one: read with MSG_TRUNC */
@@ -38,23 +69,102 @@ struct pump {
 
 struct sk_pair {
     struct sk_loop *loop;
+    struct pipe_pool *pool;
     struct sk_io io[2];
     struct pump dir[2]; /* dir[0]: a to b, dir[1]: b to a */
     struct sk_timer idle;
     uint64_t idle_ms, last_active;
     sk_pair_fn done;
     void *data;
+    bool parked[2]; /* not watched: see park() */
     bool finished;
 };
 
-static void pump_close_pipe(struct pump *p)
+/* ------------------------------------------------------------ the pool */
+
+/* The pool of loop, made if it has none; counts one more pair on it.
+ * Returns NULL without memory. */
+static struct pipe_pool *pool_join(const struct sk_loop *loop)
 {
-    if (p->pipe[0] >= 0) {
-        close(p->pipe[0]);
-        close(p->pipe[1]);
-        p->pipe[0] = p->pipe[1] = -1;
+    struct pipe_pool *pool;
+
+    pthread_mutex_lock(&pools_lock);
+    for (pool = pools; pool != NULL && pool->loop != loop; pool = pool->next)
+        ;
+    if (pool == NULL && (pool = calloc(1, sizeof(*pool))) != NULL) {
+        pool->loop = loop;
+        pool->next = pools;
+        pools = pool;
     }
+    if (pool != NULL)
+        pool->pairs++;
+    pthread_mutex_unlock(&pools_lock);
+    return pool;
 }
+
+/* One pair fewer on the pool; the last one closes its pipes and frees it
+ * (every pipe lent has been given back by then). */
+static void pool_leave(struct pipe_pool *pool)
+{
+    struct pipe_pool **p;
+    bool last;
+
+    pthread_mutex_lock(&pools_lock);
+    last = --pool->pairs == 0;
+    if (last) {
+        for (p = &pools; *p != pool; p = &(*p)->next)
+            ;
+        *p = pool->next;
+    }
+    pthread_mutex_unlock(&pools_lock);
+    if (!last)
+        return;
+    for (unsigned i = 0; i < pool->nidle; i++) {
+        close(pool->idle[i][0]);
+        close(pool->idle[i][1]);
+    }
+    free(pool);
+}
+
+/* Lends an empty pipe: an idle one, or a new one while the pool holds
+ * fewer than SK_PAIR_PIPES. Returns false when there is none to lend
+ * (the caller copies instead). Loop thread. */
+static bool pool_take(struct pipe_pool *pool, int fds[2])
+{
+    if (pool->nidle > 0) {
+        pool->nidle--;
+        fds[0] = pool->idle[pool->nidle][0];
+        fds[1] = pool->idle[pool->nidle][1];
+    } else if (pool->lent >= SK_PAIR_PIPES ||
+               pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        return false;
+    } else {
+        /* A larger pipe moves more per call; the default still works. */
+        fcntl(fds[1], F_SETPIPE_SZ, PUMP_CAP);
+    }
+    pool->lent++;
+    return true;
+}
+
+/* Takes back a pipe; an empty one is kept for the next, one that may
+ * hold bytes (a pair that ended with some) is closed. Loop thread. */
+static void pool_give(struct pipe_pool *pool, int fds[2], bool empty)
+{
+    if (fds[0] < 0)
+        return;
+    pool->lent--;
+    if (empty && pool->nidle < SK_PAIR_PIPES) {
+        pool->idle[pool->nidle][0] = fds[0];
+        pool->idle[pool->nidle][1] = fds[1];
+        pool->nidle++;
+    } else {
+        close(fds[0]);
+        close(fds[1]);
+    }
+    fds[0] = fds[1] = -1;
+}
+
+/* ------------------------------------------------------------ the pair */
 
 static bool keeps_messages(int fd)
 {
@@ -72,19 +182,7 @@ static int pump_init(struct pump *p, int from, int to, const int fds[2])
     p->messages = p->from_messages || keeps_messages(fds[to]);
     if (p->messages)
         return (p->buf = malloc(SK_MESSAGE_MAX)) != NULL ? 0 : -ENOMEM;
-    if (pipe2(p->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
-        return -errno;
-    /* A larger pipe moves more per call; the default still works. */
-    fcntl(p->pipe[1], F_SETPIPE_SZ, PUMP_CAP);
     return 0;
-}
-
-/* Falls back to read/write for this direction (splice said EINVAL). */
-static int pump_use_buffer(struct pump *p)
-{
-    pump_close_pipe(p);
-    p->buf = malloc(PUMP_CAP);
-    return p->buf != NULL ? 0 : -ENOMEM;
 }
 
 static void finish(struct sk_pair *pair, int status)
@@ -94,11 +192,13 @@ static void finish(struct sk_pair *pair, int status)
     pair->finished = true;
     sk_timer_stop(&pair->idle);
     for (int i = 0; i < 2; i++) {
+        struct pump *p = &pair->dir[i];
         sk_io_stop(&pair->io[i]);
         close(pair->io[i].fd);
-        pump_close_pipe(&pair->dir[i]);
-        free(pair->dir[i].buf);
+        pool_give(pair->pool, p->pipe, p->queued == 0);
+        free(p->buf);
     }
+    pool_leave(pair->pool);
     pair->done(pair, status, pair->data);
     free(pair);
 }
@@ -122,50 +222,110 @@ static ssize_t read_message(struct pump *p, int fd)
     return n;
 }
 
-/* Reads from the source into the pipe or buffer. Returns 0 or -errno. */
+/* Splices what the source has into the pipe. Returns as splice(); 0 with
+ * errno EAGAIN when the pipe is full. */
+static ssize_t splice_in(struct pump *p, int fd)
+{
+    ssize_t n;
+
+    if (p->queued >= PUMP_CAP) {
+        errno = EAGAIN;
+        return -1;
+    }
+    n = splice(fd, NULL, p->pipe[1], NULL, PUMP_CAP - p->queued,
+               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    /* With bytes in the pipe, EAGAIN (TCP) or 0 (UNIX sockets) may mean
+     * that the pipe is full, not that the socket is empty or at its end:
+     * only an empty pipe makes 0 the end of the stream. */
+    if (p->queued > 0 && (n == 0 || (n < 0 && errno == EAGAIN))) {
+        p->full = true;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (n >= 0)
+        p->splice = n >= COPY_BUF; /* a short read: copy the next */
+    else if (errno == EAGAIN)
+        p->splice = false; /* idle: the next read decides afresh */
+    return n;
+}
+
+/* Keeps what the destination did not take of the loop's buffer. */
+static int keep_rest(struct pump *p, const char *rest, size_t len)
+{
+    if (p->buf == NULL && (p->buf = malloc(COPY_BUF)) == NULL)
+        return -ENOMEM;
+    memcpy(p->buf, rest, len);
+    p->off = 0;
+    p->queued = len;
+    return 0;
+}
+
+/* Reads into the loop's buffer and writes that on at once, keeping what
+ * the destination does not take. Returns the bytes read, or -1 with errno
+ * (a write error returns -1 with that errno too). */
+static ssize_t copy_through(struct sk_pair *pair, struct pump *p, int fd)
+{
+    char *buf = pair->pool->buf;
+    ssize_t n = read(fd, buf, COPY_BUF), sent;
+    int err;
+
+    if (n <= 0)
+        return n;
+    p->splice = n == COPY_BUF && !p->no_splice; /* a large transfer */
+    sent =
+        send(pair->io[p->to].fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent < 0 && errno != EAGAIN && errno != EINTR)
+        return -1;
+    sent = sent < 0 ? 0 : sent;
+    p->bytes += (uint64_t)sent;
+    if (sent < n && (err = keep_rest(p, buf + sent, (size_t)(n - sent))) < 0) {
+        errno = -err;
+        return -1;
+    }
+    return n;
+}
+
+/* Reads from the source: into the pipe that holds bytes already, or that
+ * the pool lends when the last read was large, else through the loop's
+ * buffer (a copy). Returns 0 or -errno. */
 static int pump_in(struct sk_pair *pair, struct pump *p)
 {
     int fd = pair->io[p->from].fd;
     ssize_t n;
 
     if (p->messages) {
-        n = read_message(p, fd);
-    } else if (p->pipe[0] >= 0) {
-        if (p->queued >= PUMP_CAP)
-            return 0;
-        n = splice(fd, NULL, p->pipe[1], NULL, PUMP_CAP - p->queued,
-                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0 && errno == EINVAL && p->queued == 0 && p->bytes == 0) {
-            if (pump_use_buffer(p) < 0)
-                return -ENOMEM;
-            return pump_in(pair, p);
-        }
-        /* With bytes in the pipe, EAGAIN (TCP) or 0 (UNIX sockets) may
-         * mean that the pipe is full, not that the socket is empty or at
-         * its end: only an empty pipe makes 0 the end of the stream. */
-        if (p->queued > 0 && (n == 0 || (n < 0 && errno == EAGAIN))) {
-            p->full = true;
-            return 0;
+        if ((n = read_message(p, fd)) > 0)
+            p->queued = (size_t)n;
+    } else if (p->pipe[0] < 0 && p->queued > 0) {
+        return 0; /* bytes of its own wait for the destination */
+    } else if (p->pipe[0] >= 0 ||
+               (p->splice && pool_take(pair->pool, p->pipe))) {
+        n = splice_in(p, fd);
+        if (n < 0 && errno == EINVAL && p->queued == 0) {
+            pool_give(pair->pool, p->pipe, true);
+            p->no_splice = true;
+            p->splice = false;
+            n = copy_through(pair, p, fd);
+        } else if (n > 0) {
+            p->queued += (size_t)n;
         }
     } else {
-        size_t end = p->off + p->queued;
-        n = end < PUMP_CAP ? read(fd, p->buf + end, PUMP_CAP - end) : 0;
-        if (end >= PUMP_CAP)
-            return 0;
+        n = copy_through(pair, p, fd);
     }
-    if (n > 0) {
-        p->queued += (size_t)n;
+    if (n > 0)
         pair->last_active = sk_loop_now(pair->loop);
-    } else if (n == 0) {
+    else if (n == 0)
         p->eof = true;
-    } else if (errno != EAGAIN && errno != EINTR) {
+    else if (errno != EAGAIN && errno != EINTR)
         return -errno;
-    }
+    if (p->pipe[0] >= 0 && p->queued == 0)
+        pool_give(pair->pool, p->pipe, true); /* nothing came after all */
     return 0;
 }
 
-/* Writes what is queued to the destination (a message to a SEQPACKET
- * socket goes whole or not at all); passes on the half-close. */
+/* Writes the direction's queued bytes (a message to a SEQPACKET socket
+ * goes whole or not at all); gives the pipe back once it is empty;
+ * passes on the half-close. Returns 0 or -errno. */
 static int pump_out(struct sk_pair *pair, struct pump *p)
 {
     int fd = pair->io[p->to].fd;
@@ -185,6 +345,12 @@ static int pump_out(struct sk_pair *pair, struct pump *p)
         p->full = false;
         pair->last_active = sk_loop_now(pair->loop);
     }
+    if (p->queued == 0 && p->pipe[0] >= 0)
+        pool_give(pair->pool, p->pipe, true);
+    if (p->queued == 0 && !p->messages && p->buf != NULL) {
+        free(p->buf); /* written: the pair keeps no bytes of its own */
+        p->buf = NULL;
+    }
     if (p->eof && p->queued == 0 && !p->shut) {
         p->shut = true;
         if (shutdown(fd, SHUT_WR) < 0 && errno != ENOTCONN)
@@ -193,27 +359,56 @@ static int pump_out(struct sk_pair *pair, struct pump *p)
     return 0;
 }
 
+static void on_event(struct sk_io *io, unsigned events);
+
 static unsigned wanted(const struct sk_pair *pair, int side)
 {
     const struct pump *in = &pair->dir[side], *out = &pair->dir[1 - side];
     unsigned ev = 0;
 
-    if (!in->eof && !in->full && in->queued < PUMP_CAP &&
-        (in->pipe[0] >= 0 || in->off == 0) &&
-        (!in->messages || in->queued == 0))
+    if (!in->eof && !in->full &&
+        (in->pipe[0] >= 0 ? in->queued < PUMP_CAP : in->queued == 0))
         ev |= SK_READ;
     if (out->queued > 0)
         ev |= SK_WRITE;
     return ev;
 }
 
+/* Watches each socket for what its directions can do now; a parked one
+ * (below) is watched again once there is something. */
 static int rewatch(struct sk_pair *pair)
 {
     int err = 0;
 
-    for (int i = 0; i < 2 && err == 0; i++)
-        err = sk_io_set(&pair->io[i], wanted(pair, i));
+    for (int i = 0; i < 2 && err == 0; i++) {
+        unsigned ev = wanted(pair, i);
+        if (!pair->parked[i])
+            err = sk_io_set(&pair->io[i], ev);
+        else if (ev != 0 &&
+                 (err = sk_io_start(pair->loop, &pair->io[i], pair->io[i].fd,
+                                    ev, false, on_event)) == 0)
+            pair->parked[i] = false;
+    }
     return err;
+}
+
+/* An event on a socket that neither direction can serve now (its reading
+ * paused, nothing to write to it): a hang-up or an error, which the poller
+ * reports whatever is asked. An error ends the pair; a hang-up stops
+ * watching the socket until its directions can act again (else the loop
+ * would spin). Returns 0 or -errno. */
+static int park(struct sk_pair *pair, int side)
+{
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+
+    if (getsockopt(pair->io[side].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        return -errno;
+    if (soerr != 0)
+        return -soerr;
+    sk_io_stop(&pair->io[side]);
+    pair->parked[side] = true;
+    return 0;
 }
 
 /* Moves what the source has to the destination: all it can at once, or
@@ -238,8 +433,16 @@ static void on_event(struct sk_io *io, unsigned events)
     struct sk_pair *pair = io->data;
     int side = io == &pair->io[0] ? 0 : 1;
     struct pump *in = &pair->dir[side], *out = &pair->dir[1 - side];
+    unsigned want = wanted(pair, side);
     int err = 0;
 
+    /* What was not asked for (an error shows in what was) is not done: a
+     * read after the end of the stream would find it again. */
+    if (want == 0) {
+        err = park(pair, side);
+        events = 0;
+    }
+    events &= want;
     if (events & SK_READ)
         err = pump_through(pair, in);
     if (err == 0 && (events & SK_WRITE))
@@ -281,8 +484,8 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
     const int fds[2] = {a, b};
     int err = -ENOMEM;
 
-    if (pair == NULL)
-        goto out_close;
+    if (pair == NULL || (pair->pool = pool_join(loop)) == NULL)
+        goto out_free;
     pair->loop = loop;
     pair->done = done;
     pair->data = data;
@@ -290,10 +493,6 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
     pair->last_active = sk_loop_now(loop);
     sk_timer_init(&pair->idle, on_idle_tick);
     pair->idle.data = pair;
-    /* No pipe yet on either side: a failure below closes only what was
-     * made (a zeroed pipe would close descriptor 0). */
-    for (int i = 0; i < 2; i++)
-        pair->dir[i].pipe[0] = pair->dir[i].pipe[1] = -1;
     if ((err = pump_init(&pair->dir[0], 0, 1, fds)) < 0 ||
         (err = pump_init(&pair->dir[1], 1, 0, fds)) < 0)
         goto out_free;
@@ -311,12 +510,13 @@ int sk_pair_start(struct sk_loop *loop, int a, int b, unsigned idle_ms,
     return 0;
 
 out_free:
-    for (int i = 0; i < 2; i++) {
-        pump_close_pipe(&pair->dir[i]);
-        free(pair->dir[i].buf);
+    if (pair != NULL) {
+        free(pair->dir[0].buf);
+        free(pair->dir[1].buf);
+        if (pair->pool != NULL)
+            pool_leave(pair->pool);
     }
     free(pair);
-out_close:
     close(a);
     close(b);
     return err;
