@@ -1,7 +1,7 @@
 /* relay.c -- `sockit relay LISTEN TARGET...`: each connection accepted on
- * LISTEN is joined to a new connection to a TARGET (sk_pair: splice both
- * ways), the TARGETs tried in the order relay_targets.c gives; each
- * datagram client of LISTEN gets a flow of its own to a TARGET
+ * LISTEN is joined to a new connection to a TARGET (sk_pair: both ways,
+ * large transfers spliced), the TARGETs tried in the order relay_targets.c
+ * gives; each datagram client of LISTEN gets a flow of its own to a TARGET
  * (relay_flow.c). The defaults keep the relay inside its descriptor
  * limit. */
 #include <errno.h>
@@ -17,8 +17,9 @@
 #define CONNECT_TIMEOUT_DEFAULT_MS 10000
 #define FLOW_IDLE_DEFAULT_MS 60000
 /* Descriptors a relayed stream connection holds: the client's and
- * TARGET's sockets, and a pipe each way. */
-#define STREAM_FDS 6
+ * TARGET's sockets (the pipes of a large transfer are lent by its worker's
+ * pool, at most 2 * SK_PAIR_PIPES descriptors a worker). */
+#define STREAM_FDS 2
 /* Reads of a client's unread input before its socket is closed. */
 #define GENTLE_READS 4
 
@@ -253,10 +254,11 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sockit relay [OPTIONS] LISTEN TARGET...\n\n"
             "Joins every connection accepted on LISTEN to a new connection "
-            "to a TARGET, both\nways, passing half-closes on (splice(2) "
-            "moves the bytes). A datagram LISTEN\ngives each client address "
-            "a flow of its own to a TARGET. Kinds may differ within\na type "
-            "(tcp<->unix, udp<->unixgram); stream<->datagram is an error.\n\n"
+            "to a TARGET, both\nways, passing half-closes on (small reads "
+            "copied, large transfers spliced).\nA datagram LISTEN gives each "
+            "client address a flow of its own to a TARGET.\nKinds may differ "
+            "within a type (tcp<->unix, udp<->unixgram); stream<->datagram\n"
+            "is an error.\n\n"
             "With several TARGETs, each connection (or new flow) goes to the "
             "next one in\nturn, or with --balance first to the first one "
             "that is up. A TARGET that\nrefuses, fails or times out is down: "
@@ -280,13 +282,15 @@ static void usage(FILE *out)
             "Defaults and limits:\n"
             "  --idle-timeout   stream connections: 300 s; datagram flows: "
             "60 s (0: none)\n"
-            "  --max-conns      10000, or budget / 6 when lower, as each "
+            "  --max-conns      10000, or budget / 2 when lower, as each "
             "relayed connection\n"
-            "                   holds 6 descriptors; the budget is the "
+            "                   holds 2 descriptors; the budget is the "
             "descriptor limit\n"
             "                   (raised to the hard limit at start) less 64, "
             "and 4 per\n"
-            "                   worker\n"
+            "                   worker (36 for streams: each lends at most 16 "
+            "pipes to\n"
+            "                   large transfers)\n"
             "  datagram flows   each holds a descriptor: at most budget / "
             "workers, and\n"
             "                   16384, per worker; one source (an IPv4 "
@@ -381,9 +385,11 @@ static int parse_args(struct relay *r, struct sk_server_config *cfg, int argc,
 
 /* The descriptors the relay may fill: the soft limit (main() raised it to
  * the hard one), less a reserve. */
-static unsigned long fd_budget(unsigned workers)
+static unsigned long fd_budget(unsigned workers, bool stream)
 {
-    unsigned long reserve = RELAY_FD_RESERVE + RELAY_FD_PER_WORKER * workers;
+    unsigned long per_worker =
+        RELAY_FD_PER_WORKER + (stream ? 2 * SK_PAIR_PIPES : 0);
+    unsigned long reserve = RELAY_FD_RESERVE + per_worker * workers;
     unsigned long limit;
     struct rlimit rl;
 
@@ -407,7 +413,8 @@ static int set_defaults(struct relay *r, struct sk_server_config *cfg)
 {
     bool stream = sk_endpoint_is_stream(&r->listen);
     unsigned workers = worker_count(cfg);
-    unsigned long budget = fd_budget(workers), conns = budget / STREAM_FDS;
+    unsigned long budget = fd_budget(workers, stream);
+    unsigned long conns = budget / STREAM_FDS;
 
     if (cli_idle_given)
         r->idle_ms = cfg->idle_timeout_ms;
