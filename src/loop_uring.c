@@ -271,17 +271,21 @@ static int uring_arm(struct uring *u)
 /* The events of a completion for its live watcher, as epoll reports them:
  * an error or hang-up as readable and writable, so that the owner's next
  * read or write returns the reason. */
-static unsigned uring_events(int res)
+/* The events a poll's result res gives a watcher that asked for wanted:
+ * an error or a hang-up is both (as epoll reports them, whatever was
+ * asked), anything else only what was asked for (the end of the peer's
+ * stream, POLLRDHUP, is no readiness to write). */
+static unsigned uring_events(int res, unsigned wanted)
 {
     unsigned events = 0;
 
-    if (res < 0)
+    if (res < 0 || (res & (POLLERR | POLLHUP)))
         return SK_READ | SK_WRITE;
-    if (res & (POLLIN | POLLERR | POLLHUP | POLLRDHUP))
+    if (res & (POLLIN | POLLRDHUP))
         events |= SK_READ;
-    if (res & (POLLOUT | POLLERR | POLLHUP))
+    if (res & POLLOUT)
         events |= SK_WRITE;
-    return events;
+    return events & wanted;
 }
 
 /* Takes one completion: its watcher's events into loop->fired (true), or
@@ -292,6 +296,7 @@ static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
     uint64_t ud = io_uring_cqe_get_data64(cqe);
     size_t fd = (uint32_t)ud;
     struct uring_slot *s;
+    unsigned events;
 
     if (ud == UD_IGNORE || fd >= u->nslots)
         return false;
@@ -304,8 +309,10 @@ static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
     }
     if (cqe->res == -ECANCELED)
         return false;
+    if ((events = uring_events(cqe->res, s->mask)) == 0)
+        return false;
     loop->fired[loop->nfired].io = s->io;
-    loop->fired[loop->nfired].events = uring_events(cqe->res);
+    loop->fired[loop->nfired].events = events;
     loop->nfired++;
     return true;
 }
