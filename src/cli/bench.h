@@ -30,11 +30,12 @@ struct bench_opts {
     unsigned threads;
     bool json;
     bool churn;
-    bool resume;     /* --resume: TLS sessions resumed */
-    bool keep_going; /* --keep-going: churn on past failed requests */
-    bool merge;      /* --merge: the arguments are reports to combine */
-    bool load_opt;   /* an option that only a run takes was given */
-    double rate;     /* --rate: requests per second in all; 0: closed loop */
+    bool resume;      /* --resume: TLS sessions resumed */
+    bool keep_going;  /* --keep-going: churn on past failed requests */
+    bool merge;       /* --merge: the arguments are reports to combine */
+    bool load_opt;    /* an option that only a run takes was given */
+    double rate;      /* --rate: requests per second in all; 0: closed loop */
+    unsigned sources; /* --sources: 127.0.0.1 to 127.0.0.N; 1: the kernel's */
 };
 
 struct bench {
@@ -50,6 +51,7 @@ struct bench {
     char tls_version[32], tls_cipher[64];
     uint64_t scheduled; /* --rate: the requests of the schedule, in all */
     bool interrupted;   /* SIGINT or SIGTERM ended the run (supervisor) */
+    struct sk_addr source_target; /* --sources: the 127.0.0.0/8 address */
 };
 
 struct gen;
@@ -156,6 +158,19 @@ void bench_rate_release(struct gen *g);
 /* The rate achieved by the threads, after their join. */
 double bench_rate_achieved(const struct bench *b, const struct gen *gens,
                            unsigned n, uint64_t *sent);
+
+/* bench_source.c */
+#define BENCH_SOURCES_MAX 254
+/* With --sources N > 1: checks that the endpoint is plain tcp and picks
+ * its first address in 127.0.0.0/8 (after the resolve); 0 or -1. */
+int bench_source_check(struct bench *b);
+/* Whether -c fits the descriptor limit (main() raised the soft one to the
+ * hard one); 0, or -1 after one line saying how many would. */
+int bench_fd_check(const struct bench *b);
+/* Connects client number index from 127.0.0.(1 + index % N), bound with
+ * IP_BIND_ADDRESS_NO_PORT; blocks up to timeout_ms. Returns a non-blocking
+ * descriptor or a negative errno. */
+int bench_source_connect(const struct bench *b, uint64_t index, int timeout_ms);
 
 /* bench_report.c */
 /* Sums the threads' counts into r, after their join; r->seconds is set.

@@ -30,7 +30,8 @@ static void usage(FILE *out)
             "is checked byte for byte.\n\n"
             "options:\n"
             "  -c N               connections, or datagram sockets (default "
-            "10)\n"
+            "10; at most\n                     what the descriptor limit "
+            "holds)\n"
             "  -d SECONDS         run this long (default 5)\n"
             "  -n COUNT           or send this many requests in all (default: "
             "none)\n"
@@ -38,6 +39,9 @@ static void usage(FILE *out)
             "      --pipeline N   requests in flight per connection (default "
             "1)\n"
             "      --threads N    generator threads (default 1)\n"
+            "      --sources N    tcp to 127.0.0.0/8: connect from 127.0.0.1 "
+            "to 127.0.0.N in\n                     turn, N up to 254 (default "
+            "1: the kernel's choice)\n"
             "      --connect      churn: connect, one request, close, again\n"
             "                     (over TLS: a full handshake each time; "
             "default: off)\n"
@@ -90,6 +94,7 @@ enum {
     OPT_KEEP_GOING,
     OPT_RATE,
     OPT_MERGE,
+    OPT_SOURCES,
 };
 
 static const struct option options[] = {
@@ -102,6 +107,7 @@ static const struct option options[] = {
     {"keep-going", no_argument, NULL, OPT_KEEP_GOING},
     {"rate", required_argument, NULL, OPT_RATE},
     {"merge", no_argument, NULL, OPT_MERGE},
+    {"sources", required_argument, NULL, OPT_SOURCES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -157,6 +163,10 @@ static int apply_option(struct bench_opts *o, int c, char **argv)
         break;
     case OPT_MERGE:
         o->merge = true;
+        break;
+    case OPT_SOURCES:
+        err = cli_parse_uint("--sources", optarg, 1, BENCH_SOURCES_MAX, &v);
+        o->sources = (unsigned)v;
         break;
     case 'h':
         return 1;
@@ -225,7 +235,8 @@ static int parse_args(struct bench *b, int argc, char **argv)
                              .duration_ms = DURATION_DEFAULT_MS,
                              .size = SIZE_DEFAULT,
                              .pipeline = 1,
-                             .threads = 1};
+                             .threads = 1,
+                             .sources = 1};
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":c:d:n:h", options, NULL)) != -1)
@@ -288,6 +299,7 @@ static int client_init(struct gen *g, struct client *cl)
 
     cl->g = g;
     cl->fd = -1;
+    cl->index = g->rate_first + (uint64_t)(cl - g->clients);
     cl->out = malloc(o->size * o->pipeline);
     cl->rx = malloc(o->size);
     cl->stamps = calloc(o->pipeline, sizeof(*cl->stamps));
@@ -309,7 +321,9 @@ static int client_open(struct client *cl)
         bench_churn_connect(cl);
         return 0;
     }
-    fd = sk_connect(&b->opts.ep, BENCH_CONNECT_TIMEOUT_MS);
+    fd = b->opts.sources > 1
+             ? bench_source_connect(b, cl->index, BENCH_CONNECT_TIMEOUT_MS)
+             : sk_connect(&b->opts.ep, BENCH_CONNECT_TIMEOUT_MS);
     if (fd < 0)
         return fd;
     return bench_client_start(cl, fd);
@@ -556,6 +570,10 @@ int cmd_bench(int argc, char **argv)
         return EXIT_RUNTIME;
     }
     b.naddrs = (size_t)n;
+    if (bench_source_check(&b) < 0 || bench_fd_check(&b) < 0) {
+        sk_tls_free(b.tls);
+        return EXIT_USAGE;
+    }
     b.tmpl = malloc(b.opts.size);
     if (b.tmpl == NULL)
         return EXIT_RUNTIME;
