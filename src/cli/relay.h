@@ -32,7 +32,7 @@ struct relay_target {
     /* lock: */
     unsigned backoff_ms; /* the wait before the next retry; 0 while up */
     uint64_t retry_at;   /* cli_now_ms() when a down target is tried again */
-    bool probing; /* one client was given the retry: the others wait */
+    bool probing;        /* one client was given the retry: the others wait */
     struct sk_addr addrs[SK_CONNECT_ADDRS]; /* the latest answer */
     size_t naddrs;
     uint64_t resolved_at; /* cli_now_ms() of that answer */
