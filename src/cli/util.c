@@ -214,8 +214,9 @@ const char cli_server_options_help[] =
     "  -h, --help             this help\n";
 
 static struct sk_access *access_rules;
-static volatile sig_atomic_t exit_status;
+static volatile sig_atomic_t exit_status; /* of a run that has ended */
 
+/* SIGINT or SIGTERM once the server is done (cli_run_server()). */
 static void exit_now(int sig)
 {
     (void)sig;
@@ -455,9 +456,9 @@ int cli_run_server(const char *cmd, struct sk_server_config *cfg,
     }
     cli_metrics_end();
     /* The server gives SIGINT and SIGTERM back as it goes: one more of
-     * them now ends at once the exit already on its way, with its status
-     * (not by the signal's default action, nor never while the command
-     * cleans up). */
+     * them now ends at once the exit already on its way, with its status,
+     * rather than by the signal's default action (or not at all, while
+     * the command cleans up). */
     if (cfg->handle_signals) {
         exit_status = status;
         signal(SIGINT, exit_now);
