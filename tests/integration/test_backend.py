@@ -6,7 +6,9 @@ kernel.io_uring_disabled set refuses io_uring_setup)."""
 import ctypes
 import os
 import platform
+import socket
 import struct
+import time
 import unittest
 
 from helpers import SockitTest, log_lines, recv_exactly, run_sockit, server_env
@@ -65,6 +67,13 @@ def rings(pid):
     return n
 
 
+def cpu_seconds(pid):
+    """The user and system CPU time process pid has used, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def env_with(backend):
     env = server_env()
     env.pop('SOCKIT_BACKEND', None)
@@ -102,6 +111,27 @@ class BackendTest(SockitTest):
             self.skipTest('io_uring not available here')
         server = self.serve_on(('--backend', 'io_uring'))
         self.assertEqual(rings(server.pid), 2)
+
+    def test_half_closed_client_that_does_not_read_costs_no_cpu(self):
+        # chargen writes to a client that has sent its FIN and does not read: on io_uring every
+        # poll also reports that FIN (POLLRDHUP), to a watcher that only waits to write; the
+        # loop must wait, not re-arm a poll that fires at once.
+        for backend in ('epoll', 'io_uring'):
+            with self.subTest(backend=backend):
+                if backend == 'io_uring' and not io_uring_here():
+                    self.skipTest('io_uring not available here')
+                server = self.serve('tcp://127.0.0.1:0', count=1, env=env_with(backend),
+                                    opts=('--service', 'chargen', '--threads', '1'))
+                c = server.connect()
+                c.shutdown(socket.SHUT_WR)
+                recv_exactly(c, 74)          # it writes; then the client stops reading
+                before = cpu_seconds(server.pid)
+                time.sleep(1.0)
+                used = cpu_seconds(server.pid) - before
+                self.assertLess(used, 0.3, f'{used:.2f} s of CPU in 1 s: the loop spins')
+                self.assertEqual(recv_exactly(c, 74 * 1000)[:1], b'"')   # it still writes
+                c.close()
+                server.stop()
 
     def test_epoll_is_the_default_and_holds_no_ring(self):
         self.assertEqual(rings(self.serve_on().pid), 0)
