@@ -1,6 +1,7 @@
 /* bench_json.c -- a strict JSON reader (see bench_json.h): a recursive
  * descent over a bounded buffer, building a tree the caller frees. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 struct parser {
     const char *p, *end;
     unsigned depth;
+    size_t values;
     char *err;
     size_t errlen;
 };
@@ -85,6 +87,8 @@ static int parse_number(struct parser *ps, struct json *v)
     buf[ps->p - start] = '\0';
     v->type = JSON_NUMBER;
     v->num = strtod(buf, NULL);
+    if (!isfinite(v->num))
+        return fail(ps, "a number out of range");
     errno = 0;
     v->u = plain ? strtoull(buf, NULL, 10) : 0;
     v->integer = plain && errno == 0;
@@ -191,6 +195,10 @@ static int grow(struct parser *ps, struct json *v, size_t *cap)
 /* One member "key": value of an object, its key already parsed. */
 static int parse_member(struct parser *ps, struct json *v, char *key)
 {
+    if (v->n >= JSON_MEMBERS_MAX) {
+        free(key);
+        return fail(ps, "too many members in an object");
+    }
     if (json_get(v, key) != NULL) {
         free(key);
         return fail(ps, "a duplicate key");
@@ -251,6 +259,8 @@ static int parse_container(struct parser *ps, struct json *v)
 
 static int parse_value(struct parser *ps, struct json *v)
 {
+    if (++ps->values > JSON_VALUES_MAX)
+        return fail(ps, "too many values");
     skip_space(ps);
     if (ps->p >= ps->end)
         return fail(ps, "not JSON (it ends early)");
@@ -280,7 +290,8 @@ static int parse_value(struct parser *ps, struct json *v)
 int json_parse(const char *text, size_t len, struct json *v, char *err,
                size_t errlen)
 {
-    struct parser ps = {text, text + len, 0, err, errlen};
+    struct parser ps = {
+        .p = text, .end = text + len, .err = err, .errlen = errlen};
 
     err[0] = '\0';
     memset(v, 0, sizeof(*v));

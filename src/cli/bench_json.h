@@ -9,6 +9,11 @@
 #include <stdint.h>
 
 #define JSON_DEPTH_MAX 32
+/* Most values in one document (a report has some 8,000 at most), and most
+ * members in one object: bounds that keep a crafted file from costing
+ * gigabytes or quadratic time. */
+#define JSON_VALUES_MAX 200000
+#define JSON_MEMBERS_MAX 256
 
 enum json_type {
     JSON_NULL,

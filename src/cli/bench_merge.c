@@ -29,11 +29,14 @@ static int slurp(const char *path, char **text, size_t *len)
     *len = 0;
     do {
         if (*len == cap) {
-            cap = cap == 0 ? 65536 : cap * 2;
-            if (cap > MERGE_FILE_MAX) {
-                err = -EFBIG;
+            /* Full at the most a file may hold: more only if not at its
+             * end (a file of exactly that size is not too large). */
+            if (cap == MERGE_FILE_MAX) {
+                if (fgetc(f) != EOF)
+                    err = -EFBIG;
                 break;
             }
+            cap = cap == 0 ? 65536 : cap * 2;
             if ((grown = realloc(buf, cap)) == NULL) {
                 err = -ENOMEM;
                 break;
@@ -160,6 +163,27 @@ static const char *take_report(const struct json *obj, struct result *r)
     return NULL;
 }
 
+/* Whether a + b overflows. */
+static bool overflows(uint64_t a, uint64_t b)
+{
+    return a + b < a;
+}
+
+/* Whether adding r to sum would overflow a count (a crafted file). */
+static bool sum_overflows(const struct result *sum, const struct result *r)
+{
+    if (overflows(sum->requests, r->requests) ||
+        overflows(sum->errors, r->errors) ||
+        overflows(sum->bytes_up, r->bytes_up) ||
+        overflows(sum->bytes_down, r->bytes_down) ||
+        overflows(sum->hist.total, r->hist.total))
+        return true;
+    for (unsigned i = 0; i < HIST_SLOTS; i++)
+        if (overflows(sum->hist.counts[i], r->hist.counts[i]))
+            return true;
+    return false;
+}
+
 /* Adds one report into the sum. */
 static void add_report(struct result *sum, const struct result *r)
 {
@@ -218,14 +242,21 @@ int bench_merge(int nfiles, char **files, bool json)
 
     if (sum == NULL || one == NULL) {
         cli_error("bench --merge: %s", sk_strerror(-ENOMEM));
-        ret = EXIT_RUNTIME;
+        free(sum);
+        free(one);
+        return EXIT_RUNTIME;
     }
     histogram_init(&sum->hist);
     for (int i = 0; ret == EXIT_OK && i < nfiles; i++) {
-        if (merge_one(files[i], one, sum->rate_asked > 0, i == 0) != 0)
+        if (merge_one(files[i], one, sum->rate_asked > 0, i == 0) != 0) {
             ret = EXIT_RUNTIME;
-        else
+        } else if (sum_overflows(sum, one)) {
+            cli_error("bench --merge: %s: its counts overflow the sum",
+                      files[i]);
+            ret = EXIT_RUNTIME;
+        } else {
             add_report(sum, one);
+        }
     }
     if (ret == EXIT_OK) {
         bench_report(sum, json, NULL);

@@ -350,6 +350,29 @@ class MergeTest(test_bench.BenchTest):
                 self.assertExit(result, 1)
                 self.assertTrue(result.stderr.startswith(f'sockit: bench --merge: {path}: '.encode()),
                                 result.stderr)
+        # Crafted to cost time, memory or a wrong sum: each refused with its reason, at once.
+        top = 2 ** 64 - 1
+        crafted = {
+            'many-keys': ('{' + ','.join(f'"k{i}":0' for i in range(100000)) + '}',
+                          'too many members in an object'),
+            'many-values': ('[' + ','.join(['0'] * 300000) + ']', 'too many values'),
+            'infinite': (json.dumps(good).replace('"duration_s": ', '"duration_s": 1e999, "x": '),
+                         'a number out of range'),
+            'overflow': (json.dumps(edited(lambda r: (r.update(requests=top), r['histogram'].update(
+                total=top, counts=[[r['histogram']['counts'][-1][0], top]])))),
+                         'its counts overflow the sum'),
+        }
+        for name, (content, why) in crafted.items():
+            with self.subTest(case=name):
+                path = self.path(name)
+                with open(path, 'w') as f:
+                    f.write(content)
+                t0 = time.monotonic()
+                result = self.merge([good_file, path])
+                self.assertExit(result, 1)
+                self.assertIn(f'sockit: bench --merge: {path}: '.encode(), result.stderr)
+                self.assertIn(why.encode(), result.stderr)
+                self.assertLess(time.monotonic() - t0, 5.0)
         with self.subTest(case='open and closed loop'):
             rated_file = self.save('rated.json', rated)
             result = self.merge([good_file, rated_file])

@@ -72,10 +72,10 @@ class RecordingEcho:
             sel.unregister(conn)
             conn.close()
             return
+        self.echoed += len(data)  # counted first: once sent, bench may end at once
         conn.setblocking(True)  # replies are small: a blocking send never waits long
         conn.sendall(data)
         conn.setblocking(False)
-        self.echoed += len(data)
 
     def stop(self):
         self._stop.set()
