@@ -195,8 +195,14 @@ static void *run_sleeper(void *arg)
     struct sleeper *s = arg;
 
     atomic_store(&s->tid, (int)syscall(SYS_gettid));
-    run_for(s->loop, 300);
+    assert_int_equal(sk_loop_run(s->loop), 0); /* until stop_posted() */
     return NULL;
+}
+
+/* Posted from the test's thread: ends a sleeper's run. */
+static void stop_posted(void *arg)
+{
+    sk_loop_stop(arg);
 }
 
 /* Whether the thread tid is in the system call that waits for events. */
@@ -256,6 +262,11 @@ static int woken_loops(void **state, bool exclusive)
     until_both_wait(s);
     cfd = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(connect(cfd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    /* The loops that are woken are woken at once: 300 ms is ample to see
+     * whether a second one is; then both are stopped (that wakes both). */
+    usleep(300 * 1000);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(sk_loop_post(s[i].loop, stop_posted, s[i].loop), 0);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(pthread_join(s[i].thread, NULL), 0);
         sk_io_stop(&c[i].io);
