@@ -313,14 +313,17 @@ static bool server_has_starts(const struct sk_server *srv)
     return false;
 }
 
-/* The worker's loop on the configured backend; the first worker says
- * (under -v) when io_uring could not be had. */
+/* The worker's loop on the configured backend; the first worker that
+ * could not have io_uring says so (under -v), once: the workers before it
+ * (made one after another, on this thread) had it, or there are none. */
 static int worker_loop_new(struct sk_server *srv, struct sk_worker *w,
                            size_t index)
 {
     int why, err = sk_loop_new_backend(&w->loop, srv->cfg.backend, &why);
 
-    if (err == 0 && why < 0 && index == 0)
+    if (err == 0 && why < 0 &&
+        (index == 0 ||
+         sk_loop_backend(srv->workers[index - 1].loop) == SK_BACKEND_IO_URING))
         sk__server_log(srv, "io_uring not available (%s): using epoll",
                        sk_strerror(why));
     return err;
