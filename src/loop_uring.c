@@ -27,6 +27,8 @@
 /* Completions the ring holds; more wait in the kernel (IORING_FEAT_NODROP)
  * and are flushed into it as it drains. */
 #define URING_CQ_ENTRIES 4096
+#define URING_UNSENT_MAX 64
+
 /* The user_data of removals, whose completions say nothing. */
 #define UD_IGNORE UINT64_MAX
 
@@ -50,6 +52,11 @@ struct uring {
     struct uring_slot *slots;
     size_t nslots;
     int dirty; /* first descriptor whose poll to arm, -1 for none */
+    /* Removals no submission entry could be had for (the kernel refused
+     * a submit): sent before the next polls are armed, so that no poll is
+     * left holding a closed socket's file. */
+    uint64_t unsent[URING_UNSENT_MAX];
+    unsigned nunsent;
 };
 
 /* Makes the ring: single issuer with deferred task running where the
@@ -166,18 +173,38 @@ static void uring_mark(struct uring *u, int fd)
     }
 }
 
+/* Queues the removal of the poll of user_data ud; false when no entry
+ * could be had. */
+static bool uring_remove_poll(struct uring *u, uint64_t ud)
+{
+    struct io_uring_sqe *sqe = uring_sqe(u);
+
+    if (sqe == NULL)
+        return false;
+    io_uring_prep_poll_remove(sqe, ud);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    return true;
+}
+
 /* Withdraws the slot's poll; a completion it may still post is stale. */
 static void uring_cancel(struct uring *u, struct uring_slot *s)
 {
-    struct io_uring_sqe *sqe;
-
     if (s->armed == 0)
         return;
-    if ((sqe = uring_sqe(u)) != NULL) {
-        io_uring_prep_poll_remove(sqe, s->armed);
-        io_uring_sqe_set_data64(sqe, UD_IGNORE);
-    }
+    if (!uring_remove_poll(u, s->armed) && u->nunsent < URING_UNSENT_MAX)
+        u->unsent[u->nunsent++] = s->armed;
     s->armed = 0;
+}
+
+/* Sends the removals that waited for an entry. Returns 0 or -EBUSY. */
+static int uring_send_unsent(struct uring *u)
+{
+    while (u->nunsent > 0) {
+        if (!uring_remove_poll(u, u->unsent[u->nunsent - 1]))
+            return -EBUSY;
+        u->nunsent--;
+    }
+    return 0;
 }
 
 /* As epoll_ctl() refuses them: no descriptor, or a regular file or a
@@ -248,6 +275,8 @@ static unsigned uring_poll_mask(const struct sk_io *io)
  * stay marked, for the next wait). */
 static int uring_arm(struct uring *u)
 {
+    if (uring_send_unsent(u) < 0)
+        return -EBUSY;
     while (u->dirty >= 0) {
         struct uring_slot *s = &u->slots[u->dirty];
         struct io_uring_sqe *sqe;
