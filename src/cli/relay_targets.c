@@ -173,12 +173,18 @@ void relay_plan_make(struct relay *r, struct relay_plan *p)
             rest[later++] = (unsigned char)i;
             continue;
         }
-        /* Due: this client makes the retry; the others keep the target
-         * last until it has worked or failed (a target that swallows its
-         * SYNs would cost each of them the connect timeout). */
+        /* Due: this client makes the retry, first of all (else a client
+         * of round-robin that another TARGET serves would skip it); the
+         * others keep the target last until it has worked or failed (a
+         * target that swallows its SYNs would cost each of them the
+         * connect timeout). */
         if (atomic_load(&t->down)) {
             t->probing = true;
             t->retry_at = now + t->backoff_ms;
+            memmove(p->order + 1, p->order, p->n);
+            p->order[0] = (unsigned char)i;
+            p->n++;
+            continue;
         }
         p->order[p->n++] = (unsigned char)i;
     }
