@@ -38,7 +38,6 @@ struct uring_slot {
     unsigned mask;    /* the events that poll waits for */
     uint32_t seq;     /* of the last poll armed */
     bool dirty;       /* on the list to arm before the next wait */
-    bool edge;        /* last result had nothing wanted: multishot */
     int next;         /* the next descriptor on that list, -1 for none */
 };
 
@@ -235,7 +234,6 @@ static int uring_add(struct sk_loop *loop, struct sk_io *io, bool exclusive)
         return -ENOMEM;
     if (s->io != NULL)
         return -EEXIST;
-    s->edge = false;
     s->io = io; /* nothing armed: the removal before withdrew it */
     uring_mark(u, io->fd);
     return 0;
@@ -246,10 +244,8 @@ static int uring_modify(struct sk_loop *loop, struct sk_io *io)
     struct uring *u = loop->uring;
     struct uring_slot *s = &u->slots[io->fd];
 
-    if (s->armed != 0 && s->mask != io->events) {
+    if (s->armed != 0 && s->mask != io->events)
         uring_cancel(u, s);
-        s->edge = false;
-    }
     uring_mark(u, io->fd);
     return 0;
 }
@@ -284,7 +280,7 @@ static int uring_arm(struct uring *u)
         if (s->io != NULL && s->armed == 0 && s->io->events != 0) {
             if ((sqe = uring_sqe(u)) == NULL)
                 return -EBUSY;
-            if ((s->io->flags & IO_DRAINS) || s->edge)
+            if (s->io->flags & IO_DRAINS)
                 io_uring_prep_poll_multishot(sqe, s->io->fd,
                                              uring_poll_mask(s->io));
             else
@@ -342,16 +338,8 @@ static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
     }
     if (cqe->res == -ECANCELED)
         return false;
-    if ((events = uring_events(cqe->res, s->mask)) == 0) {
-        if (cqe->res > 0 && !(cqe->flags & IORING_CQE_F_MORE))
-            s->edge = true; /* e.g. POLLRDHUP alone: io_uring always adds it */
+    if ((events = uring_events(cqe->res, s->mask)) == 0)
         return false;
-    }
-    if (s->edge && !(s->io->flags & IO_DRAINS)) {
-        s->edge = false; /* back to one-shot (level) polls */
-        uring_cancel(u, s);
-        uring_mark(u, (int)fd);
-    }
     loop->fired[loop->nfired].io = s->io;
     loop->fired[loop->nfired].events = events;
     loop->nfired++;
