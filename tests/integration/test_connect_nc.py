@@ -353,17 +353,22 @@ class IdleTest(NcTest):
         self.assertEqual((code, err), (0, b''))
         self.assertDaytime(proc.stdout.read(), t0)
 
+    def assertIdleEnd(self, args, stdout, at_least, below):
+        """connect ARGS with stdin /dev/null ends by itself: exit 0, nothing on stderr, exactly
+        stdout, after at_least and within below seconds."""
+        start = time.monotonic()
+        proc = self.start(args, stdin=subprocess.DEVNULL)
+        code, err = self.finish(proc)
+        elapsed = time.monotonic() - start
+        self.assertEqual((code, err, proc.stdout.read()), (0, b'', stdout))
+        self.assertGreaterEqual(elapsed, at_least)
+        self.assertLess(elapsed, below)
+
     def test_i_ends_a_session_with_a_peer_that_never_closes(self):
         # stdin is /dev/null: the sending side is shut down at once, the peer holds its side open.
         handler, release = holding(self, lambda conn: conn.sendall(b'banner\n'))
         peer = PyStreamServer(self, handler)
-        start = time.monotonic()
-        proc = self.start(['-i', '0.5', peer.endpoint()], stdin=subprocess.DEVNULL)
-        code, err = self.finish(proc)
-        elapsed = time.monotonic() - start
-        self.assertEqual((code, err, proc.stdout.read()), (0, b'', b'banner\n'))
-        self.assertGreaterEqual(elapsed, 0.45)
-        self.assertLess(elapsed, 3.0)
+        self.assertIdleEnd(['-i', '0.5', peer.endpoint()], b'banner\n', 0.45, 3.0)
         release.set()
         self.assertEqual(peer.wait(), [b''])
 
@@ -388,13 +393,7 @@ class IdleTest(NcTest):
 
         handler, release = holding(self, trickle)
         peer = PyStreamServer(self, handler)
-        start = time.monotonic()
-        proc = self.start(['-i', '0.5', peer.endpoint()], stdin=subprocess.DEVNULL)
-        code, err = self.finish(proc)
-        elapsed = time.monotonic() - start
-        self.assertEqual((code, err, proc.stdout.read()), (0, b'', b'01234567'))
-        self.assertGreaterEqual(elapsed, 1.5)
-        self.assertLess(elapsed, 4.0)
+        self.assertIdleEnd(['-i', '0.5', peer.endpoint()], b'01234567', 1.5, 4.0)
         release.set()
         peer.wait()
 
