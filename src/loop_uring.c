@@ -11,12 +11,25 @@
  * Watchers are level-triggered, as on epoll: a one-shot poll, armed again
  * after it fired (a poll checks readiness as it is armed, so what the
  * callback left unread fires again). A multishot poll reports only the
- * wake-ups, hence only for IO_DRAINS watchers (the loop's eventfd and
- * signalfd), re-armed when a completion lacks IORING_CQE_F_MORE. The
- * re-arms, mask changes (remove and add) and removals of an iteration go
- * to the kernel with the one io_uring_submit_and_wait_timeout() that
- * waits. An exclusive watcher's poll carries EPOLLEXCLUSIVE: a listener
- * shared by the workers wakes one of them per connection. */
+ * wake-ups that match it (each one with the readiness of that moment),
+ * and is used where level would spin or could not be had:
+ * - IO_DRAINS watchers (the loop's eventfd and signalfd);
+ * - a watcher that asks for nothing: epoll still reports it an error or a
+ *   hang-up, and so does this poll (the kernel adds POLLERR, POLLHUP and
+ *   POLLRDHUP to every poll), once per wake-up;
+ * - a watcher that does not read, once its one-shot poll has come back
+ *   with nothing it asked for: the kernel's POLLRDHUP (the peer's end of
+ *   stream) is level and would fire the one-shot poll again at once,
+ *   forever, while the watcher waits to write to a peer that does not
+ *   read. The multishot poll waits for the next wake-up instead (the
+ *   socket's room to write comes with one).
+ * A multishot poll that reports readiness is withdrawn and a one-shot
+ * armed in its place, so level holds from there; one is re-armed when a
+ * completion lacks IORING_CQE_F_MORE. The re-arms, mask changes (remove
+ * and add) and removals of an iteration go to the kernel with the one
+ * io_uring_submit_and_wait_timeout() that waits. An exclusive watcher's
+ * poll carries EPOLLEXCLUSIVE: a listener shared by the workers wakes one
+ * of them per connection. */
 #include <liburing.h>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -37,6 +50,8 @@ struct uring_slot {
     uint64_t armed;   /* user_data of its poll in flight, 0 for none */
     unsigned mask;    /* the events that poll waits for */
     uint32_t seq;     /* of the last poll armed */
+    bool multi;       /* that poll is multishot */
+    bool waits;       /* nothing asked for came: arm multishot (above) */
     bool dirty;       /* on the list to arm before the next wait */
     int next;         /* the next descriptor on that list, -1 for none */
 };
@@ -173,14 +188,19 @@ static void uring_mark(struct uring *u, int fd)
 }
 
 /* Queues the removal of the poll of user_data ud; false when no entry
- * could be had. */
+ * could be had. An asynchronous cancel, not IORING_OP_POLL_REMOVE: a
+ * poll whose wake-up is still to be run (which, with deferred task
+ * running, is until the next wait) refuses a POLL_REMOVE with -EALREADY,
+ * and a multishot one would then stay armed, holding the socket's file
+ * past its close; a cancel marks the poll and ends it when that wake-up
+ * runs. */
 static bool uring_remove_poll(struct uring *u, uint64_t ud)
 {
     struct io_uring_sqe *sqe = uring_sqe(u);
 
     if (sqe == NULL)
         return false;
-    io_uring_prep_poll_remove(sqe, ud);
+    io_uring_prep_cancel64(sqe, ud, 0);
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
     return true;
 }
@@ -246,6 +266,8 @@ static int uring_modify(struct sk_loop *loop, struct sk_io *io)
 
     if (s->armed != 0 && s->mask != io->events)
         uring_cancel(u, s);
+    if (s->mask != io->events)
+        s->waits = false;
     uring_mark(u, io->fd);
     return 0;
 }
@@ -257,6 +279,7 @@ static void uring_remove(struct sk_loop *loop, struct sk_io *io)
 
     uring_cancel(u, s);
     s->io = NULL;
+    s->waits = false;
 }
 
 static unsigned uring_poll_mask(const struct sk_io *io)
@@ -266,9 +289,15 @@ static unsigned uring_poll_mask(const struct sk_io *io)
            (io->flags & IO_EXCLUSIVE ? EPOLLEXCLUSIVE : 0);
 }
 
-/* Queues a poll for every marked watcher that wants events and has none
- * in flight. Returns 0 or -EBUSY when no entry could be had (those left
- * stay marked, for the next wait). */
+/* Whether the poll of s is to be multishot (above). */
+static bool uring_multishot(const struct uring_slot *s)
+{
+    return (s->io->flags & IO_DRAINS) || s->io->events == 0 || s->waits;
+}
+
+/* Queues a poll for every marked watcher that has none in flight.
+ * Returns 0 or -EBUSY when no entry could be had (those left stay
+ * marked, for the next wait). */
 static int uring_arm(struct uring *u)
 {
     if (uring_send_unsent(u) < 0)
@@ -277,10 +306,10 @@ static int uring_arm(struct uring *u)
         struct uring_slot *s = &u->slots[u->dirty];
         struct io_uring_sqe *sqe;
 
-        if (s->io != NULL && s->armed == 0 && s->io->events != 0) {
+        if (s->io != NULL && s->armed == 0) {
             if ((sqe = uring_sqe(u)) == NULL)
                 return -EBUSY;
-            if (s->io->flags & IO_DRAINS)
+            if ((s->multi = uring_multishot(s)))
                 io_uring_prep_poll_multishot(sqe, s->io->fd,
                                              uring_poll_mask(s->io));
             else
@@ -297,9 +326,6 @@ static int uring_arm(struct uring *u)
     return 0;
 }
 
-/* The events of a completion for its live watcher, as epoll reports them:
- * an error or hang-up as readable and writable, so that the owner's next
- * read or write returns the reason. */
 /* The events a poll's result res gives a watcher that asked for wanted:
  * an error or a hang-up is both (as epoll reports them, whatever was
  * asked), anything else only what was asked for (the end of the peer's
@@ -338,8 +364,16 @@ static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
     }
     if (cqe->res == -ECANCELED)
         return false;
-    if ((events = uring_events(cqe->res, s->mask)) == 0)
+    if ((events = uring_events(cqe->res, s->mask)) == 0) {
+        if (!s->multi && cqe->res > 0)
+            s->waits = true; /* only what it did not ask for: see above */
         return false;
+    }
+    if (s->multi && !(s->io->flags & IO_DRAINS)) {
+        uring_cancel(u, s); /* level again, from a one-shot poll */
+        s->waits = false;
+        uring_mark(u, (int)fd);
+    }
     loop->fired[loop->nfired].io = s->io;
     loop->fired[loop->nfired].events = events;
     loop->nfired++;

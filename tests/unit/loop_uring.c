@@ -10,6 +10,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -436,6 +437,68 @@ static void test_more_ready_watchers_than_the_ring_holds(void **state)
     sk_loop_free(loop);
 }
 
+/* Reads fd until its end of stream: true, or false after 2 s without. */
+static bool read_to_eof(int fd)
+{
+    char buf[65536];
+    ssize_t n;
+
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        if (poll(&p, 1, 2000) != 1)
+            return false;
+        if ((n = recv(fd, buf, sizeof(buf), 0)) == 0)
+            return true;
+        if (n < 0 && errno != EAGAIN)
+            return false;
+    }
+}
+
+/* A watcher stopped, its socket closed, while a wake-up of its poll is
+ * still to be delivered (between two waits): the poll ends and lets the
+ * socket go, so that the peer sees the close. A watcher that asks for
+ * nothing (woken by the peer's shutdown) and one that waits to write to
+ * a peer that has shut down (woken by room to write) are the ones whose
+ * polls outlive a wake-up. */
+static void test_stopped_watcher_lets_its_socket_go(void **state)
+{
+    struct sk_loop *loop = loop_on(state);
+    int calls = 0;
+    struct many m = {.calls = &calls};
+    char buf[4096];
+
+    for (int i = 0; i < 40; i++) {
+        bool writer = i % 2 == 1;
+        int fds[2];
+
+        assert_int_equal(
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+        m.io.data = &m;
+        assert_int_equal(sk_io_start(loop, &m.io, fds[0], 0, false, on_never),
+                         0);
+        if (writer) {
+            while (send(fds[0], buf, sizeof(buf), 0) > 0)
+                ;
+            assert_int_equal(shutdown(fds[1], SHUT_WR), 0);
+            assert_int_equal(sk_io_set(&m.io, SK_WRITE), 0);
+        }
+        run_for(loop, 5);
+        if (writer) /* room to write: a wake-up */
+            for (int k = 0; k < 8; k++)
+                assert_true(recv(fds[1], buf, sizeof(buf), 0) > 0);
+        else
+            assert_int_equal(shutdown(fds[1], SHUT_WR), 0);
+        sk_io_stop(&m.io);
+        close(fds[0]);
+        run_for(loop, 5);
+        assert_true(read_to_eof(fds[1]));
+        close(fds[1]);
+    }
+    assert_int_equal(calls, 0);
+    sk_loop_free(loop);
+}
+
 #define ON(f, b) cmocka_unit_test_prestate(f, &backends[b])
 
 int main(void)
@@ -449,6 +512,8 @@ int main(void)
         ON(test_events_of_freed_watchers_never_arrive, 1),
         ON(test_more_ready_watchers_than_the_ring_holds, 0),
         ON(test_more_ready_watchers_than_the_ring_holds, 1),
+        ON(test_stopped_watcher_lets_its_socket_go, 0),
+        ON(test_stopped_watcher_lets_its_socket_go, 1),
     };
     const struct CMUnitTest epoll_only[] = {
         cmocka_unit_test(test_refused_io_uring_falls_back_to_epoll),
@@ -456,6 +521,7 @@ int main(void)
         ON(test_exclusive_listener_wakes_one_loop, 0),
         ON(test_events_of_freed_watchers_never_arrive, 0),
         ON(test_more_ready_watchers_than_the_ring_holds, 0),
+        ON(test_stopped_watcher_lets_its_socket_go, 0),
     };
     struct sk_loop *probe;
     int failed;
