@@ -302,8 +302,11 @@ bool sk_endpoint_is_stream(const struct sk_endpoint *ep);
 int sk_endpoint_resolve(const struct sk_endpoint *ep, bool passive,
                         struct sk_addr *addrs, size_t max);
 /* Fills ep from a socket address, numerically, keeping the given scheme
- * (any but SK_FD and SK_SD: -EINVAL). Returns 0 or -EAFNOSUPPORT. An
- * unnamed UNIX address gives path "". */
+ * (any but SK_FD and SK_SD: -EINVAL) unless it is of the other family (an
+ * IPv4 address, or an IPv4-mapped one, with tcp6, udp6 or mptcp6; an IPv6
+ * address with tcp4, udp4 or mptcp4), where ep takes the scheme of both
+ * (tcp, udp, mptcp), so that its text parses. Returns 0 or -EAFNOSUPPORT.
+ * An unnamed UNIX address gives path "". */
 int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
                           const struct sk_addr *addr);
 /* sk_strerror(err) with what only ep and this process know, for an error

@@ -168,12 +168,38 @@ static void inet6_text(const struct sockaddr_in6 *a6, char *out, size_t size)
         snprintf(out + n, size - n, "%%%u", (unsigned)a6->sin6_scope_id);
 }
 
+/* The scheme that names addr: scheme itself, or the one of both families
+ * where scheme is of the other one (an address a PROXY header gave, of
+ * either family, on a tcp6:// or tcp4:// listener), as the parser refuses
+ * tcp6://1.2.3.4:80 and tcp4://[::1]:80. */
+static enum sk_scheme scheme_of_family(enum sk_scheme scheme,
+                                       const struct sk_addr *addr)
+{
+    const struct in6_addr *a6 = &addr->u.in6.sin6_addr;
+    bool v4 = addr->u.sa.sa_family == AF_INET ||
+              (addr->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(a6));
+    bool v6 = addr->u.sa.sa_family == AF_INET6 && !v4;
+
+    switch (scheme) {
+    case SK_TCP4:
+    case SK_TCP6:
+        return (scheme == SK_TCP4 ? v6 : v4) ? SK_TCP : scheme;
+    case SK_UDP4:
+    case SK_UDP6:
+        return (scheme == SK_UDP4 ? v6 : v4) ? SK_UDP : scheme;
+    case SK_MPTCP4:
+    case SK_MPTCP6:
+        return (scheme == SK_MPTCP4 ? v6 : v4) ? SK_MPTCP : scheme;
+    default:
+        return scheme;
+    }
+}
+
 int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
                           const struct sk_addr *addr)
 {
-    struct sk_endpoint tmp = {.scheme = scheme};
+    struct sk_endpoint tmp = {.scheme = scheme_of_family(scheme, addr)};
     const struct in6_addr *a6 = &addr->u.in6.sin6_addr;
-    bool dual = scheme == SK_TCP || scheme == SK_UDP || scheme == SK_MPTCP;
 
     if (sk__endpoint_inherited(&tmp))
         return -EINVAL;
@@ -187,8 +213,9 @@ int sk_endpoint_from_addr(struct sk_endpoint *ep, enum sk_scheme scheme,
         tmp.port = ntohs(addr->u.in.sin_port);
         break;
     case AF_INET6:
-        /* A dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d. */
-        if (IN6_IS_ADDR_V4MAPPED(a6) && dual)
+        /* A dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d (the
+         * scheme is not a 6-only one then: see above). */
+        if (IN6_IS_ADDR_V4MAPPED(a6))
             inet_ntop(AF_INET, &a6->s6_addr[12], tmp.host, sizeof(tmp.host));
         else
             inet6_text(&addr->u.in6, tmp.host, sizeof(tmp.host));

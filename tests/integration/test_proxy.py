@@ -201,6 +201,22 @@ class DataTest(Base):
         self.assertEqual(self.exec_env(server, v1('::ffff:1.2.3.4', '::1', 1, 2)),
                          'tcp://1.2.3.4:1 tcp://[::1]:2\n')
 
+    def test_addresses_of_the_other_family_on_a_one_family_listener(self):
+        # A tcp6:// listener told of IPv4 addresses (mapped or not), a tcp4:// one of IPv6
+        # ones: each is named with tcp://, a text sockit parses (not tcp6://1.2.3.4:1; the
+        # unit test of sk_endpoint_from_addr() parses each back).
+        for ep, header, want in (
+                ('tcp6://[::1]:0', v1('::ffff:1.2.3.4', '::ffff:5.6.7.8', 1, 2),
+                 'tcp://1.2.3.4:1 tcp://5.6.7.8:2\n'),
+                ('tcp6://[::1]:0', v2('1.2.3.4', '5.6.7.8', 1, 2), 'tcp://1.2.3.4:1 tcp://5.6.7.8:2\n'),
+                ('tcp4://127.0.0.1:0', v1('2001:db8::1', '::1', 1, 2),
+                 'tcp://[2001:db8::1]:1 tcp://[::1]:2\n')):
+            with self.subTest(ep=ep, header=header):
+                proxy = 'v1' if header.startswith(b'PROXY') else 'v2'
+                server = self.serve(f'{ep},proxy={proxy}', opts=['--exec', EXEC_ENV])
+                self.assertEqual(self.exec_env(server, header), want)
+                server.stop()
+
     def test_v2_header_of_4096_bytes_with_tlvs(self):
         server = self.pserve(proxy='v2')
         tlvs = b'\x04' + struct.pack('!H', 4065) + bytes(4065)          # PP2_TYPE_NOOP

@@ -530,12 +530,57 @@ static void test_endpoint_new_kinds_resolve_and_from_addr(void **state)
     assert_string_equal(text, "mptcp://127.0.0.1:9");
     assert_int_equal(sk_endpoint_from_addr(&back, SK_MPTCP6, &addr), 0);
     assert_true(sk_endpoint_format(&back, text, sizeof(text)) > 0);
-    assert_string_equal(text, "mptcp6://[::ffff:127.0.0.1]:9");
+    assert_string_equal(text, "mptcp://127.0.0.1:9");
     memset(&back, 0xa5, sizeof(back));
     ep = back;
     assert_int_equal(sk_endpoint_from_addr(&back, SK_FD, &addr), -EINVAL);
     assert_int_equal(sk_endpoint_from_addr(&back, SK_SD, &addr), -EINVAL);
     assert_memory_equal(&back, &ep, sizeof(ep));
+}
+
+/* An address of the other family than the scheme's (as a PROXY header
+ * gives on a tcp6:// or tcp4:// listener) is named with the scheme of
+ * both families, and every text from_addr() makes parses back to it. */
+static void test_from_addr_of_either_family_parses_back(void **state)
+{
+    static const struct {
+        enum sk_scheme scheme;
+        const char *addr, *text;
+    } cases[] = {
+        {SK_TCP6, "::ffff:10.0.0.1", "tcp://10.0.0.1:7"},
+        {SK_TCP6, "10.0.0.1", "tcp://10.0.0.1:7"},
+        {SK_TCP6, "2001:db8::1", "tcp6://[2001:db8::1]:7"},
+        {SK_TCP4, "10.0.0.1", "tcp4://10.0.0.1:7"},
+        {SK_TCP4, "2001:db8::1", "tcp://[2001:db8::1]:7"},
+        {SK_TCP4, "::ffff:10.0.0.1", "tcp4://10.0.0.1:7"},
+        {SK_UDP6, "10.0.0.1", "udp://10.0.0.1:7"},
+        {SK_UDP4, "::1", "udp://[::1]:7"},
+        {SK_MPTCP4, "::1", "mptcp://[::1]:7"},
+        {SK_TCP, "::ffff:10.0.0.1", "tcp://10.0.0.1:7"},
+    };
+    char text[SK_ENDPOINT_STRLEN];
+    struct sk_endpoint ep, again;
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct sk_addr addr = {0};
+
+        if (strchr(cases[i].addr, ':') == NULL) {
+            addr.len = sizeof(struct sockaddr_in);
+            addr.u.in.sin_family = AF_INET;
+            addr.u.in.sin_port = htons(7);
+            inet_pton(AF_INET, cases[i].addr, &addr.u.in.sin_addr);
+        } else {
+            addr.len = sizeof(struct sockaddr_in6);
+            addr.u.in6.sin6_family = AF_INET6;
+            addr.u.in6.sin6_port = htons(7);
+            inet_pton(AF_INET6, cases[i].addr, &addr.u.in6.sin6_addr);
+        }
+        assert_int_equal(sk_endpoint_from_addr(&ep, cases[i].scheme, &addr), 0);
+        assert_true(sk_endpoint_format(&ep, text, sizeof(text)) > 0);
+        assert_string_equal(text, cases[i].text);
+        assert_int_equal(parse_zeroed(&again, text, NULL), 0);
+    }
 }
 
 /* ------------------------------------------------------------- errors */
@@ -593,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_endpoint_format_rejects_unknown_scheme),
         cmocka_unit_test(test_endpoint_kind_follows_scheme),
         cmocka_unit_test(test_endpoint_new_kinds_resolve_and_from_addr),
+        cmocka_unit_test(test_from_addr_of_either_family_parses_back),
         cmocka_unit_test(test_endpoint_error_texts),
     };
 
