@@ -98,7 +98,8 @@ typedef void (*relay_lookup_fn)(void *owner, int n,
  * (> 0, copied into addrs) when known now (a numeric host, a UNIX path, an
  * answer younger than --resolve-every); 0 when a lookup was started: then
  * fn(owner, ...) runs later on loop's thread unless *lp is cancelled
- * first; or a negative code. Worker thread. */
+ * first; or a negative code. Worker thread, loop its own: the loop that
+ * relay_resolver_thread_ended() stops answering. */
 int relay_addrs(struct relay *r, size_t t, struct sk_loop *loop,
                 struct sk_addr *addrs, relay_lookup_fn fn, void *owner,
                 struct relay_lookup **lp);
@@ -110,8 +111,10 @@ void relay_lookup_cancel(struct relay_lookup *l);
 /* The resolver's threads (at most threads of them), and their end. */
 int relay_resolver_start(struct relay *r, unsigned threads);
 void relay_resolver_end(struct relay *r);
-/* A worker is ending: answers are no longer handed to any loop. */
-void relay_resolver_stopping(struct relay *r);
+/* The calling worker is ending: answers are no longer handed to its loop
+ * (those of the workers still running still are). On that worker's
+ * thread. */
+void relay_resolver_thread_ended(struct relay *r);
 
 /* No target could be reached for a client, t the last one tried (err, or
  * why when not NULL): a warning, at most one a second, -v or not. */

@@ -35,9 +35,15 @@ struct relay_resolver {
     struct relay_lookup *head, *tail; /* the queue */
     struct relay_lookup all;          /* sentinel of the list */
     bool quit, stopping;
+    /* The loops of the workers that have ended (the lock held). */
+    struct sk_loop **ended;
+    size_t nended;
     unsigned nthreads;
     pthread_t threads[];
 };
+
+/* The loop this worker thread asks lookups for, NULL for none yet. */
+static __thread struct sk_loop *thread_loop;
 
 /* Whether t's latest answer is young enough to use (the lock held). */
 static bool fresh(const struct relay *r, const struct relay_target *t)
@@ -105,6 +111,7 @@ int relay_addrs(struct relay *r, size_t t, struct sk_loop *loop,
         return n;
     if ((l = lookup_new(r, t, loop)) == NULL)
         return -ENOMEM;
+    thread_loop = loop; /* the caller's: its worker's */
     l->fn = fn;
     l->owner = owner;
     *lp = l;
@@ -174,11 +181,21 @@ static void remember(struct relay_lookup *l)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* The answer of a lookup done: handed to its loop, or (a refresh, or the
- * workers ending) dropped here. The resolver's lock held. */
+
+static bool loop_ended(const struct relay_resolver *rv,
+                       const struct sk_loop *loop)
+{
+    for (size_t i = 0; i < rv->nended; i++)
+        if (rv->ended[i] == loop)
+            return true;
+    return false;
+}
+
+/* The answer of a lookup done: handed to its loop, or (a refresh, or its
+ * worker ended) dropped here. The resolver's lock held. */
 static void hand_over(struct relay_resolver *rv, struct relay_lookup *l)
 {
-    if (l->loop != NULL && !rv->stopping &&
+    if (l->loop != NULL && !rv->stopping && !loop_ended(rv, l->loop) &&
         sk_loop_post(l->loop, deliver, l) == 0)
         return;
     if (l->loop == NULL) {
@@ -244,15 +261,23 @@ int relay_resolver_start(struct relay *r, unsigned threads)
     return 0;
 }
 
-void relay_resolver_stopping(struct relay *r)
+void relay_resolver_thread_ended(struct relay *r)
 {
     struct relay_resolver *rv = r->resolver;
+    struct sk_loop **more;
 
-    if (rv == NULL)
-        return;
+    if (rv == NULL || thread_loop == NULL)
+        return; /* this worker never asked */
     pthread_mutex_lock(&rv->lock);
-    rv->stopping = true;
+    more = realloc(rv->ended, (rv->nended + 1) * sizeof(*more));
+    if (more != NULL) {
+        rv->ended = more;
+        rv->ended[rv->nended++] = thread_loop;
+    } else {
+        rv->stopping = true; /* no answer to any loop rather than a lost one */
+    }
     pthread_mutex_unlock(&rv->lock);
+    thread_loop = NULL;
 }
 
 void relay_resolver_end(struct relay *r)
@@ -274,6 +299,7 @@ void relay_resolver_end(struct relay *r)
     }
     pthread_cond_destroy(&rv->work);
     pthread_mutex_destroy(&rv->lock);
+    free(rv->ended);
     free(rv);
     r->resolver = NULL;
 }

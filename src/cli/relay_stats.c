@@ -149,11 +149,11 @@ static void on_thread_start(void *data, unsigned worker)
                : NULL;
 }
 
-/* Also tells the resolver that the workers are ending. */
+/* Also tells the resolver that this worker is ending. */
 static void on_thread_end(void *data, unsigned worker)
 {
     mine = NULL;
-    relay_resolver_stopping(data);
+    relay_resolver_thread_ended(data);
 }
 
 /* ------------------------------------------------------- --metrics */
