@@ -265,10 +265,11 @@ class MergeTest(test_bench.BenchTest):
         self.assertEqual(again['latency_us'], out['latency_us'])
 
     def test_a_fast_and_a_stalled_result_merge_from_the_histogram_not_averages(self):
-        # Two open loops at 2000/s: against sockit's echo (all fast) and against a server that
-        # stalls once (about a fifth of its requests slow). Of the 4000 merged, the 40 slowest
-        # are the stalled run's, so the merged p99 lies among its slow requests, far above the
-        # average of the two p99s.
+        # Two open loops at 2000/s: against sockit's echo (fast) and against a server that
+        # stalls once (about a fifth of its requests slow). The merged p99 is the 40th slowest
+        # of the 4000, so at least the stalled run's 40th slowest (its p98), whatever the fast
+        # run's latencies were on a loaded machine; the average of the two p99s is below that
+        # as soon as the fast run's p99 is.
         ep = self.echo_server(['tcp'])['tcp']
         result, fast, _ = self.bench_json(['--rate', '2000', '-n', '2000', '-c', '1', ep], timeout=10.0)
         self.assertSuccess(result, fast, 2000)
@@ -281,8 +282,12 @@ class MergeTest(test_bench.BenchTest):
         self.assertPercentilesFrom(out, hist)
         self.assertEqual((out['requests'], out['errors']), (4000, 0), out)
         self.assertEqual(out['rate_asked'], 4000.0, out)
-        averaged = (fast['latency_us']['p99'] + slow['latency_us']['p99']) / 2
-        self.assertGreater(out['latency_us']['p99'], averaged * 1.5, (out['latency_us'], averaged))
+        slow_p98 = quantile(slow['histogram'], 0.98)
+        self.assertGreaterEqual(slow_p98, 150000, slow['latency_us'])    # the stall shows
+        self.assertGreaterEqual(out['latency_us']['p99'], slow_p98, (out['latency_us'], slow_p98))
+        if fast['latency_us']['p99'] < slow_p98:
+            averaged = (fast['latency_us']['p99'] + slow['latency_us']['p99']) / 2
+            self.assertGreater(out['latency_us']['p99'], averaged, (out['latency_us'], averaged))
 
     def test_text_report(self):
         ep = self.echo_server(['udp'])['udp']
