@@ -181,7 +181,6 @@ static void remember(struct relay_lookup *l)
     pthread_mutex_unlock(&r->lock);
 }
 
-
 static bool loop_ended(const struct relay_resolver *rv,
                        const struct sk_loop *loop)
 {
