@@ -14,6 +14,10 @@
 
 #define BENCH_PIPELINE_MAX 1024
 #define BENCH_CONNECT_TIMEOUT_MS 5000
+/* TLS: handshakes one generator thread has in flight at most; the other
+ * clients wait their turn, in order, before they connect, so that the
+ * connect timeout runs from each one's own start. */
+#define BENCH_TLS_HANDSHAKES 128
 /* A datagram request without a reply after this long is lost. */
 #define BENCH_DGRAM_LOSS_MS 1000
 /* After the duration (or --rate's schedule), replies in flight (requests
@@ -69,8 +73,9 @@ struct client {
     uint64_t sent, received, last_reply;
     unsigned inflight;
     struct sk_connector cn;
-    struct sk_conn *conn; /* TLS: the library's connection */
-    uint64_t conn_first;  /* TLS: the first request sent on it */
+    struct sk_conn *conn;     /* TLS: the library's connection */
+    struct client *wait_next; /* TLS: the next waiting to connect */
+    uint64_t conn_first;      /* TLS: the first request sent on it */
     bool connecting, finished;
     /* --rate: this connection's place in the schedule (its index over all
      * threads), its share of the requests and how many are due by now. */
@@ -102,6 +107,10 @@ struct gen {
     uint64_t rate_start, rate_last_send; /* ns */
     uint64_t rate_first;                 /* index of its first client */
     uint64_t rate_k, rate_local;         /* the next due slot */
+    /* TLS: connections in their handshake, and the clients waiting to
+     * connect (a queue, first to last). */
+    unsigned handshakes;
+    struct client *wait_first, *wait_last;
 };
 
 /* What a run measured, or several runs merged (bench_report.c). */
@@ -137,7 +146,9 @@ void bench_churn_connect(struct client *cl);
 int bench_dgram_read(struct client *cl);
 void bench_dgram_expire(struct client *cl, uint64_t now);
 
-/* bench_tls.c: connects cl over TLS and runs its requests there. */
+/* bench_tls.c: connects cl over TLS and runs its requests there: now, or
+ * once fewer than BENCH_TLS_HANDSHAKES of its thread are in flight and the
+ * clients queued before it have started. Returns 0. */
 int bench_tls_open(struct client *cl);
 /* Sends what cl may send now on its TLS connection, or closes it. */
 void bench_tls_next(struct client *cl);

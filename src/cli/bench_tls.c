@@ -25,12 +25,14 @@ static void note_session(struct client *cl, struct sk_conn *c)
     snprintf(b->tls_cipher, sizeof(b->tls_cipher), "%s", sk_conn_tls_cipher(c));
 }
 
+static void handshake_over(struct client *cl);
+
 static int on_open(struct sk_conn *c)
 {
     struct client *cl = sk_conn_data(c);
 
     note_session(cl, c);
-    cl->connecting = false;
+    handshake_over(cl);
     cl->conn_first = cl->sent;
     cl->last_reply = bench_now_ns();
     bench_tls_next(cl);
@@ -71,7 +73,8 @@ static void on_close(struct sk_conn *c, int status)
     struct gen *g = cl->g;
 
     cl->conn = NULL;
-    cl->connecting = false;
+    if (cl->connecting)
+        handshake_over(cl); /* failed, or ended before it finished */
     if (cl->finished)
         return;
     if (status < 0 && status != -ECANCELED) {
@@ -119,7 +122,8 @@ void bench_tls_next(struct client *cl)
     atomic_fetch_add_explicit(&cl->g->bytes_up, n, memory_order_relaxed);
 }
 
-int bench_tls_open(struct client *cl)
+/* Connects cl now; one more handshake in flight. */
+static void tls_start(struct client *cl)
 {
     const struct bench *b = cl->g->b;
     size_t burst = b->opts.size * b->opts.pipeline; /* one write at most */
@@ -132,16 +136,57 @@ int bench_tls_open(struct client *cl)
                                     burst > SK_OUTPUT_MAX ? burst : 0};
     int err;
 
-    cl->connecting = true;
     /* The latency of a churned request counts from the connect. */
     if (b->opts.churn)
         cl->stamps[cl->sent % b->opts.pipeline] = bench_now_ns();
     err = sk_conn_connect(cl->g->loop, &b->opts.ep, &o, &cl->conn);
     if (err < 0) {
-        cl->connecting = false;
         cl->conn = NULL;
         bench_fail(cl, err);
         bench_client_end(cl);
+        return;
     }
+    cl->connecting = true;
+    cl->g->handshakes++;
+}
+
+/* Starts the clients waiting, in order, while there is room. One ended
+ * meanwhile is dropped; once the run stops, the rest end unopened. */
+static void admit(struct gen *g)
+{
+    while (g->handshakes < BENCH_TLS_HANDSHAKES && g->wait_first != NULL) {
+        struct client *cl = g->wait_first;
+        g->wait_first = cl->wait_next;
+        if (g->wait_first == NULL)
+            g->wait_last = NULL;
+        cl->wait_next = NULL;
+        if (cl->finished)
+            continue;
+        if (atomic_load_explicit(&g->b->stop, memory_order_relaxed))
+            bench_client_end(cl);
+        else
+            tls_start(cl);
+    }
+}
+
+/* cl's handshake is over, done or failed: the next waiting may start. */
+static void handshake_over(struct client *cl)
+{
+    cl->connecting = false;
+    cl->g->handshakes--;
+    admit(cl->g);
+}
+
+int bench_tls_open(struct client *cl)
+{
+    struct gen *g = cl->g;
+
+    cl->wait_next = NULL;
+    if (g->wait_last != NULL)
+        g->wait_last->wait_next = cl;
+    else
+        g->wait_first = cl;
+    g->wait_last = cl;
+    admit(g);
     return 0;
 }
