@@ -72,8 +72,8 @@ SONAME = libsockit.so.$(MAJOR)
 SHLIB = libsockit.so.$(VERSION)
 
 # loop_epoll.c and loop_uring.c are included by loop.c: one file per
-# poller backend.
-LOOP_BACKENDS = src/loop_epoll.c src/loop_uring.c
+# poller backend (loop_uring_send.c, its sends, by loop_uring.c).
+LOOP_BACKENDS = src/loop_epoll.c src/loop_uring.c src/loop_uring_send.c
 LIB_SRC = $(filter-out $(LOOP_BACKENDS),$(sort $(wildcard src/*.c)))
 SVC_SRC = $(sort $(wildcard src/services/*.c))
 CLI_SRC = $(sort $(wildcard src/cli/*.c))
@@ -133,6 +133,11 @@ integration: all
 	@echo "== integration: $(BUILD)/sockit"; $(TSAN_CLEAR); st=0; \
 	SOCKIT=$(BUILD)/sockit $(RUN) python3 -m unittest discover \
 	    -s tests/integration || st=1; $(TSAN_VERDICT); exit $$st
+
+# The unit tests again, their servers on io_uring (tests/unit/server_fixture.h
+# reads SOCKIT_BACKEND).
+unit-uring: all
+	@SOCKIT_BACKEND=io_uring $(MAKE) --no-print-directory unit
 
 # The integration suite again with every server's workers on io_uring
 # (SOCKIT_BACKEND, the default of --backend; tests/unit/loop_uring.c runs
@@ -194,7 +199,8 @@ bench: all
 	python3 bench/tls.py
 
 check: format-check
-	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test integration-uring
+	$(MAKE) BUILD=build CFLAGS="$(OPT) -g -Werror" test unit-uring \
+	    integration-uring
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-g -Werror" test
 	$(MAKE) BUILD=build/tsan TSAN=1 CFLAGS="-g -Werror" all unit integration
 	$(MAKE) BUILD=build fuzz
@@ -260,5 +266,5 @@ format-check:
 clean:
 	rm -rf build
 
-.PHONY: all unit integration integration-uring example symbols man-lint test fuzz bench check format format-check clean \
+.PHONY: all unit unit-uring integration integration-uring example symbols man-lint test fuzz bench check format format-check clean \
         install uninstall package-test $(BUILD)/sockit.pc

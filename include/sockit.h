@@ -485,7 +485,9 @@ int sk_loop_new(struct sk_loop **loopp);
 enum sk_backend {
     SK_BACKEND_DEFAULT, /* epoll */
     SK_BACKEND_EPOLL,
-    SK_BACKEND_IO_URING, /* readiness through io_uring poll requests */
+    /* readiness through io_uring poll requests; a plain stream
+     * connection's short replies sent through the ring */
+    SK_BACKEND_IO_URING,
 };
 /* As sk_loop_new(), on backend. Where io_uring cannot be set up (no such
  * system call, disabled by kernel.io_uring_disabled, an old kernel), the

@@ -153,9 +153,11 @@ static void watch(struct sk_conn *c)
             ev |= SK_READ;
         /* CONN_WROTE: output went straight out since the last flush, whose
          * on_drain is due even when the flush rounds are over. */
-        if (c->out.len > 0 || ((c->flags & CONN_RD_WANTS_W) && reading(c)) ||
-            (c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) == CONN_SHUT_WR ||
-            (c->flags & CONN_WROTE))
+        /* CONN_SENDING: the ring's send tells when it ends. */
+        if (!(c->flags & CONN_SENDING) &&
+            (c->out.len > 0 || ((c->flags & CONN_RD_WANTS_W) && reading(c)) ||
+             (c->flags & (CONN_SHUT_WR | CONN_SHUT_DONE)) == CONN_SHUT_WR ||
+             (c->flags & CONN_WROTE)))
             ev |= SK_WRITE;
     }
     /* Parked, it waits until it reads again or has something to send (the
@@ -385,9 +387,10 @@ static void read_input(struct sk_conn *c)
          * other connections: the peer need not wait for the whole batch. */
         if (c->out.len > 0 && !(c->flags & CONN_CLOSED)) {
             flush_and_watch(c);
-            /* All of it went and nothing is due: the pending list's pass
-             * would only watch c again. */
-            if (c->out.len == 0 &&
+            /* All of it went (or is in the ring, whose end flushes c
+             * again) and nothing is due: the pending list's pass would
+             * only watch c again. */
+            if ((c->out.len == 0 || (c->flags & CONN_SENDING)) &&
                 !(c->flags & (CONN_CLOSED | CONN_WROTE | CONN_TLS_MORE)))
                 unqueue(c);
         }
@@ -425,6 +428,8 @@ static void check_hangup(struct sk_conn *c)
 {
     struct pollfd p = {.fd = c->io.fd, .events = 0};
 
+    if (c->flags & CONN_SENDING)
+        return; /* the send's end tells of an error */
     if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLERR | POLLHUP | POLLNVAL)))
         return;
     if ((p.revents & POLLHUP) && !(p.revents & POLLERR) &&
@@ -444,6 +449,17 @@ static void on_io(struct sk_io *io, unsigned events)
     struct sk_conn *c = io->data;
     unsigned wanted = io->events;
 
+    if (events & SK_IO_SENT) {
+        int err = sk__conn_sent(c);
+
+        if (err < 0) {
+            sk_buf_consume(&c->out, c->out.len);
+            finish(c, err);
+        } else {
+            flush_and_watch(c);
+        }
+        return;
+    }
     if (c->flags & CONN_STARTING) {
         if (!(events & wanted))
             check_hangup(c);

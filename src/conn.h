@@ -35,6 +35,7 @@
 #define CONN_PROXY 16777216u     /* awaiting its PROXY header */
 #define CONN_MESSAGES 33554432u  /* SOCK_SEQPACKET: each write a message */
 #define CONN_WROTE 67108864u     /* written through since the last flush */
+#define CONN_SENDING 134217728u  /* the queue's head in a ring send */
 
 struct ssl_st;
 struct sk_outbound;
@@ -89,9 +90,13 @@ int sk__conn_shut_write(struct sk_conn *c);
 void sk__conn_touch(struct sk_conn *c);
 
 /* conn_write.c */
-/* Sends what is queued. Returns 0 (all sent or the kernel is full) or a
- * negative errno after which c is to be closed. */
+/* Sends what is queued. Returns 0 (all sent, in flight through the ring,
+ * or the kernel is full) or a negative errno after which c is to be
+ * closed. */
 int sk__conn_flush(struct sk_conn *c);
+/* The ring send in flight has ended (SK_IO_SENT): its bytes leave the
+ * queue. Returns 0, or the send's error, after which c is to be closed. */
+int sk__conn_sent(struct sk_conn *c);
 struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
                              const struct sk_handler *h, size_t output_max);
 int sk__conn_start_io(struct sk_conn *c, int fd);

@@ -12,10 +12,13 @@
  * shorter ones are queued, to leave in one send with what the same
  * callback writes next. */
 #define WRITE_THROUGH_MIN (16 * 1024)
+/* The longest queue sent through an io_uring loop's ring (ring_send()). */
+#define RING_SEND_MAX (16 * 1024)
 
 /* The most output a connection may queue: the limit, plus the larger of
  * the limit and one read, so that a service answering one read at a time
  * never meets it. */
+
 static size_t hard_cap(const struct sk_conn *c)
 {
     size_t max = c->output_max;
@@ -131,15 +134,47 @@ static ssize_t send_message(struct sk_conn *c)
     return n == (ssize_t)len ? (ssize_t)(sizeof(len) + len) : -EMSGSIZE;
 }
 
-/* Sends what is queued. Returns 0 (all sent or the kernel is full) or a
- * negative errno after which c is closed. */
+/* On an io_uring loop, a plain byte stream's queue of at most RING_SEND_MAX
+ * bytes goes as a send through the ring, sent with the wait that ends the
+ * iteration, its bytes kept at the head of the queue until it ends (see
+ * sk__conn_sent()); a longer one costs a copy more than it saves, and
+ * goes by send(2). True when it went. */
+static bool ring_send(struct sk_conn *c)
+{
+    if (c->out.len > RING_SEND_MAX || c->ssl != NULL ||
+        (c->flags & CONN_MESSAGES) || !sk__io_can_send(&c->io) ||
+        sk__io_send(&c->io, sk_buf_head(&c->out), c->out.len) < 0)
+        return false;
+    c->flags |= CONN_SENDING;
+    return true;
+}
+
+int sk__conn_sent(struct sk_conn *c)
+{
+    int res = sk__io_sent(&c->io);
+
+    c->flags &= ~CONN_SENDING;
+    if (res == -EAGAIN || res == -EINTR || res == 0)
+        return 0; /* the socket is full: watch() asks for room */
+    if (res < 0)
+        return res;
+    sk_buf_consume(&c->out, (size_t)res);
+    count_sent(c, (size_t)res);
+    c->flags |= CONN_WROTE; /* the flush that follows tells on_drain */
+    return 0;
+}
+
+/* Sends what is queued. Returns 0 (all sent, in flight or the kernel is
+ * full) or a negative errno after which c is closed. */
 int sk__conn_flush(struct sk_conn *c)
 {
     ssize_t n;
 
-    if (c->flags & CONN_STARTING)
+    if (c->flags & (CONN_STARTING | CONN_SENDING))
         return 0;
     while (c->out.len > 0) {
+        if (ring_send(c))
+            return 0;
         if (c->flags & CONN_MESSAGES)
             n = send_message(c);
         else if (c->ssl != NULL)

@@ -275,6 +275,20 @@ void sk__conn_expire_idle(struct sk_worker *w);
 void sk__conn_drain_all(struct sk_worker *w);
 void sk__conn_abort_all(struct sk_worker *w);
 
+/* loop_uring_send.c: a send through an io_uring loop's ring, at most one
+ * in flight per watcher, from a copy of buf made now; it goes with the
+ * wait that ends the iteration, and its end reaches the watcher's
+ * callback as the event SK_IO_SENT, its result (bytes sent, or -errno:
+ * -EAGAIN when the socket was full) from sk__io_sent(). Stopping the
+ * watcher first drops a send not yet submitted. Loop thread only.
+ * can_send: the loop is an io_uring one and io is started. sk__io_send()
+ * returns 0, -EBUSY (one in flight), -EAGAIN (no entry free: send it
+ * otherwise) or -ENOMEM. */
+#define SK_IO_SENT 256u
+bool sk__io_can_send(const struct sk_io *io);
+int sk__io_send(struct sk_io *io, const void *buf, size_t len);
+int sk__io_sent(const struct sk_io *io);
+
 /* loop.c: milliseconds on the monotonic clock, read now. */
 uint64_t sk__clock_ms(void);
 /* loop.c: the worker whose conns live on loop; for a loop that is no

@@ -1,5 +1,6 @@
-/* loop_uring.c -- the io_uring backend of loop.c, which includes this file.
- * The only file that calls io_uring_*.
+/* loop_uring.c -- the io_uring backend of loop.c, which includes this file
+ * (and includes loop_uring_send.c, the sends through the ring). The only
+ * files that call io_uring_*.
  *
  * Readiness comes from poll requests. Each watcher has at most one in
  * flight, keyed by a slot table indexed by descriptor (a loop watches a
@@ -44,6 +45,11 @@
 
 /* The user_data of removals, whose completions say nothing. */
 #define UD_IGNORE UINT64_MAX
+/* That of a send (loop_uring_send.c); sequence numbers have 31 bits. */
+#define URING_UD_SEND (1ull << 63)
+#define URING_SEQ_MASK 0x7fffffffu
+
+struct uring_orphan;
 
 struct uring_slot {
     struct sk_io *io; /* the watcher of this descriptor, NULL for none */
@@ -54,6 +60,12 @@ struct uring_slot {
     bool waits;       /* nothing asked for came: arm multishot (above) */
     bool dirty;       /* on the list to arm before the next wait */
     int next;         /* the next descriptor on that list, -1 for none */
+    /* loop_uring_send.c: the send in flight, if send_copy is not NULL */
+    char *send_copy;
+    struct io_uring_sqe *send_sqe; /* its entry, until submitted */
+    uint64_t send_gen;             /* submit_gen when it was queued */
+    uint32_t send_seq;
+    int send_res; /* of the last send completed */
 };
 
 struct uring {
@@ -71,6 +83,11 @@ struct uring {
      * left holding a closed socket's file. */
     uint64_t unsent[URING_UNSENT_MAX];
     unsigned nunsent;
+    /* Counts the submissions that left the submission queue empty: an
+     * entry queued at a count that has not moved since is unsubmitted. */
+    uint64_t submit_gen;
+    struct uring_orphan *orphans; /* sends of stopped watchers */
+    size_t norphans;
 };
 
 /* Makes the ring: single issuer with deferred task running where the
@@ -118,6 +135,8 @@ static int uring_init(struct sk_loop *loop)
     return 0;
 }
 
+static void uring_free_orphans(struct uring *u);
+
 static void uring_free(struct sk_loop *loop)
 {
     struct uring *u = loop->uring;
@@ -125,6 +144,7 @@ static void uring_free(struct sk_loop *loop)
     if (u == NULL)
         return;
     io_uring_queue_exit(&u->ring);
+    uring_free_orphans(u);
     free(u->slots);
     free(u);
     loop->uring = NULL;
@@ -147,16 +167,30 @@ static int uring_enable(struct uring *u)
     return 0;
 }
 
+/* After a submission: counts it if nothing is left queued. */
+static void uring_submitted(struct uring *u)
+{
+    if (io_uring_sq_ready(&u->ring) == 0)
+        u->submit_gen++;
+}
+
 /* A free submission entry, submitting what is queued if there is none;
  * NULL when even that fails. */
 static struct io_uring_sqe *uring_sqe(struct uring *u)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
-    if (sqe == NULL && uring_enable(u) == 0 && io_uring_submit(&u->ring) >= 0)
-        sqe = io_uring_get_sqe(&u->ring);
+    if (sqe == NULL && uring_enable(u) == 0) {
+        int err = io_uring_submit(&u->ring);
+
+        uring_submitted(u);
+        if (err >= 0)
+            sqe = io_uring_get_sqe(&u->ring);
+    }
     return sqe;
 }
+
+#include "loop_uring_send.c"
 
 /* The slot of fd, the table grown to hold it. */
 static struct uring_slot *uring_slot(struct uring *u, int fd)
@@ -278,6 +312,7 @@ static void uring_remove(struct sk_loop *loop, struct sk_io *io)
     struct uring_slot *s = &u->slots[io->fd];
 
     uring_cancel(u, s);
+    uring_orphan_send(u, s, io->fd);
     s->io = NULL;
     s->waits = false;
 }
@@ -314,7 +349,7 @@ static int uring_arm(struct uring *u)
                                              uring_poll_mask(s->io));
             else
                 io_uring_prep_poll_add(sqe, s->io->fd, uring_poll_mask(s->io));
-            if (++s->seq == 0)
+            if ((s->seq = (s->seq + 1) & URING_SEQ_MASK) == 0)
                 s->seq = 1;
             s->armed = (uint64_t)s->seq << 32 | (uint32_t)s->io->fd;
             s->mask = s->io->events;
@@ -353,7 +388,11 @@ static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
     struct uring_slot *s;
     unsigned events;
 
-    if (ud == UD_IGNORE || fd >= u->nslots)
+    if (ud == UD_IGNORE)
+        return false;
+    if (ud & URING_UD_SEND)
+        return uring_take_send(loop, cqe);
+    if (fd >= u->nslots)
         return false;
     s = &u->slots[fd];
     if (s->armed != ud || s->io == NULL)
@@ -416,6 +455,7 @@ static int uring_wait(struct sk_loop *loop, int timeout)
         return err;
     err = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
                                            timeout < 0 ? NULL : &ts, NULL);
+    uring_submitted(u);
     if (err < 0 && err != -ETIME && err != -EINTR && err != -EBUSY)
         return err;
     uring_reap(loop);

@@ -326,9 +326,26 @@ static void *run_server(void *arg)
     return NULL;
 }
 
+/* The backend of the servers made where the config leaves it unset:
+ * io_uring when SOCKIT_BACKEND says so (make unit-uring), unless a test
+ * file sets it. */
+static enum sk_backend fixture_backend = SK_BACKEND_DEFAULT;
+
+static enum sk_backend fixture_backend_now(void)
+{
+    const char *env = getenv("SOCKIT_BACKEND");
+
+    if (fixture_backend != SK_BACKEND_DEFAULT)
+        return fixture_backend;
+    return env != NULL && strcmp(env, "io_uring") == 0 ? SK_BACKEND_IO_URING
+                                                       : SK_BACKEND_DEFAULT;
+}
+
 static void server_new(struct fixture *f, const struct sk_handler *h,
                        struct sk_server_config cfg)
 {
+    if (cfg.backend == SK_BACKEND_DEFAULT)
+        cfg.backend = fixture_backend_now();
     cfg.handler = h;
     cfg.data = f;
     cfg.threads = f->threads;

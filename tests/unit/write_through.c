@@ -3,7 +3,8 @@
  * to the socket at once, from the caller's bytes; what the kernel does not
  * take, and anything written behind queued bytes, is queued in order; and
  * the handler hears on_drain after output that went straight out, as after
- * a queue that emptied. */
+ * a queue that emptied (a short one, which an io_uring loop sends through
+ * its ring, too). Each runs on epoll and on io_uring. */
 #include "server_fixture.h"
 
 #include <sys/socket.h>
@@ -12,7 +13,14 @@
 #define SHORT 100
 
 /* What the handler wrote, in order, and what it saw. */
-enum plan { LONG_ONLY, SHORT_THEN_LONG, LONG_THEN_SHORT, LONG_UNREAD, STREAM };
+enum plan {
+    LONG_ONLY,
+    SHORT_THEN_LONG,
+    LONG_THEN_SHORT,
+    LONG_UNREAD,
+    STREAM,
+    SHORT_ONLY
+};
 
 /* STREAM: on_drain writes the next long piece, STREAM_PIECES in all. */
 #define STREAM_PIECES 64
@@ -39,9 +47,10 @@ static int on_open_plan(struct sk_conn *c)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     else
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
-    if (plan == SHORT_THEN_LONG)
+    if (plan == SHORT_THEN_LONG || plan == SHORT_ONLY)
         err |= sk_conn_write(c, "s", 1);
-    err |= sk_conn_write(c, long_bytes, LONG);
+    if (plan != SHORT_ONLY)
+        err |= sk_conn_write(c, long_bytes, LONG);
     pieces = 1;
     pthread_mutex_lock(&f->lock);
     pending_after = sk_conn_pending(c);
@@ -175,6 +184,23 @@ static void test_stream_fed_by_on_drain_never_stalls(void **state)
     stop_and_free(f);
 }
 
+/* A short write, queued (and on io_uring sent through the ring): on_drain
+ * once it has gone. */
+static void test_short_write_is_followed_by_on_drain(void **state)
+{
+    struct fixture *f = *state;
+    int fd = start(f, SHORT_ONLY);
+
+    assert_int_equal(pending_after, 1);
+    expect_bytes(fd, "s", 1);
+    wait_for(f, &f->seen.reads, 1, "on_drain after the short write");
+    pthread_mutex_lock(&f->lock);
+    assert_int_equal(drains, 1);
+    pthread_mutex_unlock(&f->lock);
+    finish_client(fd);
+    stop_and_free(f);
+}
+
 /* clang-format off */
 #define WITH_THREADS(f, n) \
     {#f " threads=" #n, f, setup, teardown, &threads_##n}
@@ -188,7 +214,13 @@ int main(void)
         WITH_THREADS(test_short_write_after_a_long_one_follows_it, 1),
         WITH_THREADS(test_what_the_kernel_refuses_is_queued, 1),
         WITH_THREADS(test_stream_fed_by_on_drain_never_stalls, 1),
+        WITH_THREADS(test_short_write_is_followed_by_on_drain, 1),
     };
+    int failed;
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    fixture_backend = SK_BACKEND_EPOLL;
+    failed = cmocka_run_group_tests_name("epoll", tests, NULL, NULL);
+    fixture_backend = SK_BACKEND_IO_URING; /* epoll where it cannot be had */
+    failed += cmocka_run_group_tests_name("io_uring", tests, NULL, NULL);
+    return failed;
 }
