@@ -9,8 +9,8 @@
  *
  * Threads: a loop, and everything started on it (watchers, timers,
  * connectors, pairs), belongs to the thread that runs it; only
- * sk_loop_wake(), sk_loop_post() and sk_server_stop() may be called from
- * other threads. A server's connections and datagrams belong to the worker
+ * sk_loop_wake(), sk_loop_post(), sk_server_stop() and
+ * sk_server_stop_listening() may be called from other threads. A server's connections and datagrams belong to the worker
  * that received them: sk_conn_* and sk_dgram_* are called from that
  * worker's callbacks (the handler's, or those of watchers and timers
  * started on sk_conn_loop() / sk_dgram_loop()), never from elsewhere; to
@@ -919,6 +919,22 @@ int sk_server_join(struct sk_server *srv);
 /* Begins a graceful stop: stop accepting, finish replies for up to
  * drain_ms, close. Safe from any thread and from signal handlers. */
 void sk_server_stop(struct sk_server *srv);
+/* Stops listening while the server goes on: from any thread (a worker's
+ * callback included; not from a signal handler) while the server runs.
+ * No client is served but those accepted before the call: each worker
+ * stops watching its listeners before its loop next waits, a client it
+ * accepts meanwhile or finds queued is closed at once (one that sent
+ * bytes sees a reset), and the stream sockets leave LISTEN, so that the
+ * kernel refuses new clients (ECONNREFUSED, on TCP and UNIX alike).
+ * Connections already accepted go on, and the server runs until
+ * sk_server_stop() or a signal, which drains them as ever. Datagram
+ * sockets are still read; a socket of fd: or sd: is no longer watched
+ * but stays listening (it is also its parent's): its clients wait in its
+ * queue. The UNIX socket files the server made stay until
+ * sk_server_free() removes them. Returns 0 (again on later calls), or
+ * -EINVAL when the server is not running (before sk_server_run() or
+ * sk_server_start(), or once it has ended). */
+int sk_server_stop_listening(struct sk_server *srv);
 /* Closes listeners, removes the UNIX socket files it created. NULL-safe. */
 void sk_server_free(struct sk_server *srv);
 void *sk_server_data(const struct sk_server *srv);

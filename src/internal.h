@@ -219,6 +219,7 @@ struct sk_worker {
     bool accept_short; /* accept ran out of descriptors, none since */
     bool draining;
     bool finished;
+    bool unlistened; /* sk_server_stop_listening() applied here */
 };
 
 /* Kinds of warnings, each rate limited on its own. */
@@ -258,6 +259,12 @@ struct sk_server {
      * and published (release) for readers on any thread; NULL before. */
     _Atomic(struct sk_counters *) counters;
     struct sk_sources *sources; /* with max_per_source, while running */
+    /* sk_server_stop_listening(): asked (any thread), the workers woken
+     * for it (control thread), and how many workers stopped watching
+     * their listeners (the last one shuts down the shared sockets). */
+    atomic_bool unlisten;
+    bool unlisten_woken;
+    atomic_uint nunlistened;
 };
 
 /* conn.c */

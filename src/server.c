@@ -54,6 +54,11 @@ void sk__server_control_wake(void *arg)
             sk_timer_stop(&srv->drain_timer);
         wake_workers(srv);
     }
+    if (atomic_load(&srv->unlisten) && !srv->unlisten_woken &&
+        srv->workers != NULL) {
+        srv->unlisten_woken = true;
+        wake_workers(srv); /* before_wait() (worker.c) does the rest */
+    }
     if (srv->workers != NULL && atomic_load(&srv->nfinished) == srv->nworkers)
         sk_loop_stop(srv->control);
 }
@@ -75,6 +80,17 @@ void sk_server_stop(struct sk_server *srv)
 
     atomic_compare_exchange_strong(&srv->stop_level, &level, 1);
     sk_loop_wake(srv->control);
+}
+
+/* The control loop wakes the workers: it lives as long as the server,
+ * their loops only while it runs. */
+int sk_server_stop_listening(struct sk_server *srv)
+{
+    if (atomic_load(&srv->run_state) != 1)
+        return -EINVAL;
+    atomic_store(&srv->unlisten, true);
+    sk_loop_wake(srv->control);
+    return 0;
 }
 
 static void warn_reload(struct sk_server *srv, const struct sk_listener *l,

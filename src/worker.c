@@ -74,7 +74,7 @@ static void on_retry(struct sk_timer *t)
 {
     struct sk_worker *w = t->data;
 
-    if (w->draining)
+    if (w->draining || w->unlistened)
         return;
     if (w->accept_full && at_active_limit(w->srv)) {
         pause_accepting(w, ACTIVE_RETRY_MS);
@@ -131,6 +131,13 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
 {
     struct sk_server *srv = a->w->srv;
 
+    /* Listening stopped (by a connection just taken, or on another thread
+     * while this one was accepted): closed, as the backlog is. */
+    if (atomic_load(&srv->unlisten)) {
+        atomic_fetch_sub(&srv->nconns, 1);
+        close(fd);
+        return;
+    }
     if (srv->cfg.max_conns > 0 && count > srv->cfg.max_conns) {
         atomic_fetch_sub(&srv->nconns, 1);
         sk__count(a->w, a->l, SK_STAT_REFUSED_LIMIT);
@@ -218,25 +225,57 @@ static void close_backlog(struct sk_acceptor *a)
     }
 }
 
+/* The listener leaves LISTEN: a new client is refused at once instead of
+ * waiting in a backlog nobody accepts from. A TCP socket would reset its
+ * queue: it is closed first; a UNIX one shut down still gives its queue
+ * to accept, and no client can slip in after. An inherited socket is its
+ * parent's too (systemd keeps it): its clients wait, it stays listening. */
+static void leave_listen(struct sk_acceptor *a)
+{
+    bool unix_socket = a->l->family == AF_UNIX;
+
+    if (a->l->inherited)
+        return;
+    if (!unix_socket)
+        close_backlog(a);
+    shutdown(a->io.fd, SHUT_RDWR);
+    if (unix_socket)
+        close_backlog(a);
+}
+
 static void begin_drain(struct sk_worker *w)
 {
     w->draining = true;
     sk_timer_stop(&w->retry_timer);
-    /* Then the listener leaves LISTEN: a new client is refused at once
-     * instead of waiting in a backlog nobody will accept from. */
     for (size_t i = 0; i < w->nacceptors; i++) {
         sk_io_stop(&w->acceptors[i].io);
-        /* An inherited socket is also its parent's (systemd keeps it for
-         * the next activation): its queued clients wait for that, and it
-         * stays listening. */
-        if (w->acceptors[i].l->inherited)
-            continue;
-        close_backlog(&w->acceptors[i]);
-        shutdown(w->acceptors[i].io.fd, SHUT_RDWR);
+        leave_listen(&w->acceptors[i]);
     }
     for (size_t i = 0; i < w->ndsocks; i++)
         sk_io_stop(&w->dsocks[i].io);
     sk__conn_drain_all(w);
+}
+
+/* sk_server_stop_listening(): this worker stops watching its listeners;
+ * its own sockets leave LISTEN at once, a shared one once the last worker
+ * stopped watching it (the counter orders the removals before it), so
+ * that no loop wakes for a socket shut down under it. */
+static void stop_listening(struct sk_worker *w)
+{
+    struct sk_server *srv = w->srv;
+    bool last;
+
+    w->unlistened = true;
+    w->accept_full = false;
+    sk_timer_stop(&w->retry_timer);
+    for (size_t i = 0; i < w->nacceptors; i++)
+        sk_io_stop(&w->acceptors[i].io);
+    last = atomic_fetch_add(&srv->nunlistened, 1) + 1 == srv->nworkers;
+    for (size_t i = 0; i < w->nacceptors; i++) {
+        struct sk_acceptor *a = &w->acceptors[i];
+        if (last || a->l->nfds > 1) /* its own socket, or the last */
+            leave_listen(a);
+    }
 }
 
 /* Runs before each wait: apply a stop request, send queued output, free
@@ -248,6 +287,8 @@ static void before_wait(void *arg)
 
     if (level >= 1 && !w->draining)
         begin_drain(w);
+    else if (!w->draining && !w->unlistened && atomic_load(&w->srv->unlisten))
+        stop_listening(w);
     if (level >= 2) {
         sk__conn_abort_all(w);
         sk__hold_cancel_all(w);

@@ -4,12 +4,14 @@
  * handled as serve handles them: a socket file made here is removed at
  * exit, one that was there is never taken over) that serves one
  * connection at a time; its handler is connect's own stream pump, run on
- * the worker. Without -k a client that comes while the first is served is
- * closed at once (max_conns 1), and the server stops once the first is
- * done; with -k further clients wait in the backlog (max_active 1) and
- * are served in turn, until SIGINT or SIGTERM (which the server handles:
- * the client being served is closed once its output is sent) or a broken
- * stdout.
+ * the worker. Without -k, as nc -l, the server stops listening once the
+ * first client is open (sk_server_stop_listening()): the kernel refuses
+ * further clients; one accepted before that (during the first one's TLS
+ * handshake or PROXY header) is closed at once (max_conns 1). The server
+ * stops once the first is done. With -k further clients wait in the
+ * backlog (max_active 1) and are served in turn, until SIGINT or SIGTERM
+ * (which the server handles: the client being served is closed once its
+ * output is sent) or a broken stdout.
  *
  * A datagram endpoint waits for the first datagram, connects the socket
  * (a duplicate of the server's) to its sender, prints it as a reply, stops
@@ -78,6 +80,17 @@ static void client_ended(struct connect_pump *p, struct sk_conn *c)
     report_client(s, c);
     if (!s->o->keep || p->out_err < 0)
         sk_server_stop(s->srv);
+}
+
+/* On the worker, as a client's connection opens: without -k, it is the
+ * only one, and the listener stops listening. */
+static int on_client_open(struct sk_conn *c)
+{
+    struct listen_session *s = session_of(sk_server_data(sk_conn_server(c)));
+
+    if (!s->o->keep)
+        sk_server_stop_listening(s->srv);
+    return connect_pump_handler.on_open(c);
 }
 
 static bool same_addr(const struct sk_addr *a, const struct sk_addr *b)
@@ -185,8 +198,8 @@ static int open_server(struct listen_session *s, const struct sk_endpoint *ep,
         .handler = &s->handler,
         .data = &s->pump,
         .threads = 1,
-        /* -k: the next client waits; -l: one is served, any other closed
-         * at once (it would never be). */
+        /* -k: the next client waits; -l: one is served, and listening
+         * stops; one that came before it did is closed at once. */
         .max_active = s->o->keep ? 1 : 0,
         .max_conns = s->o->keep ? 0 : 1,
         .handle_signals = true,
@@ -218,6 +231,7 @@ int connect_listen(const struct sk_endpoint *ep,
     s.pump.ended = client_ended;
     s.pump.ended_data = &s;
     s.handler = connect_pump_handler;
+    s.handler.on_open = on_client_open;
     s.handler.on_datagram = on_datagram;
     status = open_server(&s, ep, lo);
     stream = sk_endpoint_is_stream(&s.bound);

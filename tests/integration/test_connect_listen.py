@@ -8,6 +8,7 @@ all on 127.0.0.1 or UNIX paths in a temporary directory.
     cd tests/integration && python3 -m unittest test_connect_listen -v
 """
 
+import errno
 import os
 import select
 import shutil
@@ -170,20 +171,33 @@ class StreamListenTest(ListenTest):
         with self.assertRaises(ConnectionRefusedError):
             connected(family, socket.SOCK_STREAM, addr).close()
 
-    def test_a_second_client_is_never_served(self):
-        lsn = self.listen(['tcp://127.0.0.1:0'])
+    def check_second_client_refused(self, ep):
+        """As nc -l: once the first client is served, the listener no longer listens, so the
+        kernel refuses another one (ECONNREFUSED) while the first goes on."""
+        lsn = self.listen([ep])
         family, _, addr = endpoint_address(lsn.endpoint())
         first = connected(family, socket.SOCK_STREAM, addr)
         self.addCleanup(first.close)
         first.sendall(b'first\n')
-        lsn.wait_stdout(b'first\n')
-        # Another client, while the first is served: closed at once, never served.
-        with connected(family, socket.SOCK_STREAM, addr) as second:
-            self.assertEqual(recv_until_eof(second), b'')
+        lsn.wait_stdout(b'first\n')     # read after the listener stopped listening
+        for _ in range(2):
+            with socket.socket(family, socket.SOCK_STREAM) as second:
+                second.settimeout(TIMEOUT)
+                self.assertEqual(errno.errorcode.get(second.connect_ex(addr)), 'ECONNREFUSED')
+        first.sendall(b'still served\n')
+        lsn.wait_stdout(b'first\nstill served\n')
         lsn.send_stdin(b'bye\n')
         first.shutdown(socket.SHUT_WR)
         self.assertEqual(recv_until_eof(first), b'bye\n')
-        self.assertListened(lsn, b'first\n')
+        self.assertListened(lsn, b'first\nstill served\n')
+
+    def test_a_second_tcp_client_is_refused(self):
+        self.check_second_client_refused('tcp://127.0.0.1:0')
+
+    def test_a_second_unix_client_is_refused_and_the_file_removed_at_exit(self):
+        path = self.path('r.sock')
+        self.check_second_client_refused(f'unix:{path}')
+        self.assertFalse(os.path.lexists(path), 'the socket file was left behind')
 
     def test_client_half_close_first_then_stdin_still_sent(self):
         lsn = self.listen(['tcp://127.0.0.1:0'])
