@@ -10,11 +10,11 @@
  * Threads: a loop, and everything started on it (watchers, timers,
  * connectors, pairs), belongs to the thread that runs it; only
  * sk_loop_wake(), sk_loop_post(), sk_server_stop() and
- * sk_server_stop_listening() may be called from other threads. A server's connections and datagrams belong to the worker
- * that received them: sk_conn_* and sk_dgram_* are called from that
- * worker's callbacks (the handler's, or those of watchers and timers
- * started on sk_conn_loop() / sk_dgram_loop()), never from elsewhere; to
- * hand work to a worker, sk_loop_post() to its loop.
+ * sk_server_stop_listening() may be called from other threads. A server's
+ * connections and datagrams belong to the worker that received them: sk_conn_*
+ * and sk_dgram_* are called from that worker's callbacks (the handler's, or
+ * those of watchers and timers started on sk_conn_loop() / sk_dgram_loop()),
+ * never from elsewhere; to hand work to a worker, sk_loop_post() to its loop.
  *
  * Peer bytes and peer names are the peer's choice: formatted names escape
  * what is not printable (see sk_endpoint_format()), nothing else is
