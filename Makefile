@@ -72,8 +72,10 @@ SONAME = libsockit.so.$(MAJOR)
 SHLIB = libsockit.so.$(VERSION)
 
 # loop_epoll.c and loop_uring.c are included by loop.c: one file per
-# poller backend (loop_uring_send.c, its sends, by loop_uring.c).
-LOOP_BACKENDS = src/loop_epoll.c src/loop_uring.c src/loop_uring_send.c
+# poller backend (loop_uring_send.c and loop_uring_recv.c, its sends and
+# receives, by loop_uring.c).
+LOOP_BACKENDS = src/loop_epoll.c src/loop_uring.c src/loop_uring_send.c \
+    src/loop_uring_recv.c
 LIB_SRC = $(filter-out $(LOOP_BACKENDS),$(sort $(wildcard src/*.c)))
 SVC_SRC = $(sort $(wildcard src/services/*.c))
 CLI_SRC = $(sort $(wildcard src/cli/*.c))

@@ -486,7 +486,7 @@ enum sk_backend {
     SK_BACKEND_DEFAULT, /* epoll */
     SK_BACKEND_EPOLL,
     /* readiness through io_uring poll requests; a plain stream
-     * connection's short replies sent through the ring */
+     * connection's input and short replies through the ring */
     SK_BACKEND_IO_URING,
 };
 /* As sk_loop_new(), on backend. Where io_uring cannot be set up (no such

@@ -133,7 +133,7 @@ static bool reading(const struct sk_conn *c)
  * again: what the peer sent before it went is read then, not dropped. */
 static int unpark(struct sk_conn *c, unsigned ev)
 {
-    c->flags &= ~CONN_PARKED;
+    c->flags &= ~(CONN_PARKED | CONN_RING_RX);
     return sk_io_start(c->w->loop, &c->io, c->io.fd, ev, false, c->io.cb);
 }
 
@@ -169,6 +169,11 @@ static void watch(struct sk_conn *c)
         finish(c, err);
         return;
     }
+    /* A plain byte stream reads through an io_uring loop's ring. */
+    if ((ev & SK_READ) && c->ssl == NULL &&
+        !(c->flags &
+          (CONN_RING_RX | CONN_NO_RING | CONN_MESSAGES | CONN_STARTING)))
+        c->flags |= sk__io_recv_start(&c->io) ? CONN_RING_RX : CONN_NO_RING;
     /* Whole records OpenSSL read ahead are read before the loop waits. */
     if ((ev & SK_READ) && reading(c) && (c->flags & CONN_TLS_MORE))
         sk__conn_queue(c);
@@ -350,12 +355,16 @@ static void on_peer_eof(struct sk_conn *c)
         sk_conn_close(c);
 }
 
-/* Reads what the socket (or TLS) has, up to one chunk: a count, 0 at the
- * end of the stream, -EAGAIN, or a negative errno. */
-static ssize_t receive(struct sk_conn *c, char *buf)
+/* Reads what the socket (or TLS, or the ring) has, up to one chunk, into
+ * buf or (the ring's) at *data: a count, 0 at the end of the stream,
+ * -EAGAIN, or a negative errno. */
+static ssize_t receive(struct sk_conn *c, char *buf, const char **data)
 {
     ssize_t n;
 
+    *data = buf;
+    if (c->flags & CONN_RING_RX)
+        return sk__io_recv(&c->io, data);
     if (c->ssl != NULL)
         return sk__tls_conn_read(c, buf, SK_READ_CHUNK);
     if (c->flags & CONN_MESSAGES) {
@@ -372,8 +381,8 @@ static ssize_t receive(struct sk_conn *c, char *buf)
 static void read_input(struct sk_conn *c)
 {
     const struct sk_handler *h = handler_of(c);
-    char *buf = c->w->rbuf;
-    ssize_t n = receive(c, buf);
+    const char *buf;
+    ssize_t n = receive(c, c->w->rbuf, &buf);
 
     if (n > 0) {
         sk__conn_touch(c);
@@ -428,8 +437,8 @@ static void check_hangup(struct sk_conn *c)
 {
     struct pollfd p = {.fd = c->io.fd, .events = 0};
 
-    if (c->flags & CONN_SENDING)
-        return; /* the send's end tells of an error */
+    if (c->flags & (CONN_SENDING | CONN_RING_RX))
+        return; /* the send's end, or the receive, tells of an error */
     if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLERR | POLLHUP | POLLNVAL)))
         return;
     if ((p.revents & POLLHUP) && !(p.revents & POLLERR) &&

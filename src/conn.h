@@ -36,6 +36,8 @@
 #define CONN_MESSAGES 33554432u  /* SOCK_SEQPACKET: each write a message */
 #define CONN_WROTE 67108864u     /* written through since the last flush */
 #define CONN_SENDING 134217728u  /* the queue's head in a ring send */
+#define CONN_RING_RX 268435456u  /* input through the loop's ring */
+#define CONN_NO_RING 536870912u  /* no ring to read through */
 
 struct ssl_st;
 struct sk_outbound;

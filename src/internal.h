@@ -296,6 +296,19 @@ bool sk__io_can_send(const struct sk_io *io);
 int sk__io_send(struct sk_io *io, const void *buf, size_t len);
 int sk__io_sent(const struct sk_io *io);
 
+/* loop_uring_recv.c: receive mode for a stream socket's watcher on an
+ * io_uring loop: while it asks for SK_READ, its input comes through a
+ * multishot receive into the loop's buffer ring, and SK_READ means that
+ * sk__io_recv() has a chunk: its length (*data valid until the loop next
+ * waits), 0 for the end of the stream, a negative errno, or -EAGAIN for
+ * none (as recv(2) would say); chunks left fire SK_READ again. No recv(2)
+ * may be made on the socket meanwhile. The mode lasts until the watcher
+ * stops (which drops the chunks not taken). Loop thread only. start:
+ * false where it cannot be had (epoll, a kernel without buffer rings). */
+bool sk__io_recv_start(struct sk_io *io);
+bool sk__io_recv_on(const struct sk_io *io);
+ssize_t sk__io_recv(struct sk_io *io, const char **data);
+
 /* loop.c: milliseconds on the monotonic clock, read now. */
 uint64_t sk__clock_ms(void);
 /* loop.c: the worker whose conns live on loop; for a loop that is no

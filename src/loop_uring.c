@@ -1,6 +1,6 @@
 /* loop_uring.c -- the io_uring backend of loop.c, which includes this file
- * (and includes loop_uring_send.c, the sends through the ring). The only
- * files that call io_uring_*.
+ * (and includes loop_uring_send.c and loop_uring_recv.c, the sends and the
+ * receive mode through the ring). The only files that call io_uring_*.
  *
  * Readiness comes from poll requests. Each watcher has at most one in
  * flight, keyed by a slot table indexed by descriptor (a loop watches a
@@ -45,11 +45,19 @@
 
 /* The user_data of removals, whose completions say nothing. */
 #define UD_IGNORE UINT64_MAX
-/* That of a send (loop_uring_send.c); sequence numbers have 31 bits. */
+/* That of a send (loop_uring_send.c) and of a receive (loop_uring_recv.c);
+ * sequence numbers have 30 bits. */
 #define URING_UD_SEND (1ull << 63)
-#define URING_SEQ_MASK 0x7fffffffu
+#define URING_UD_RECV (1ull << 62)
+#define URING_SEQ_MASK 0x3fffffffu
+
+/* loop_uring_recv.c: the provided-buffer ring. */
+#define RX_BUFS 128 /* a power of two */
+#define RX_BUF_SIZE (16 * 1024)
+#define RX_GROUP 0
 
 struct uring_orphan;
+struct uring_rx;
 
 struct uring_slot {
     struct sk_io *io; /* the watcher of this descriptor, NULL for none */
@@ -65,7 +73,8 @@ struct uring_slot {
     struct io_uring_sqe *send_sqe; /* its entry, until submitted */
     uint64_t send_gen;             /* submit_gen when it was queued */
     uint32_t send_seq;
-    int send_res; /* of the last send completed */
+    int send_res;        /* of the last send completed */
+    struct uring_rx *rx; /* loop_uring_recv.c: receive mode, or NULL */
 };
 
 struct uring {
@@ -88,6 +97,21 @@ struct uring {
     uint64_t submit_gen;
     struct uring_orphan *orphans; /* sends of stopped watchers */
     size_t norphans;
+    /* loop_uring_recv.c */
+    struct io_uring_buf_ring *rx_br; /* NULL until the first receive mode */
+    char *rx_mem;                    /* its RX_BUFS buffers */
+    bool rx_off;                     /* the kernel refused the ring */
+    unsigned rx_free;                /* buffers in the ring */
+    uint16_t back[RX_BUFS];          /* taken, to give back at the wait */
+    unsigned nback;
+    uint32_t rx_gen;
+    uint64_t reaps;
+    int *ready; /* descriptors with chunks left to take */
+    size_t nready, ready_cap;
+    int *starved; /* descriptors waiting for buffers */
+    size_t nstarved, starved_cap;
+    char **taken; /* copies taken, to free at the wait */
+    size_t ntaken, taken_cap;
 };
 
 /* Makes the ring: single issuer with deferred task running where the
@@ -136,6 +160,7 @@ static int uring_init(struct sk_loop *loop)
 }
 
 static void uring_free_orphans(struct uring *u);
+static void rx_free_all(struct uring *u);
 
 static void uring_free(struct sk_loop *loop)
 {
@@ -145,6 +170,7 @@ static void uring_free(struct sk_loop *loop)
         return;
     io_uring_queue_exit(&u->ring);
     uring_free_orphans(u);
+    rx_free_all(u);
     free(u->slots);
     free(u);
     loop->uring = NULL;
@@ -273,6 +299,15 @@ static int uring_check_fd(int fd)
     return 0;
 }
 
+/* The events the poll of s waits for: a watcher in receive mode reads
+ * through its receive (loop_uring_recv.c). */
+static unsigned uring_poll_events(const struct uring_slot *s)
+{
+    return s->rx != NULL ? s->io->events & ~SK_READ : s->io->events;
+}
+
+#include "loop_uring_recv.c"
+
 static int uring_add(struct sk_loop *loop, struct sk_io *io, bool exclusive)
 {
     struct uring *u = loop->uring;
@@ -298,9 +333,9 @@ static int uring_modify(struct sk_loop *loop, struct sk_io *io)
     struct uring *u = loop->uring;
     struct uring_slot *s = &u->slots[io->fd];
 
-    if (s->armed != 0 && s->mask != io->events)
+    if (s->armed != 0 && s->mask != uring_poll_events(s))
         uring_cancel(u, s);
-    if (s->mask != io->events)
+    if (s->mask != uring_poll_events(s))
         s->waits = false;
     uring_mark(u, io->fd);
     return 0;
@@ -313,21 +348,30 @@ static void uring_remove(struct sk_loop *loop, struct sk_io *io)
 
     uring_cancel(u, s);
     uring_orphan_send(u, s, io->fd);
+    rx_end(u, s);
     s->io = NULL;
     s->waits = false;
 }
 
-static unsigned uring_poll_mask(const struct sk_io *io)
+static unsigned uring_poll_mask(const struct uring_slot *s)
 {
-    return (io->events & SK_READ ? POLLIN : 0) |
-           (io->events & SK_WRITE ? POLLOUT : 0) |
-           (io->flags & IO_EXCLUSIVE ? EPOLLEXCLUSIVE : 0);
+    unsigned events = uring_poll_events(s);
+
+    return (events & SK_READ ? POLLIN : 0) | (events & SK_WRITE ? POLLOUT : 0) |
+           (s->io->flags & IO_EXCLUSIVE ? EPOLLEXCLUSIVE : 0);
 }
 
 /* Whether the poll of s is to be multishot (above). */
 static bool uring_multishot(const struct uring_slot *s)
 {
-    return (s->io->flags & IO_DRAINS) || s->io->events == 0 || s->waits;
+    return (s->io->flags & IO_DRAINS) || uring_poll_events(s) == 0 || s->waits;
+}
+
+/* Whether s needs a poll: a watcher in receive mode hears of its input,
+ * its end and its errors from its receive, and needs one only to write. */
+static bool uring_wants_poll(const struct uring_slot *s)
+{
+    return s->rx == NULL || uring_poll_events(s) != 0;
 }
 
 /* Queues a poll for every marked watcher that has none in flight.
@@ -341,20 +385,22 @@ static int uring_arm(struct uring *u)
         struct uring_slot *s = &u->slots[u->dirty];
         struct io_uring_sqe *sqe;
 
-        if (s->io != NULL && s->armed == 0) {
+        if (s->io != NULL && s->armed == 0 && uring_wants_poll(s)) {
             if ((sqe = uring_sqe(u)) == NULL)
                 return -EBUSY;
             if ((s->multi = uring_multishot(s)))
                 io_uring_prep_poll_multishot(sqe, s->io->fd,
-                                             uring_poll_mask(s->io));
+                                             uring_poll_mask(s));
             else
-                io_uring_prep_poll_add(sqe, s->io->fd, uring_poll_mask(s->io));
+                io_uring_prep_poll_add(sqe, s->io->fd, uring_poll_mask(s));
             if ((s->seq = (s->seq + 1) & URING_SEQ_MASK) == 0)
                 s->seq = 1;
             s->armed = (uint64_t)s->seq << 32 | (uint32_t)s->io->fd;
-            s->mask = s->io->events;
+            s->mask = uring_poll_events(s);
             io_uring_sqe_set_data64(sqe, s->armed);
         }
+        if (s->io != NULL && s->rx != NULL && !rx_arm(u, s, u->dirty))
+            return -EBUSY;
         s->dirty = false;
         u->dirty = s->next;
     }
@@ -392,6 +438,8 @@ static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
         return false;
     if (ud & URING_UD_SEND)
         return uring_take_send(loop, cqe);
+    if (ud & URING_UD_RECV)
+        return uring_take_recv(loop, cqe);
     if (fd >= u->nslots)
         return false;
     s = &u->slots[fd];
@@ -428,6 +476,7 @@ static void uring_reap(struct sk_loop *loop)
     struct io_uring_cqe *cqe;
     unsigned head, seen = 0;
 
+    u->reaps++;
     io_uring_for_each_cqe(&u->ring, head, cqe)
     {
         if (loop->nfired == LOOP_FIRED_MAX)
@@ -450,15 +499,20 @@ static int uring_wait(struct sk_loop *loop, int timeout)
     loop->nfired = 0;
     if ((err = uring_enable(u)) < 0)
         return err;
+    if (u->rx_br != NULL)
+        rx_give_back(u);
     err = uring_arm(u);
     if (err < 0 && io_uring_sq_ready(&u->ring) == 0)
         return err;
+    if (u->nready > 0) /* chunks are left to take: no waiting */
+        ts = (struct __kernel_timespec){0, 0}, timeout = 0;
     err = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1,
                                            timeout < 0 ? NULL : &ts, NULL);
     uring_submitted(u);
     if (err < 0 && err != -ETIME && err != -EINTR && err != -EBUSY)
         return err;
     uring_reap(loop);
+    rx_fire_ready(loop);
     return loop->nfired;
 }
 
