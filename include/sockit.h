@@ -1074,7 +1074,10 @@ bool sk_conn_is_closing(const struct sk_conn *c);
  * catch up with what it sent. Output is not affected. */
 void sk_conn_hold_input(struct sk_conn *c, bool hold);
 /* Stops watching the socket for good and hands its descriptor to the
- * caller, who then owns (and closes) it; queued output is dropped. Over
+ * caller, who then owns (and closes) it; queued output is dropped (and on
+ * an io_uring loop the input its ring has received that on_read has not
+ * been given: detach in on_open, before the first read, to hand over
+ * every byte). Over
  * TLS the descriptor is one end of a socket pair that the library keeps
  * relaying through TLS (plaintext in and out), until the caller closes
  * it and the connection is closed. The

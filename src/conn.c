@@ -355,6 +355,31 @@ static void on_peer_eof(struct sk_conn *c)
         sk_conn_close(c);
 }
 
+/* The ring's input comes in chunks of up to 16 KiB: one alone is read
+ * where it lies, several are gathered into buf, up to SK_READ_CHUNK (what
+ * one recv(2) would read). */
+static ssize_t receive_from_ring(struct sk_conn *c, char *buf,
+                                 const char **data)
+{
+    ssize_t n = sk__io_recv(&c->io, data), next;
+    size_t len;
+
+    if (n <= 0 || (next = sk__io_recv_peek(&c->io)) <= 0 ||
+        (size_t)(n + next) > SK_READ_CHUNK)
+        return n;
+    memcpy(buf, *data, (size_t)n);
+    len = (size_t)n;
+    while ((next = sk__io_recv_peek(&c->io)) > 0 &&
+           len + (size_t)next <= SK_READ_CHUNK) {
+        const char *more;
+        sk__io_recv(&c->io, &more);
+        memcpy(buf + len, more, (size_t)next);
+        len += (size_t)next;
+    }
+    *data = buf;
+    return (ssize_t)len;
+}
+
 /* Reads what the socket (or TLS, or the ring) has, up to one chunk, into
  * buf or (the ring's) at *data: a count, 0 at the end of the stream,
  * -EAGAIN, or a negative errno. */
@@ -364,7 +389,7 @@ static ssize_t receive(struct sk_conn *c, char *buf, const char **data)
 
     *data = buf;
     if (c->flags & CONN_RING_RX)
-        return sk__io_recv(&c->io, data);
+        return receive_from_ring(c, buf, data);
     if (c->ssl != NULL)
         return sk__tls_conn_read(c, buf, SK_READ_CHUNK);
     if (c->flags & CONN_MESSAGES) {

@@ -308,6 +308,8 @@ int sk__io_sent(const struct sk_io *io);
 bool sk__io_recv_start(struct sk_io *io);
 bool sk__io_recv_on(const struct sk_io *io);
 ssize_t sk__io_recv(struct sk_io *io, const char **data);
+/* What the next sk__io_recv() would return, the chunk left there. */
+ssize_t sk__io_recv_peek(const struct sk_io *io);
 
 /* loop.c: milliseconds on the monotonic clock, read now. */
 uint64_t sk__clock_ms(void);

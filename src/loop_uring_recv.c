@@ -198,6 +198,13 @@ bool sk__io_recv_on(const struct sk_io *io)
     return u != NULL && (io->flags & IO_ACTIVE) && u->slots[io->fd].rx != NULL;
 }
 
+ssize_t sk__io_recv_peek(const struct sk_io *io)
+{
+    const struct uring_rx *rx = io->loop->uring->slots[io->fd].rx;
+
+    return rx != NULL && rx->len > 0 ? rx->q[rx->head].res : -EAGAIN;
+}
+
 ssize_t sk__io_recv(struct sk_io *io, const char **data)
 {
     struct uring *u = io->loop->uring;
