@@ -267,6 +267,11 @@ struct sk_server {
     atomic_uint nunlistened;
 };
 
+/* worker_warn.c: an acceptor's client closed past max_conns, and an
+ * accept that failed for want of descriptors or memory (err). */
+void sk__warn_limit(struct sk_acceptor *a, const struct sk_addr *peer);
+void sk__warn_accept(struct sk_acceptor *a, int err);
+
 /* conn.c */
 /* Rounds of flushing before a loop waits. */
 #define SK_FLUSH_ROUNDS 4

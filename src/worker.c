@@ -3,6 +3,7 @@
  * connections), the graceful stop; and sk_server_run(), which starts the
  * workers and waits for them. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,38 +91,21 @@ void sk__worker_conn_freed(struct sk_worker *w)
 }
 
 /* Counts the connection about to be accepted, before the accept, so that
- * workers accepting at once never pass max_active together. Returns the
- * count with it, or 0 at max_active. */
+ * workers accepting at once never pass max_active together: the count
+ * with it, or 0 at max_active. Without max_active, UINT_MAX: counted
+ * after the accept (a reservation whose accept finds nothing would take
+ * another worker's client past max_conns). */
 static unsigned reserve(struct sk_server *srv)
 {
     unsigned max = srv->cfg.max_active, n = atomic_load(&srv->nconns);
 
+    if (max == 0)
+        return UINT_MAX;
     do {
         if (max > 0 && n >= max)
             return 0;
     } while (!atomic_compare_exchange_weak(&srv->nconns, &n, n + 1));
     return n + 1;
-}
-
-/* Past max_conns: a warning, at most one a second. */
-static void warn_limit(struct sk_acceptor *a, const struct sk_addr *peer)
-{
-    struct sk_server *srv = a->w->srv;
-    char local[SK_ENDPOINT_STRLEN], client[SK_ENDPOINT_STRLEN];
-    struct sk_log_record r = {.event = "limit",
-                              .peer = client,
-                              .local = local,
-                              .reason = "connection limit reached"};
-    struct sk_endpoint ep;
-
-    if (!sk__server_warn_due(srv, SK_WARN_LIMIT, &r))
-        return;
-    sk__endpoint_text(&a->l->ep, local, sizeof(local));
-    sk__endpoint_text(
-        sk_endpoint_from_addr(&ep, a->l->ep.scheme, peer) == 0 ? &ep : NULL,
-        client, sizeof(client));
-    sk__server_emit(srv, &r, "%s: connection limit reached (%u), closing %s",
-                    local, srv->cfg.max_conns, client);
 }
 
 /* Serves the connection counted as the count-th, or closes it at once
@@ -141,7 +125,7 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
     if (srv->cfg.max_conns > 0 && count > srv->cfg.max_conns) {
         atomic_fetch_sub(&srv->nconns, 1);
         sk__count(a->w, a->l, SK_STAT_REFUSED_LIMIT);
-        warn_limit(a, peer);
+        sk__warn_limit(a, peer);
         close(fd);
         return;
     }
@@ -150,20 +134,6 @@ static void take(struct sk_acceptor *a, int fd, const struct sk_addr *peer,
         atomic_fetch_sub(&srv->nconns, 1);
         close(fd);
     }
-}
-
-/* Descriptors or memory exhausted: a warning, at most one a second. */
-static void warn_accept(struct sk_acceptor *a, int err)
-{
-    char local[SK_ENDPOINT_STRLEN];
-    struct sk_log_record r = {
-        .event = "accept", .local = local, .reason = sk_strerror(err)};
-
-    if (!sk__server_warn_due(a->w->srv, SK_WARN_ACCEPT, &r))
-        return;
-    sk__endpoint_text(&a->l->ep, local, sizeof(local));
-    sk__server_emit(a->w->srv, &r, "%s: accept: %s; pausing %d ms", local,
-                    r.reason, SK_ACCEPT_RETRY_MS);
 }
 
 static void on_acceptable(struct sk_io *io, unsigned events)
@@ -186,10 +156,13 @@ static void on_acceptable(struct sk_io *io, unsigned events)
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             a->w->accept_short = false;
+            if (count == UINT_MAX) /* not reserved: counted now */
+                count = atomic_fetch_add(&a->w->srv->nconns, 1) + 1;
             take(a, fd, &peer, count);
             continue;
         }
-        atomic_fetch_sub(&a->w->srv->nconns, 1); /* nothing was accepted */
+        if (count != UINT_MAX) /* nothing was accepted */
+            atomic_fetch_sub(&a->w->srv->nconns, 1);
         if (errno == EAGAIN || errno == EINTR)
             return;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -201,7 +174,7 @@ static void on_acceptable(struct sk_io *io, unsigned events)
                 sk__count(a->w, a->l, SK_STAT_ACCEPT_PAUSES);
                 a->w->accept_short = true;
             }
-            warn_accept(a, -errno);
+            sk__warn_accept(a, -errno);
             pause_accepting(a->w, SK_ACCEPT_RETRY_MS);
             return;
         }
