@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "internal.h"
+#include "uring_fixture.h"
 
 struct watched {
     struct sk_io io;
@@ -39,54 +40,11 @@ static void on_event(struct sk_io *io, unsigned events)
         w->other++;
 }
 
-static void on_stop(struct sk_timer *t)
-{
-    sk_loop_stop(t->data);
-}
-
-static void run_for(struct sk_loop *loop, uint64_t ms)
-{
-    struct sk_timer t;
-
-    sk_timer_init(&t, on_stop);
-    t.data = loop;
-    assert_int_equal(sk_timer_start(loop, &t, ms, 0), 0);
-    assert_int_equal(sk_loop_run(loop), 0);
-    sk_timer_stop(&t);
-}
-
-static int setup(void **state)
-{
-    struct sk_loop *loop;
-    int why;
-
-    if (sk_loop_new_backend(&loop, SK_BACKEND_IO_URING, &why) < 0)
-        return -1;
-    if (sk_loop_backend(loop) != SK_BACKEND_IO_URING) {
-        sk_loop_free(loop);
-        skip();
-    }
-    *state = loop;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    sk_loop_free(*state);
-    return 0;
-}
-
 static void watch(struct sk_loop *loop, struct watched *w, int fd)
 {
     memset(w, 0, sizeof(*w));
     w->io.data = w;
     assert_int_equal(sk_io_start(loop, &w->io, fd, 0, false, on_event), 0);
-}
-
-static void pair(int fds[2])
-{
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds),
-                     0);
 }
 
 /* Two sends one after the other: exact bytes, in order, each heard. */
