@@ -281,9 +281,10 @@ static void on_tick(struct sk_timer *t)
             continue;
         if (g->b->dgram)
             bench_dgram_expire(cl, now);
-        if (abort && cl->inflight > 0) {
-            /* Requests never answered. */
-            atomic_fetch_add(&g->errors, cl->inflight);
+        if (abort && (cl->inflight > 0 || cl->connecting)) {
+            /* Requests never answered; a connection never opened is an
+             * error too (a run that opened none is no success). */
+            atomic_fetch_add(&g->errors, cl->inflight > 0 ? cl->inflight : 1);
             if (g->first_error == 0)
                 g->first_error = -ETIMEDOUT;
         }

@@ -151,8 +151,9 @@ void bench_report_error(const struct bench *b, const struct result *r)
     else if (r->error_text[0] != '\0')
         cli_error("bench %s: %s", text, r->error_text);
     else if (r->first_error == -ETIMEDOUT)
-        cli_error("bench %s: replies lost or late (%llu errors)", text,
-                  (unsigned long long)r->errors);
+        cli_error("bench %s: replies lost or late, or connections not "
+                  "opened (%llu errors)",
+                  text, (unsigned long long)r->errors);
     else
         cli_error_ep("bench", &b->opts.ep, r->first_error);
 }

@@ -244,6 +244,21 @@ class ManyTLSConnectionsTest(SockitTest):
         self.assertGreaterEqual(seconds, 2 * CONNECT_TIMEOUT - 0.1)
         self.assertLess(seconds, 2 * CONNECT_TIMEOUT + 4.0)
 
+    def test_connections_still_opening_at_the_end_of_a_run_are_errors(self):
+        """A timed run (-d) whose clients are all still in their handshake when it ends (a
+        server that never answers): each counts as an error and the run fails, where it said
+        0 requests, 0 errors and exit 0."""
+        server = SilentServer()
+        self.addCleanup(server.stop)
+        r, _ = run_bench(['--json', '-c', '4', '-d', '0.3',
+                          f'tls://127.0.0.1:{server.port},ca={certs().ca_pem}'])
+        self.assertEqual(r.returncode, 1, r.stderr)
+        report = json.loads(r.stdout)
+        self.assertEqual((report['requests'], report['errors']), (0, 4), report)
+        self.assertEqual(r.stderr.splitlines()[-1],
+                         f'sockit: bench tls://127.0.0.1:{server.port}: replies lost or late, '
+                         'or connections not opened (4 errors)'.encode())
+
 
 if __name__ == '__main__':
     unittest.main()
