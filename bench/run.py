@@ -3,16 +3,18 @@
 same machine, same run, interleaved, same scenarios.
 
     python3 bench/run.py [--duration S] [--rounds N] [--only SCENARIO,...]
+                         [--out DIR] [--sockit PATH] [--no-strace]
 
 Builds the peers (bench/peers/), then for each round, each scenario and
 each server in turn: starts the server (single-threaded servers pinned to
 CPU 0), runs `sockit bench --json` pinned to CPU 1, reads the server's CPU
 time from /proc, stops the server. A last pass counts system calls per
-request under `strace -c -f`. Writes bench/RESULTS.md (medians, ratios)
-and bench/results.json (every run), keeping the sections other scripts
+request under `strace -c -f`, every scenario, for sockit-1, sockit-1-uring,
+epoll-loop and uring-loop. Writes bench/RESULTS.md (medians, ratios)
+and bench/results.json (every run; --out DIR writes them there), keeping the sections other scripts
 write (bench/tls.py, rate.py, relay.py, scale.py) and the "tls" key of
-bench/tls.py. Needs: build/sockit (make), libuv1-dev,
-libevent-dev, libssl-dev, socat, ncat, redis-server, redis-tools, strace,
+bench/tls.py. Needs: build/sockit (make; --sockit PATH for another), libuv1-dev,
+libevent-dev, liburing-dev, libssl-dev, socat, ncat, redis-server, redis-tools, strace,
 util-linux.
 """
 import argparse
@@ -32,7 +34,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOCKIT = os.path.join(ROOT, "build", "sockit")
-PEER_DIR = os.path.join(ROOT, "build", "bench")
+PEER_DIR = os.path.join(ROOT, "build", "bench")  # next to the sockit binary (--sockit)
 # Scripts whose sections of RESULTS.md this one keeps when it rewrites the file.
 KEPT_SECTIONS = ("tls.py", "rate.py", "relay.py", "scale.py")
 SERVER_CPU, CLIENT_CPU = "0", "1"
@@ -53,12 +55,17 @@ SCENARIOS = [
 def peers(tmp):
     """name -> (function(kind, where, bench options) -> argv or None, pinned)."""
     def c_peer(binary, *flags):
-        return lambda kind, where, opts=(): [os.path.join(PEER_DIR, binary), *flags, kind, where]
+        # A peer that did not build (its library missing) has no rows.
+        def argv(kind, where, opts=()):
+            path = os.path.join(PEER_DIR, binary)
+            return [path, *flags, kind, where] if os.path.exists(path) else None
+        return argv
 
-    def sockit(threads):
+    def sockit(threads, backend=None):
         def argv(kind, where, opts=()):
             ep = {"tcp": "tcp://127.0.0.1:%s", "udp": "udp://127.0.0.1:%s", "unix": "unix:%s"}[kind] % where
-            return [SOCKIT, "serve", "-q", "-s", "echo"] + (["--threads", threads] if threads else []) + [ep]
+            return [SOCKIT, "serve", "-q", "-s", "echo"] + (["--threads", threads] if threads else []) + \
+                (["--backend", backend] if backend else []) + [ep]
         return argv
 
     def socat(kind, where, opts=()):
@@ -79,8 +86,10 @@ def peers(tmp):
     asyncio_py = os.path.join(ROOT, "bench", "peers", "asyncio_echo.py")
     return {
         "sockit-1": (sockit("1"), True),
+        "sockit-1-uring": (sockit("1", "io_uring"), True),
         "sockit-default": (sockit(None), False),
         "epoll-loop": (c_peer("epoll_echo"), True),
+        "uring-loop": (c_peer("uring_echo"), True),
         "libuv": (c_peer("uv_echo"), True),
         "libuv-tuned": (c_peer("uv_echo", "--tuned"), True),
         "libevent": (c_peer("event_echo"), True),
@@ -92,12 +101,18 @@ def peers(tmp):
 
 
 def build_peers():
+    """Into PEER_DIR; a peer whose library is missing is left out, with a warning."""
     os.makedirs(PEER_DIR, exist_ok=True)
     src = os.path.join(ROOT, "bench", "peers")
-    for name, libs in (("epoll_echo", []), ("uv_echo", ["-luv"]), ("event_echo", ["-levent"]),
-                       ("tls_echo", ["-lssl", "-lcrypto"])):
-        subprocess.run(["cc", "-O2", "-Wall", "-o", os.path.join(PEER_DIR, name),
-                        os.path.join(src, name + ".c"), *libs], check=True)
+    for name, libs in (("epoll_echo", []), ("uring_echo", ["-luring"]), ("uv_echo", ["-luv"]),
+                       ("event_echo", ["-levent"]), ("tls_echo", ["-lssl", "-lcrypto"])):
+        binary = os.path.join(PEER_DIR, name)
+        r = subprocess.run(["cc", "-O2", "-Wall", "-o", binary, os.path.join(src, name + ".c"), *libs],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            if os.path.exists(binary):
+                os.unlink(binary)
+            print("run.py: %s did not build, left out:\n%s" % (name, r.stderr.strip()), file=sys.stderr)
 
 
 def free_port():
@@ -244,38 +259,105 @@ def wait_port(port, proc, timeout=5.0):
     raise RuntimeError("redis-server not ready")
 
 
-def syscalls_per_request(table, tmp, count=50000):
-    """strace -c -f over a fixed number of TCP echo requests, 50 connections."""
-    out = {}
-    for name in ("sockit-1", "epoll-loop", "libuv", "libuv-tuned", "libevent", "libevent-tuned"):
-        argv_fn, _ = table[name]
-        port = str(free_port())
-        trace = os.path.join(tmp, "strace-%s.txt" % name)
-        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, "strace", "-c", "-f", "-o", trace,
-                                 *argv_fn("tcp", port)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+# The servers the strace pass counts in every scenario; the other C peers
+# are counted in STRACE_EXTRA_SCENARIO only.
+STRACE_SERVERS = ("sockit-1", "sockit-1-uring", "epoll-loop", "uring-loop")
+STRACE_EXTRA = ("libuv", "libuv-tuned", "libevent", "libevent-tuned")
+STRACE_EXTRA_SCENARIO = "tcp-50conn-64B"
+
+
+def strace_count(opts):
+    """Requests per scenario of the strace pass: fixed, fewer where each costs more."""
+    if "--connect" in opts:
+        return 2000
+    if "--size" in opts:
+        return 5000
+    return 20000
+
+
+def strace_one(argv_fn, name, kind, opts, count, tmp):
+    """System calls per request of one server under `strace -c -f`."""
+    where = os.path.join(tmp, "st%d.sock" % next(_runs)) if kind == "unix" else str(free_port())
+    trace = os.path.join(tmp, "strace-%s-%d.txt" % (name, next(_runs)))
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, "strace", "-c", "-f", "-o", trace,
+                             *argv_fn(kind, where, opts)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_ready(kind, where, proc, timeout=10)
+        subprocess.run(["taskset", "-c", CLIENT_CPU, SOCKIT, "bench", "-n", str(count), *opts,
+                        endpoint(kind, where)], capture_output=True, timeout=120)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print("run.py: strace %s: %s" % (name, e), file=sys.stderr)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
         try:
-            wait_ready("tcp", port, proc, timeout=10)
-            subprocess.run(["taskset", "-c", CLIENT_CPU, SOCKIT, "bench", "-n", str(count), "-c", "50",
-                            "tcp://127.0.0.1:" + port], capture_output=True, timeout=120)
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    try:
         with open(trace) as f:
             total = [l for l in f if l.rstrip().endswith("total")]
-        # "100.00  seconds  usecs/call  calls  [errors]  total"
-        calls = int(total[0].split()[3]) if total else None
-        out[name] = calls / count if calls else None
+    except FileNotFoundError:
+        return None
+    # "100.00  seconds  usecs/call  calls  [errors]  total"
+    calls = int(total[0].split()[3]) if total else None
+    return calls / count if calls else None
+
+
+def syscalls_per_request(table, tmp, only):
+    """scenario -> server -> system calls per request (strace -c -f, fixed request counts)."""
+    out = {}
+    for scen, kind, opts in SCENARIOS:
+        if only and scen not in only:
+            continue
+        names = STRACE_SERVERS + (STRACE_EXTRA if scen == STRACE_EXTRA_SCENARIO else ())
+        for name in names:
+            argv_fn, _ = table[name]
+            if argv_fn(kind, "0", opts) is None:
+                continue
+            v = strace_one(argv_fn, name, kind, opts, strace_count(opts), tmp)
+            out.setdefault(scen, {})[name] = v
+            print("strace %-22s %-15s %s syscalls/req" % (
+                scen, name, "%.3f" % v if v else "-"), flush=True)
     return out
 
 
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def floor_ratios(cells):
+    """Each sockit backend's requests/s over its floor's, where both ran."""
+    out = {}
+    for a, b in (("sockit-1", "epoll-loop"), ("sockit-1-uring", "uring-loop"),
+                 ("sockit-1-uring", "sockit-1"), ("uring-loop", "epoll-loop")):
+        x, y = cells.get(a, {}).get("requests_per_s"), cells.get(b, {}).get("requests_per_s")
+        if x and y:
+            out["%s ÷ %s" % (a, b)] = x / y
+    return out
+
+
+def syscall_table(syscalls):
+    """The "system calls per request" section: scenario rows, one column a server."""
+    def cell(v):
+        return "%.3f" % v if v else "-"
+    counts = {scen: strace_count(opts) for scen, _, opts in SCENARIOS}
+    lines = ["## System calls per request", "",
+             "`strace -c -f` on the server over `sockit bench -n COUNT` with the scenario's options "
+             "(all calls, setup included; io_uring submissions count as their io_uring_enter calls).",
+             "", "| scenario | requests | %s |" % " | ".join(STRACE_SERVERS),
+             "|---|---:|%s" % ("---:|" * len(STRACE_SERVERS))]
+    for scen, cells in syscalls.items():
+        lines.append("| %s | %d | %s |" % (scen, counts.get(scen, 0),
+                                           " | ".join(cell(cells.get(n)) for n in STRACE_SERVERS)))
+    extra = syscalls.get(STRACE_EXTRA_SCENARIO, {})
+    if any(n in extra for n in STRACE_EXTRA):
+        lines += ["", "The other C peers, %s:" % STRACE_EXTRA_SCENARIO, "",
+                  "| server | syscalls/request |", "|---|---:|"]
+        lines += ["| %s | %s |" % (n, cell(extra.get(n))) for n in STRACE_EXTRA if n in extra]
+    return lines + [""]
 
 
 def write_results(runs, redis, syscalls, args, started, elapsed):
@@ -290,7 +372,11 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
              "`sockit-1 ÷ peer` is sockit-1's requests/s divided by the peer's: above 1, sockit "
              "single-threaded is ahead. CPU µs/req is the server's CPU time (its process tree) per "
              "request; bench CPU µs/req the load generator's. Where the generator's CPU per request "
-             "is near 1 / requests/s (its CPU saturated), the row measures the generator.", ""]
+             "is near 1 / requests/s (its CPU saturated), the row measures the generator.",
+             "sockit-1-uring is sockit-1 on the io_uring backend (`--backend io_uring`); "
+             "uring-loop is the io_uring floor (bench/peers/uring_echo.c), as epoll-loop is the "
+             "epoll one. Under each table, `sockit-1 ÷ epoll-loop` and `sockit-1-uring ÷ "
+             "uring-loop` compare each backend with its floor.", ""]
     summary = {}
     for scen, kind, opts in SCENARIOS:
         if args.only and scen not in args.only:
@@ -317,18 +403,18 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
             lines.append("| redis PING (context, redis-benchmark) | %.0f | %.2f | - | - | - | - |" % (
                 redis[scen], base / redis[scen] if base else 0))
         lines.append("")
+        floors = floor_ratios(summary.get(scen, {}))
+        if floors:
+            lines += ["; ".join("%s: %.2f" % (k, v) for k, v in floors.items()) + ".", ""]
+            summary[scen]["floor_ratios"] = floors
     if syscalls:
-        lines += ["## System calls per request, TCP echo, 50 connections",
-                  "", "`strace -c -f` on the server over `sockit bench -n 50000 -c 50` (all calls, "
-                  "setup included).", "", "| server | syscalls/request |", "|---|---:|"]
-        for name, v in syscalls.items():
-            lines.append("| %s | %s |" % (name, "%.3f" % v if v else "-"))
-        lines.append("")
+        lines += syscall_table(syscalls)
     # The sections other scripts write (between their markers) and the "tls" key of
-    # bench/tls.py are kept as they were.
-    md_path, js_path = os.path.join(ROOT, "bench", "RESULTS.md"), os.path.join(ROOT, "bench", "results.json")
+    # bench/tls.py are kept as they were (read from DIR when it has them, else bench/).
+    md_path, js_path = os.path.join(args.out, "RESULTS.md"), os.path.join(args.out, "results.json")
+    bench_dir = os.path.join(ROOT, "bench")
     try:
-        with open(md_path) as f:
+        with open(md_path if os.path.exists(md_path) else os.path.join(bench_dir, "RESULTS.md")) as f:
             old = f.read()
         for script in KEPT_SECTIONS:
             begin, end = "<!-- bench/%s: begin -->" % script, "<!-- bench/%s: end -->" % script
@@ -337,7 +423,7 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
     except FileNotFoundError:
         pass
     try:
-        with open(js_path) as f:
+        with open(js_path if os.path.exists(js_path) else os.path.join(bench_dir, "results.json")) as f:
             tls = json.load(f).get("tls")
     except (FileNotFoundError, ValueError):
         tls = None
@@ -352,14 +438,21 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
 
 
 def main():
+    global SOCKIT, PEER_DIR
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", type=lambda s: s.split(","), default=None)
     ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench"),
+                    help="directory for RESULTS.md and results.json (default bench/)")
+    ap.add_argument("--sockit", default=SOCKIT, help="the sockit binary (default build/sockit)")
     args = ap.parse_args()
+    SOCKIT = os.path.abspath(args.sockit)
+    PEER_DIR = os.path.join(os.path.dirname(SOCKIT), "bench")
     if not os.path.exists(SOCKIT):
-        sys.exit("run.py: build/sockit is missing: run make first")
+        sys.exit("run.py: %s is missing: run make first" % SOCKIT)
+    os.makedirs(args.out, exist_ok=True)
     build_peers()
     started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     t0 = time.monotonic()
@@ -379,10 +472,12 @@ def main():
                         runs.setdefault((scen, name), []).append(r)
                         print("round %d %-22s %-15s %10.0f req/s  errors %d" % (
                             rnd + 1, scen, name, r["requests_per_s"], r["errors"]), flush=True)
-        redis = redis_context(args.duration)
-        syscalls = {} if args.no_strace else syscalls_per_request(table, tmp)
+        # redis fills cells of the two tcp-50conn scenarios only.
+        wanted = ("tcp-50conn-64B", "tcp-50conn-pipeline16")
+        redis = redis_context(args.duration) if not args.only or set(wanted) & set(args.only) else {}
+        syscalls = {} if args.no_strace else syscalls_per_request(table, tmp, args.only)
     write_results(runs, redis, syscalls, args, started, time.monotonic() - t0)
-    print("wrote bench/RESULTS.md and bench/results.json")
+    print("wrote %s and %s" % (os.path.join(args.out, "RESULTS.md"), os.path.join(args.out, "results.json")))
 
 
 if __name__ == "__main__":
