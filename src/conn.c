@@ -489,6 +489,8 @@ static void on_io(struct sk_io *io, unsigned events)
         if (err < 0) {
             sk_buf_consume(&c->out, c->out.len);
             finish(c, err);
+        } else if (err > 0) {
+            watch(c); /* full: SK_WRITE, not a send again at once */
         } else {
             flush_and_watch(c);
         }

@@ -97,7 +97,8 @@ void sk__conn_touch(struct sk_conn *c);
  * closed. */
 int sk__conn_flush(struct sk_conn *c);
 /* The ring send in flight has ended (SK_IO_SENT): its bytes leave the
- * queue. Returns 0, or the send's error, after which c is to be closed. */
+ * queue. Returns 0, 1 when the socket was full (wait for room, not send
+ * again), or the send's error, after which c is to be closed. */
 int sk__conn_sent(struct sk_conn *c);
 struct sk_conn *sk__conn_new(struct sk_worker *w, int fd,
                              const struct sk_handler *h, size_t output_max);

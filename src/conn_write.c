@@ -155,7 +155,7 @@ int sk__conn_sent(struct sk_conn *c)
 
     c->flags &= ~CONN_SENDING;
     if (res == -EAGAIN || res == -EINTR || res == 0)
-        return 0; /* the socket is full: watch() asks for room */
+        return 1; /* the socket is full: watch() asks for room */
     if (res < 0)
         return res;
     sk_buf_consume(&c->out, (size_t)res);
