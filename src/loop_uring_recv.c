@@ -243,6 +243,9 @@ static bool rx_arm(struct uring *u, struct uring_slot *s, int fd)
             return false;
         rx->armed = 0;
     }
+    /* Not reading: its chunks leave the ring, for the others' input. */
+    for (unsigned i = 0; !wants && i < rx->len; i++)
+        rx_copy_out(u, &rx->q[(rx->head + i) % rx->cap]);
     if (wants && rx->len > 0 && !rx->ready) {
         rx->ready = true;
         fd_list_push(&u->ready, &u->nready, &u->ready_cap, fd);
