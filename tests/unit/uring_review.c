@@ -1,12 +1,8 @@
-/* uring_review.c -- unit tests of defects found in review of the io_uring
- * receive mode (src/loop_uring_recv.c): a watcher that stops asking for
- * SK_READ with chunks still queued in ring buffers keeps those buffers, so
- * that a watcher that took the whole ring starves every other receive on
- * the loop for as long as it does not read; and a receive cancelled and
- * armed again before the cancelled one's last completion is reaped is
- * armed twice (both carry the same user_data), the second never cancelled,
- * holding the socket open past its close. Skipped where the kernel
- * refuses io_uring or buffer rings. */
+/* uring_review.c -- a unit test of receive mode (src/loop_uring_recv.c):
+ * a watcher that stops asking for SK_READ with chunks still queued gives
+ * their ring buffers back, so that one that took the whole ring does not
+ * starve every other receive on the loop while it does not read. Skipped
+ * where the kernel refuses io_uring or buffer rings. */
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
