@@ -303,7 +303,7 @@ int sk__io_sent(const struct sk_io *io);
 
 /* loop_uring_recv.c: receive mode for a stream socket's watcher on an
  * io_uring loop: while it asks for SK_READ, its input comes through a
- * multishot receive into the loop's buffer ring, and SK_READ means that
+ * receive into the loop's buffer ring, and SK_READ means that
  * sk__io_recv() has a chunk: its length (*data valid until the loop next
  * waits), 0 for the end of the stream, a negative errno, or -EAGAIN for
  * none (as recv(2) would say); chunks left fire SK_READ again. No recv(2)
@@ -315,6 +315,9 @@ bool sk__io_recv_on(const struct sk_io *io);
 ssize_t sk__io_recv(struct sk_io *io, const char **data);
 /* What the next sk__io_recv() would return, the chunk left there. */
 ssize_t sk__io_recv_peek(const struct sk_io *io);
+/* One-shot receives from now on, as on a kernel that cannot limit a
+ * multishot one (for the tests of that path). */
+void sk__io_recv_oneshot(struct sk_loop *loop);
 
 /* loop.c: milliseconds on the monotonic clock, read now. */
 uint64_t sk__clock_ms(void);

@@ -101,6 +101,7 @@ struct uring {
     struct io_uring_buf_ring *rx_br; /* NULL until the first receive mode */
     char *rx_mem;                    /* its RX_BUFS buffers */
     bool rx_off;                     /* the kernel refused the ring */
+    bool rx_oneshot;                 /* nor limits a multishot receive */
     unsigned rx_free;                /* buffers in the ring */
     uint16_t back[RX_BUFS];          /* taken, to give back at the wait */
     unsigned nback;

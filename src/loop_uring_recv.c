@@ -1,21 +1,37 @@
 /* loop_uring_recv.c -- input through the ring, for loop_uring.c (which
  * includes this file). A watcher put in receive mode (sk__io_recv_start())
- * reads through a multishot receive into the loop's provided-buffer ring
- * while it asks for SK_READ, instead of a poll and a recv(2) per read: its
+ * reads through a receive into the loop's provided-buffer ring while it
+ * asks for SK_READ, instead of a poll and a recv(2) per read: its
  * completions queue chunks (bytes, the end of the stream, or an error) on
  * the watcher, which hears SK_READ and takes them one by one with
  * sk__io_recv(), in order; a chunk left fires SK_READ again, as level
  * would. Its poll, if any, is for the other events only.
  *
+ * A receive is multishot and ends after RX_ARM_BYTES (the kernel's limit
+ * on a multishot receive's total, sqe->optlen), or, where the kernel has
+ * no such limit (it refuses the field with -EINVAL), one-shot; it is
+ * armed again once the watcher has taken every chunk. So a watcher holds
+ * less than 48 KiB of input the kernel took for it, less than a read(2) of
+ * 64 KiB would, and the rest waits in the socket: a peer that sends while
+ * its connection does not read costs its socket buffer, not the loop's
+ * memory (without the limit, one wait takes whatever the socket holds).
+ *
  * The ring holds RX_BUFS buffers of RX_BUF_SIZE, registered by hand
  * (liburing 2.3 has no io_uring_setup_buf_ring()); a buffer taken goes
  * back when the loop next waits. When the ring is dry (-ENOBUFS ends the
- * multishot receive) the watcher waits for buffers to come back. When the
- * watcher stops asking for SK_READ its receive is cancelled; chunks still
- * coming are copied out of the ring, to wait for it there. A receive's
- * user_data is URING_UD_RECV | gen << 32 | fd, gen the receive mode's
- * (a new one per sk__io_recv_start()), so that a completion of a watcher
- * stopped since gives its buffer back and nothing else. */
+ * receive) the watcher waits for buffers to come back. When the watcher
+ * stops asking for SK_READ its receive is cancelled; its chunks, and
+ * those still coming, are copied out of the ring to wait for it there.
+ * A receive's user_data is URING_UD_RECV | gen << 32 | fd, gen a new one
+ * per receive armed: the completions of a receive cancelled or ended
+ * still bring their bytes, in order, and the end of one never ends the
+ * next; those of a watcher stopped since (gen older than its first
+ * receive's) give their buffer back and nothing else. */
+
+/* The most a receive takes: it ends at the first completion that reaches
+ * it, so that it takes less than RX_ARM_BYTES + RX_BUF_SIZE = 48 KiB (a
+ * larger limit measured no cheaper on 64 KiB requests). */
+#define RX_ARM_BYTES (2 * RX_BUF_SIZE)
 
 struct rx_chunk {
     char *copy; /* out of the ring, or NULL: ring buffer bid */
@@ -25,10 +41,11 @@ struct rx_chunk {
 
 struct uring_rx {
     uint64_t armed; /* user_data of the receive in flight, 0 for none */
-    uint32_t gen;
-    bool done;    /* the end or an error came: no receive again */
-    bool ready;   /* on the loop's list of chunks left to take */
-    bool starved; /* waits for buffers to come back */
+    uint32_t first; /* gen of the mode's first receive */
+    uint32_t gen;   /* of its last one */
+    bool done;      /* the end or an error came: no receive again */
+    bool ready;     /* on the loop's list of chunks left to take */
+    bool starved;   /* waits for buffers to come back */
     uint64_t fired_at;
     struct rx_chunk *q; /* a FIFO: len chunks from head */
     unsigned head, len, cap;
@@ -37,6 +54,18 @@ struct uring_rx {
 static uint64_t rx_ud(const struct uring_rx *rx, int fd)
 {
     return URING_UD_RECV | (uint64_t)rx->gen << 32 | (uint32_t)fd;
+}
+
+static uint32_t rx_next_gen(struct uring *u)
+{
+    return u->rx_gen = (u->rx_gen + 1) & URING_SEQ_MASK;
+}
+
+/* Whether gen is that of a receive of rx (armed since its mode began). */
+static bool rx_owns(const struct uring_rx *rx, uint32_t gen)
+{
+    return ((gen - rx->first) & URING_SEQ_MASK) <=
+           ((rx->gen - rx->first) & URING_SEQ_MASK);
 }
 
 static char *rx_buf(const struct uring *u, uint16_t bid)
@@ -184,11 +213,17 @@ bool sk__io_recv_start(struct sk_io *io)
         return true;
     if ((s->rx = calloc(1, sizeof(*s->rx))) == NULL)
         return false;
-    s->rx->gen = u->rx_gen = (u->rx_gen + 1) & URING_SEQ_MASK;
+    s->rx->first = s->rx->gen = rx_next_gen(u);
     if (s->armed != 0 && s->mask != uring_poll_events(s))
         uring_cancel(u, s); /* its poll is for the other events now */
     uring_mark(u, io->fd);
     return true;
+}
+
+void sk__io_recv_oneshot(struct sk_loop *loop)
+{
+    if (loop->uring != NULL)
+        loop->uring->rx_oneshot = true;
 }
 
 bool sk__io_recv_on(const struct sk_io *io)
@@ -227,6 +262,8 @@ ssize_t sk__io_recv(struct sk_io *io, const char **data)
         rx->ready = true;
         fd_list_push(&u->ready, &u->nready, &u->ready_cap, io->fd);
     }
+    if (rx->len == 0 && rx->armed == 0)
+        uring_mark(u, io->fd); /* taken all: its next receive */
     return c.res;
 }
 
@@ -250,7 +287,7 @@ static bool rx_arm(struct uring *u, struct uring_slot *s, int fd)
         rx->ready = true;
         fd_list_push(&u->ready, &u->nready, &u->ready_cap, fd);
     }
-    if (!wants || rx->armed != 0 || rx->done)
+    if (!wants || rx->armed != 0 || rx->done || rx->len > 0)
         return true;
     if (u->rx_free == 0) {
         if (!rx->starved) {
@@ -261,9 +298,15 @@ static bool rx_arm(struct uring *u, struct uring_slot *s, int fd)
     }
     if ((sqe = uring_sqe(u)) == NULL)
         return false;
-    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    if (u->rx_oneshot) {
+        io_uring_prep_recv(sqe, fd, NULL, 0, 0);
+    } else {
+        io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+        sqe->file_index = RX_ARM_BYTES; /* optlen in newer headers */
+    }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = RX_GROUP;
+    rx->gen = rx_next_gen(u);
     rx->armed = rx_ud(rx, fd);
     io_uring_sqe_set_data64(sqe, rx->armed);
     return true;
@@ -320,7 +363,8 @@ static bool uring_take_recv(struct sk_loop *loop,
         c.bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         u->rx_free--;
     }
-    if (s == NULL || s->io == NULL || (rx = s->rx) == NULL || rx->gen != gen) {
+    if (s == NULL || s->io == NULL || (rx = s->rx) == NULL ||
+        !rx_owns(rx, gen)) {
         if (cqe->flags & IORING_CQE_F_BUFFER)
             rx_give_back_bid(u, c.bid);
         return false;
@@ -328,6 +372,10 @@ static bool uring_take_recv(struct sk_loop *loop,
     if (!(cqe->flags & IORING_CQE_F_MORE) && rx->armed == ud) {
         rx->armed = 0;
         uring_mark(u, (int)fd);
+        if (c.res == -EINVAL && !u->rx_oneshot) {
+            u->rx_oneshot = true; /* no limit here: one-shot receives */
+            return false;
+        }
     }
     if (c.res == -ECANCELED || c.res == -ENOBUFS)
         return false;

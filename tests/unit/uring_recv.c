@@ -1,13 +1,18 @@
 /* uring_recv.c -- unit tests of receive mode on an io_uring loop
  * (src/loop_uring_recv.c): the chunks come exact, in order, then the end
- * of the stream; input that comes while the watcher asks for nothing is
- * kept and comes, in order, once it reads again; a watcher stopped with
- * chunks left gives their buffers back (the ring never runs dry for
- * good); more sockets ready at once than the ring has buffers all get
- * their bytes; and a socket given the number of a stopped watcher's hears
- * nothing of the old one's input. Skipped where the kernel refuses
+ * of the stream, through multishot receives and through the one-shot ones
+ * of kernels that cannot limit them; a wait takes less than 48 KiB for a
+ * watcher, however much its socket holds; input that comes while the
+ * watcher asks for nothing is kept and comes, in order, once it reads
+ * again; a watcher stopped with chunks left gives their buffers back (the
+ * ring never runs dry for good), and so does one that stops reading (it
+ * starves no other); more sockets ready at once than the ring has buffers
+ * all get their bytes; a socket given the number of a stopped watcher's
+ * hears nothing of the old one's input; and a receive cancelled then
+ * armed again is never armed twice. Skipped where the kernel refuses
  * io_uring or buffer rings. */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,13 +33,15 @@ struct reader {
     char *got;
     size_t len, cap;
     int eofs, errors, calls;
-    bool take; /* takes its chunks when called */
+    size_t most; /* the most bytes taken in one call */
+    bool take;   /* takes its chunks when called */
 };
 
 static void on_read(struct sk_io *io, unsigned events)
 {
     struct reader *r = io->data;
     const char *data;
+    size_t before = r->len;
     ssize_t n;
 
     r->calls++;
@@ -53,6 +60,8 @@ static void on_read(struct sk_io *io, unsigned events)
         if (n <= 0)
             break;
     }
+    if (r->len - before > r->most)
+        r->most = r->len - before;
 }
 
 static void reader_start(struct sk_loop *loop, struct reader *r, int fd,
@@ -125,6 +134,51 @@ static void test_bytes_come_exact_then_the_end(void **state)
     reader_end(&r);
     close(fds[1]);
     free(data);
+}
+
+/* The same through one-shot receives. */
+static void test_bytes_come_exact_through_one_shot_receives(void **state)
+{
+    sk__io_recv_oneshot(*state);
+    test_bytes_come_exact_then_the_end(state);
+}
+
+/* A socket that holds far more than 48 KiB: no call hears of more than
+ * that at once, as a read(2) of 64 KiB would take at most 64 KiB, so that
+ * a connection that stops reading holds little of the peer's input. */
+#define HELD (48 * 1024)
+
+static void test_a_wait_takes_less_than_48_kib(void **state)
+{
+    struct sk_loop *loop = *state;
+    struct reader r;
+    char *data = pattern(BIG, 11);
+    int fds[2], size = 4 << 20;
+    size_t off = 0;
+    ssize_t n;
+
+    pair(fds);
+    setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    while (off < BIG && (n = send(fds[1], data + off, BIG - off, 0)) > 0)
+        off += (size_t)n;
+    assert_true(off > 3 * HELD); /* the socket holds much more */
+    reader_start(loop, &r, fds[0], BIG);
+    feed(loop, fds[1], data + off, BIG - off);
+    for (int i = 0; i < 200 && r.len < BIG; i++)
+        run_for(loop, 5);
+    assert_int_equal(r.len, BIG);
+    assert_memory_equal(r.got, data, BIG);
+    assert_true(r.most > 0);
+    assert_true(r.most < HELD);
+    reader_end(&r);
+    close(fds[1]);
+    free(data);
+}
+
+static void test_a_one_shot_wait_takes_less_than_48_kib(void **state)
+{
+    sk__io_recv_oneshot(*state);
+    test_a_wait_takes_less_than_48_kib(state);
 }
 
 /* The watcher stops asking for input (a paused reader) while bytes keep
@@ -259,16 +313,134 @@ static void test_new_socket_on_the_old_number_hears_only_its_own(void **state)
     }
 }
 
+/* Watchers that take every buffer they can, then stop asking for SK_READ
+ * (connections paused or held): their chunks leave the ring, and another
+ * socket's input still comes, as on epoll. */
+#define HOGS 100
+
+static void test_paused_watchers_do_not_starve_others(void **state)
+{
+    struct sk_loop *loop = *state;
+    struct reader *hog = calloc(HOGS, sizeof(*hog)), other;
+    int peer[HOGS], b[2];
+    char *data = pattern(64 * 1024, 1);
+
+    assert_non_null(hog);
+    for (int i = 0; i < HOGS; i++) {
+        int fds[2];
+        pair(fds);
+        reader_start(loop, &hog[i], fds[0], 64 * 1024);
+        hog[i].take = false;
+        peer[i] = fds[1];
+        assert_int_equal(send(peer[i], data, 64 * 1024, 0), 64 * 1024);
+    }
+    pair(b);
+    reader_start(loop, &other, b[0], 64);
+    run_for(loop, 20); /* HOGS x 32 KiB: more than the ring's 2 MiB */
+    for (int i = 0; i < HOGS; i++)
+        assert_int_equal(sk_io_set(&hog[i].io, 0), 0);
+    run_for(loop, 5);
+    assert_int_equal(send(b[1], "hi", 2, 0), 2);
+    for (int k = 0; k < 100 && other.len < 2; k++)
+        run_for(loop, 2);
+    assert_int_equal(other.len, 2);
+    assert_memory_equal(other.got, "hi", 2);
+    reader_end(&other);
+    close(b[1]);
+    for (int i = 0; i < HOGS; i++) {
+        reader_end(&hog[i]);
+        close(peer[i]);
+    }
+    free(hog);
+    free(data);
+}
+
+/* A watcher stops reading and reads again, over and over, while enough
+ * other completions come that a cancelled receive's last one is reaped
+ * only after its watcher asked to read again (the loop takes 256 a
+ * wait). No receive may be left armed beside the next: once the watcher
+ * stops and its socket is closed, the peer hears the hang-up (a receive
+ * still armed would hold the socket open). */
+#define BUSY 300
+#define TOGGLES 40
+
+struct busy {
+    struct sk_io io;
+    struct reader *target;
+    unsigned *calls;
+};
+
+static void on_busy(struct sk_io *io, unsigned events)
+{
+    struct busy *b = io->data;
+    unsigned n = (*b->calls)++;
+
+    if (n % 256 == 0 && n / 256 < TOGGLES)
+        assert_int_equal(sk_io_set(&b->target->io, n / 256 % 2 ? SK_READ : 0),
+                         0);
+}
+
+static void test_a_receive_cancelled_then_armed_is_armed_once(void **state)
+{
+    struct sk_loop *loop = *state;
+    struct busy *busy = calloc(BUSY, sizeof(*busy));
+    int peer[BUSY], a[2];
+    unsigned calls = 0;
+    struct reader r;
+    struct pollfd p;
+
+    assert_non_null(busy);
+    pair(a);
+    reader_start(loop, &r, a[0], 64);
+    for (int i = 0; i < BUSY; i++) {
+        int fds[2];
+        pair(fds);
+        assert_int_equal(send(fds[1], "b", 1, 0), 1);
+        busy[i].io.data = &busy[i];
+        busy[i].target = &r;
+        busy[i].calls = &calls;
+        assert_int_equal(
+            sk_io_start(loop, &busy[i].io, fds[0], SK_READ, false, on_busy), 0);
+        peer[i] = fds[1];
+    }
+    for (int k = 0; k < 2000 && calls < (TOGGLES + 1) * 256; k++)
+        run_for(loop, 1);
+    assert_true(calls >= (TOGGLES + 1) * 256);
+    for (int i = 0; i < BUSY; i++) {
+        sk_io_stop(&busy[i].io);
+        close(busy[i].io.fd);
+        close(peer[i]);
+    }
+    assert_int_equal(send(a[1], "ok", 2, 0), 2); /* it reads again */
+    for (int k = 0; k < 100 && r.len < 2; k++)
+        run_for(loop, 2);
+    assert_int_equal(r.len, 2);
+    reader_end(&r);
+    p = (struct pollfd){.fd = a[1], .events = POLLIN};
+    for (int k = 0; k < 50 && !(p.revents & POLLHUP); k++) {
+        run_for(loop, 2);
+        assert_true(poll(&p, 1, 0) >= 0);
+    }
+    assert_true(p.revents & POLLHUP);
+    close(a[1]);
+    free(busy);
+}
+
 #define URING(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         URING(test_bytes_come_exact_then_the_end),
+        URING(test_bytes_come_exact_through_one_shot_receives),
+        URING(test_a_wait_takes_less_than_48_kib),
+        URING(test_a_one_shot_wait_takes_less_than_48_kib),
         URING(test_input_while_not_reading_is_kept_in_order),
         URING(test_stopped_watchers_give_their_buffers_back),
+        URING(test_paused_watchers_do_not_starve_others),
         URING(test_more_ready_sockets_than_buffers),
         URING(test_new_socket_on_the_old_number_hears_only_its_own),
+        URING(test_a_receive_cancelled_then_armed_is_armed_once),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
