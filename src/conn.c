@@ -462,10 +462,14 @@ static void check_hangup(struct sk_conn *c)
 {
     struct pollfd p = {.fd = c->io.fd, .events = 0};
 
-    if (c->flags & (CONN_SENDING | CONN_RING_RX))
+    if ((c->flags & CONN_SENDING) ||
+        ((c->flags & CONN_RING_RX) && (c->io.events & SK_READ)))
         return; /* the send's end, or the receive, tells of an error */
     if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLERR | POLLHUP | POLLNVAL)))
         return;
+    if ((c->flags & CONN_RING_RX) && !(p.revents & (POLLERR | POLLNVAL)))
+        return; /* the end comes through the receive, after what is queued
+                   there: parked, that would be lost */
     if ((p.revents & POLLHUP) && !(p.revents & POLLERR) &&
         (c->flags & (CONN_HELD | CONN_PAUSED | CONN_EOF)) &&
         !(c->flags & (CONN_CLOSING | CONN_STARTING))) {

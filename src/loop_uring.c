@@ -369,10 +369,21 @@ static bool uring_multishot(const struct uring_slot *s)
 }
 
 /* Whether s needs a poll: a watcher in receive mode hears of its input,
- * its end and its errors from its receive, and needs one only to write. */
+ * its end and its errors from its receive while it reads, and needs one
+ * to write, or, while it does not read, to hear of an error or a hang-up
+ * (a poll for no events), as epoll tells them whatever was asked. */
 static bool uring_wants_poll(const struct uring_slot *s)
 {
-    return s->rx == NULL || uring_poll_events(s) != 0;
+    return s->rx == NULL || uring_poll_events(s) != 0 ||
+           !(s->io->events & SK_READ);
+}
+
+/* Whether the poll of s tells of a hang-up once, not as level would: that
+ * of a watcher in receive mode that reads nothing (it cannot be unwatched
+ * until it reads, as a connection parks, without dropping its chunks). */
+static bool uring_edge(const struct uring_slot *s)
+{
+    return s->rx != NULL && uring_poll_events(s) == 0;
 }
 
 /* Queues a poll for every marked watcher that has none in flight.
@@ -457,7 +468,7 @@ static bool uring_take(struct sk_loop *loop, const struct io_uring_cqe *cqe)
             s->waits = true; /* only what it did not ask for: see above */
         return false;
     }
-    if (s->multi && !(s->io->flags & IO_DRAINS)) {
+    if (s->multi && !(s->io->flags & IO_DRAINS) && !uring_edge(s)) {
         uring_cancel(u, s); /* level again, from a one-shot poll */
         s->waits = false;
         uring_mark(u, (int)fd);

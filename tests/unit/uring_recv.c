@@ -6,11 +6,11 @@
  * watcher asks for nothing is kept and comes, in order, once it reads
  * again; a watcher stopped with chunks left gives their buffers back (the
  * ring never runs dry for good), and so does one that stops reading (it
- * starves no other); more sockets ready at once than the ring has buffers
- * all get their bytes; a socket given the number of a stopped watcher's
- * hears nothing of the old one's input; and a receive cancelled then
- * armed again is never armed twice. Skipped where the kernel refuses
- * io_uring or buffer rings. */
+ * starves no other); one that asks for nothing hears of a hang-up, once;
+ * more sockets ready at once than the ring has buffers all get their
+ * bytes; a socket given the number of a stopped watcher's hears nothing of
+ * the old one's input; and a receive cancelled then armed again is never
+ * armed twice. Skipped where the kernel refuses io_uring or buffer rings. */
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -313,6 +313,38 @@ static void test_new_socket_on_the_old_number_hears_only_its_own(void **state)
     }
 }
 
+/* A watcher that asks for nothing hears of its peer's hang-up, once (as
+ * epoll tells it whatever is asked; a poll for no events, not level), and
+ * what came before it is still there once it reads again. */
+static void test_a_watcher_asking_nothing_hears_the_hang_up(void **state)
+{
+    struct sk_loop *loop = *state;
+    struct reader r;
+    int fds[2];
+
+    pair(fds);
+    reader_start(loop, &r, fds[0], 64);
+    assert_int_equal(send(fds[1], "ab", 2, 0), 2);
+    for (int i = 0; i < 100 && r.len < 2; i++)
+        run_for(loop, 2);
+    r.take = false;
+    assert_int_equal(send(fds[1], "cd", 2, 0), 2);
+    assert_int_equal(sk_io_set(&r.io, 0), 0);
+    run_for(loop, 5);
+    r.calls = 0;
+    close(fds[1]);
+    run_for(loop, 50);
+    assert_int_equal(r.calls, 1);
+    r.take = true;
+    assert_int_equal(sk_io_set(&r.io, SK_READ), 0);
+    for (int i = 0; i < 100 && r.eofs == 0; i++)
+        run_for(loop, 2);
+    assert_int_equal(r.len, 4);
+    assert_memory_equal(r.got, "abcd", 4);
+    assert_int_equal(r.eofs, 1);
+    reader_end(&r);
+}
+
 /* Watchers that take every buffer they can, then stop asking for SK_READ
  * (connections paused or held): their chunks leave the ring, and another
  * socket's input still comes, as on epoll. */
@@ -437,6 +469,7 @@ int main(void)
         URING(test_a_one_shot_wait_takes_less_than_48_kib),
         URING(test_input_while_not_reading_is_kept_in_order),
         URING(test_stopped_watchers_give_their_buffers_back),
+        URING(test_a_watcher_asking_nothing_hears_the_hang_up),
         URING(test_paused_watchers_do_not_starve_others),
         URING(test_more_ready_sockets_than_buffers),
         URING(test_new_socket_on_the_old_number_hears_only_its_own),
