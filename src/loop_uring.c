@@ -59,22 +59,21 @@
 struct uring_orphan;
 struct uring_rx;
 
+struct uring_send;
+
 struct uring_slot {
-    struct sk_io *io; /* the watcher of this descriptor, NULL for none */
-    uint64_t armed;   /* user_data of its poll in flight, 0 for none */
-    unsigned mask;    /* the events that poll waits for */
-    uint32_t seq;     /* of the last poll armed */
-    bool multi;       /* that poll is multishot */
-    bool waits;       /* nothing asked for came: arm multishot (above) */
-    bool dirty;       /* on the list to arm before the next wait */
-    int next;         /* the next descriptor on that list, -1 for none */
-    /* loop_uring_send.c: the send in flight, if send_copy is not NULL */
-    char *send_copy;
-    struct io_uring_sqe *send_sqe; /* its entry, until submitted */
-    uint64_t send_gen;             /* submit_gen when it was queued */
-    uint32_t send_seq;
-    int send_res;        /* of the last send completed */
-    struct uring_rx *rx; /* loop_uring_recv.c: receive mode, or NULL */
+    struct sk_io *io;        /* the watcher of this descriptor, NULL for none */
+    uint64_t armed;          /* user_data of its poll in flight, 0 for none */
+    struct uring_send *send; /* loop_uring_send.c: in flight, or NULL */
+    struct uring_rx *rx;     /* loop_uring_recv.c: receive mode, or NULL */
+    unsigned mask;           /* the events that poll waits for */
+    uint32_t seq;            /* of the last poll armed */
+    int next;          /* the next descriptor on the dirty list, -1 for none */
+    uint32_t send_seq; /* of the last send queued */
+    int send_res;      /* of the last send completed */
+    bool multi;        /* that poll is multishot */
+    bool waits;        /* nothing asked for came: arm multishot (above) */
+    bool dirty;        /* on the list to arm before the next wait */
 };
 
 struct uring {
@@ -227,8 +226,10 @@ static struct uring_slot *uring_slot(struct uring *u, int fd)
 
     if ((size_t)fd < u->nslots)
         return &u->slots[fd];
+    /* Doubling to 1024 slots, then by an eighth in steps of 1024: room
+     * for fds to come costs at most an eighth of a slot per descriptor. */
     while (n <= (size_t)fd)
-        n *= 2;
+        n = n < 1024 ? n * 2 : (n + n / 8 + 1023) / 1024 * 1024;
     if ((slots = realloc(u->slots, n * sizeof(*slots))) == NULL)
         return NULL;
     memset(slots + u->nslots, 0, (n - u->nslots) * sizeof(*slots));

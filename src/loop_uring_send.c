@@ -8,16 +8,23 @@
  * iteration by more than one wait.
  *
  * A send's user_data is URING_UD_SEND | seq << 32 | fd, seq the slot's
- * send_seq of it (31 bits, as poll sequence numbers are). A watcher
+ * send_seq of it (30 bits, as poll sequence numbers are). A watcher
  * stopped with its send in flight leaves an orphan, its copy freed when
  * its completion comes; one not submitted yet becomes a no-op, so that it
  * never reaches a socket given the same number once the owner has closed
  * it (the owner stops a watcher with output in flight only to drop that
  * output: a clean close waits for the send's end). */
 
+/* A send in flight: its entry and the copy of its bytes, one block. */
+struct uring_send {
+    struct io_uring_sqe *sqe; /* its entry, until submitted */
+    uint64_t gen;             /* submit_gen when it was queued */
+    char data[];
+};
+
 struct uring_orphan {
     uint64_t ud;
-    char *copy;
+    struct uring_send *send;
 };
 
 static uint64_t uring_send_ud(const struct uring_slot *s, int fd)
@@ -35,25 +42,26 @@ int sk__io_send(struct sk_io *io, const void *buf, size_t len)
     struct uring *u = io->loop->uring;
     struct uring_slot *s;
     struct io_uring_sqe *sqe;
-    char *copy;
+    struct uring_send *send;
 
     if (!sk__io_can_send(io) || len == 0)
         return -EINVAL;
     s = &u->slots[io->fd];
-    if (s->send_copy != NULL)
+    if (s->send != NULL)
         return -EBUSY;
-    if ((copy = malloc(len)) == NULL)
+    if ((send = malloc(sizeof(*send) + len)) == NULL)
         return -ENOMEM;
     if ((sqe = uring_sqe(u)) == NULL) {
-        free(copy);
+        free(send);
         return -EAGAIN;
     }
-    memcpy(copy, buf, len);
+    memcpy(send->data, buf, len);
+    send->sqe = sqe;
+    send->gen = u->submit_gen;
     s->send_seq = (s->send_seq + 1) & URING_SEQ_MASK;
-    s->send_copy = copy;
-    s->send_sqe = sqe;
-    s->send_gen = u->submit_gen;
-    io_uring_prep_send(sqe, io->fd, copy, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    s->send = send;
+    io_uring_prep_send(sqe, io->fd, send->data, len,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
     io_uring_sqe_set_data64(sqe, uring_send_ud(s, io->fd));
     return 0;
 }
@@ -70,28 +78,28 @@ static void uring_orphan_send(struct uring *u, struct uring_slot *s, int fd)
     struct uring_orphan *more;
     uint64_t ud = uring_send_ud(s, fd);
 
-    if (s->send_copy == NULL)
+    if (s->send == NULL)
         return;
-    if (s->send_gen == u->submit_gen) { /* still in the submission queue */
-        io_uring_prep_nop(s->send_sqe);
-        io_uring_sqe_set_data64(s->send_sqe, ud);
+    if (s->send->gen == u->submit_gen) { /* still in the submission queue */
+        io_uring_prep_nop(s->send->sqe);
+        io_uring_sqe_set_data64(s->send->sqe, ud);
     }
     more = realloc(u->orphans, (u->norphans + 1) * sizeof(*more));
     if (more == NULL) {
         /* The copy is lost for good rather than freed under the kernel. */
-        s->send_copy = NULL;
+        s->send = NULL;
         return;
     }
     u->orphans = more;
-    u->orphans[u->norphans++] = (struct uring_orphan){ud, s->send_copy};
-    s->send_copy = NULL;
+    u->orphans[u->norphans++] = (struct uring_orphan){ud, s->send};
+    s->send = NULL;
 }
 
 static void uring_free_orphan(struct uring *u, uint64_t ud)
 {
     for (size_t i = 0; i < u->norphans; i++) {
         if (u->orphans[i].ud == ud) {
-            free(u->orphans[i].copy);
+            free(u->orphans[i].send);
             u->orphans[i] = u->orphans[--u->norphans];
             return;
         }
@@ -108,13 +116,13 @@ static bool uring_take_send(struct sk_loop *loop,
     size_t fd = (uint32_t)ud;
     struct uring_slot *s = fd < u->nslots ? &u->slots[fd] : NULL;
 
-    if (s == NULL || s->io == NULL || s->send_copy == NULL ||
+    if (s == NULL || s->io == NULL || s->send == NULL ||
         uring_send_ud(s, (int)fd) != ud) {
         uring_free_orphan(u, ud);
         return false;
     }
-    free(s->send_copy);
-    s->send_copy = NULL;
+    free(s->send);
+    s->send = NULL;
     s->send_res = cqe->res;
     loop->fired[loop->nfired].io = s->io;
     loop->fired[loop->nfired].events = SK_IO_SENT;
@@ -125,8 +133,8 @@ static bool uring_take_send(struct sk_loop *loop,
 static void uring_free_orphans(struct uring *u)
 {
     for (size_t i = 0; i < u->norphans; i++)
-        free(u->orphans[i].copy);
+        free(u->orphans[i].send);
     free(u->orphans);
     for (size_t fd = 0; fd < u->nslots; fd++)
-        free(u->slots[fd].send_copy);
+        free(u->slots[fd].send);
 }
