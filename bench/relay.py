@@ -5,7 +5,8 @@ same machine, same run, interleaved.
     python3 bench/relay.py [--duration S] [--rounds N] [--only PEER,...]
                            [--scenarios NAME,...] [--json FILE]
 
-Peers: sockit relay (SOCKIT=PATH, default build/sockit, and with SOCKIT_BEFORE=PATH another
+Peers: sockit relay (SOCKIT=PATH, default build/sockit; sockit-uring is the same with
+`--backend io_uring`; with SOCKIT_BEFORE=PATH another
 sockit binary as "sockit-before"; SOCKIT_V01=PATH a third), haproxy
 (`mode tcp`, `nbthread 1`, with and without `option splice-auto`), nginx's
 stream module (`worker_processes 1`) and socat (a fork per connection).
@@ -68,10 +69,11 @@ def nginx_cfg(tmp, port, echo, module):
 
 def peers(tmp):
     """name -> function(port, echo port) -> argv."""
-    def sockit(binary):
-        return lambda port, echo: [binary, "relay", "-q", "--threads", "1",
-                                   "tcp://127.0.0.1:%d" % port, "tcp://127.0.0.1:%d" % echo]
-    table = {"sockit": sockit(SOCKIT)}
+    def sockit(binary, backend="epoll"):
+        return lambda port, echo: [binary, "relay", "-q", "--threads", "1", "--backend",
+                                   backend, "tcp://127.0.0.1:%d" % port,
+                                   "tcp://127.0.0.1:%d" % echo]
+    table = {"sockit": sockit(SOCKIT), "sockit-uring": sockit(SOCKIT, "io_uring")}
     for name, var in (("sockit-before", "SOCKIT_BEFORE"), ("sockit-v0.1", "SOCKIT_V01")):
         if os.environ.get(var):
             table[name] = sockit(os.environ[var])

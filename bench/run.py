@@ -432,7 +432,10 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
     with open(js_path, "w") as f:
         json.dump({"date": started, "args": vars(args), "redis": redis, "syscalls": syscalls,
                    "summary": summary,
-                   "runs": [{"scenario": s, "server": n, **r} for (s, n), rs in runs.items() for r in rs],
+                   # Each run's latency summary, not its histogram's counts (megabytes).
+                   "runs": [{"scenario": s, "server": n,
+                             **{k: v for k, v in r.items() if k != "histogram"}}
+                            for (s, n), rs in runs.items() for r in rs],
                    **({"tls": tls} if tls is not None else {})},
                   f, indent=1)
 

@@ -19,7 +19,7 @@ import run as plain  # free_port, wait_ready, tree_cpu, the paths (bench/ is on 
 PEER_DIR = plain.PEER_DIR
 SERVER_CPU = plain.SERVER_CPU
 # every name peer_argv knows, in the order of the report
-ALL_PEERS = ["sockit-1", "tls-floor", "sockit-relay", "haproxy", "nginx", "stunnel", "socat"]
+ALL_PEERS = ["sockit-1", "sockit-1-uring", "tls-floor", "sockit-relay", "haproxy", "nginx", "stunnel", "socat"]
 
 
 def version_of(cmd, pattern):
@@ -46,9 +46,10 @@ def peer_argv(name, ctx, port, echo):
     """argv of the TLS side of peer `name` on port, echo the backend port
     (None for the peers that echo themselves). Writes configs in ctx tmp."""
     tmp, cert, key, comb = ctx["tmp"], ctx["cert"], ctx["key"], ctx["combined"]
-    if name == "sockit-1":
+    if name in ("sockit-1", "sockit-1-uring"):
+        backend = "io_uring" if name == "sockit-1-uring" else "epoll"
         return [ctx["sockit"], "serve", "-q", "-s", "echo", "--threads", "1",
-                "tls://127.0.0.1:%d,cert=%s,key=%s" % (port, cert, key)]
+                "--backend", backend, "tls://127.0.0.1:%d,cert=%s,key=%s" % (port, cert, key)]
     if name == "tls-floor":
         return [os.path.join(PEER_DIR, "tls_echo"), "tcp", str(port), cert, key]
     if name == "sockit-relay":
@@ -94,7 +95,7 @@ def peer_argv(name, ctx, port, echo):
 
 
 def needs_backend(name):
-    return name not in ("sockit-1", "tls-floor")
+    return name not in ("sockit-1", "sockit-1-uring", "tls-floor")
 
 
 # ------------------------------------------------------------ processes

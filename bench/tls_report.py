@@ -15,10 +15,11 @@ from tls_peers import ALL_PEERS
 
 SERVER_CPU, CLIENT_CPU = plain.SERVER_CPU, plain.CLIENT_CPU
 BEGIN, END = "<!-- bench/tls.py: begin -->", "<!-- bench/tls.py: end -->"
-SERVE_PEERS = ["sockit-1", "tls-floor", "haproxy", "nginx", "stunnel", "socat"]
+SERVE_PEERS = ["sockit-1", "sockit-1-uring", "tls-floor", "haproxy", "nginx", "stunnel", "socat"]
 RELAY_PEERS = ["sockit-relay", "haproxy", "nginx", "stunnel", "socat"]
 PEER_NOTES = {
     "sockit-1": "`sockit serve -s echo --threads 1 tls://…,cert=,key=`",
+    "sockit-1-uring": "the same with `--backend io_uring`",
     "tls-floor": "bench/peers/tls_echo.c: one thread, epoll, OpenSSL 3 (the floor)",
     "sockit-relay": "`sockit relay --threads 1 tls://…,cert=,key= tcp://ECHO` → epoll_echo",
     "haproxy": "haproxy %s, `mode tcp`, `nbthread 1`, `bind … ssl crt` → epoll_echo",
