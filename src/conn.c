@@ -355,7 +355,7 @@ static void on_peer_eof(struct sk_conn *c)
         sk_conn_close(c);
 }
 
-/* The ring's input comes in chunks of up to 16 KiB: one alone is read
+/* The ring's input comes in chunks of up to 32 KiB: one alone is read
  * where it lies, several are gathered into buf, up to SK_READ_CHUNK (what
  * one recv(2) would read). */
 static ssize_t receive_from_ring(struct sk_conn *c, char *buf,

@@ -11,8 +11,8 @@
  * on a multishot receive's total, sqe->optlen), or, where the kernel has
  * no such limit (it refuses the field with -EINVAL), one-shot; it is
  * armed again once the watcher has taken every chunk. So a watcher holds
- * less than 48 KiB of input the kernel took for it, less than a read(2) of
- * 64 KiB would, and the rest waits in the socket: a peer that sends while
+ * less than 64 KiB of input the kernel took for it, as a read(2) of 64 KiB
+ * would, and the rest waits in the socket: a peer that sends while
  * its connection does not read costs its socket buffer, not the loop's
  * memory (without the limit, one wait takes whatever the socket holds).
  *
@@ -29,9 +29,9 @@
  * receive's) give their buffer back and nothing else. */
 
 /* The most a receive takes: it ends at the first completion that reaches
- * it, so that it takes less than RX_ARM_BYTES + RX_BUF_SIZE = 48 KiB (a
- * larger limit measured no cheaper on 64 KiB requests). */
-#define RX_ARM_BYTES (2 * RX_BUF_SIZE)
+ * it, so that it takes less than RX_ARM_BYTES + RX_BUF_SIZE = 64 KiB, most
+ * often one full buffer. */
+#define RX_ARM_BYTES RX_BUF_SIZE
 
 struct rx_chunk {
     char *copy; /* out of the ring, or NULL: ring buffer bid */

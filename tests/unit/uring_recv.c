@@ -1,7 +1,7 @@
 /* uring_recv.c -- unit tests of receive mode on an io_uring loop
  * (src/loop_uring_recv.c): the chunks come exact, in order, then the end
  * of the stream, through multishot receives and through the one-shot ones
- * of kernels that cannot limit them; a wait takes less than 48 KiB for a
+ * of kernels that cannot limit them; a wait takes less than 64 KiB for a
  * watcher, however much its socket holds; input that comes while the
  * watcher asks for nothing is kept and comes, in order, once it reads
  * again; a watcher stopped with chunks left gives their buffers back (the
@@ -143,12 +143,12 @@ static void test_bytes_come_exact_through_one_shot_receives(void **state)
     test_bytes_come_exact_then_the_end(state);
 }
 
-/* A socket that holds far more than 48 KiB: no call hears of more than
+/* A socket that holds far more than 64 KiB: no call hears of more than
  * that at once, as a read(2) of 64 KiB would take at most 64 KiB, so that
  * a connection that stops reading holds little of the peer's input. */
-#define HELD (48 * 1024)
+#define HELD (64 * 1024)
 
-static void test_a_wait_takes_less_than_48_kib(void **state)
+static void test_a_wait_takes_less_than_64_kib(void **state)
 {
     struct sk_loop *loop = *state;
     struct reader r;
@@ -175,10 +175,10 @@ static void test_a_wait_takes_less_than_48_kib(void **state)
     free(data);
 }
 
-static void test_a_one_shot_wait_takes_less_than_48_kib(void **state)
+static void test_a_one_shot_wait_takes_less_than_64_kib(void **state)
 {
     sk__io_recv_oneshot(*state);
-    test_a_wait_takes_less_than_48_kib(state);
+    test_a_wait_takes_less_than_64_kib(state);
 }
 
 /* The watcher stops asking for input (a paused reader) while bytes keep
@@ -241,7 +241,7 @@ static void test_stopped_watchers_give_their_buffers_back(void **state)
     close(fds[1]);
 }
 
-/* More sockets with input at once than the ring has buffers (128): the
+/* More sockets with input at once than the ring has buffers (64): the
  * receives the ring could not serve wait for buffers, and every socket's
  * bytes come exact. */
 #define CROWD 300
@@ -465,8 +465,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         URING(test_bytes_come_exact_then_the_end),
         URING(test_bytes_come_exact_through_one_shot_receives),
-        URING(test_a_wait_takes_less_than_48_kib),
-        URING(test_a_one_shot_wait_takes_less_than_48_kib),
+        URING(test_a_wait_takes_less_than_64_kib),
+        URING(test_a_one_shot_wait_takes_less_than_64_kib),
         URING(test_input_while_not_reading_is_kept_in_order),
         URING(test_stopped_watchers_give_their_buffers_back),
         URING(test_a_watcher_asking_nothing_hears_the_hang_up),
