@@ -60,7 +60,6 @@
 
 struct uring_orphan;
 struct uring_rx;
-
 struct uring_send;
 
 struct uring_slot {

@@ -9,9 +9,6 @@
 
 #include <sys/socket.h>
 
-/* The backend of the group of tests running (main() runs them on each). */
-static enum sk_backend backend;
-
 /* What the server's connection read; under f->lock. */
 static char got[16];
 static size_t got_len;
@@ -59,7 +56,7 @@ static const struct sk_handler hold_handler = {
 
 static void serve_holding(struct fixture *f, const char *text, uint64_t ms)
 {
-    struct sk_server_config cfg = {.backend = backend};
+    struct sk_server_config cfg = {0};
 
     release_ms = ms;
     sk_timer_init(&release, on_release);
@@ -125,11 +122,6 @@ int main(void)
         ONE_WORKER(test_held_connection_hears_the_reset),
         ONE_WORKER(test_held_unix_peer_gone_is_read_later),
     };
-    int failed;
 
-    backend = SK_BACKEND_EPOLL;
-    failed = cmocka_run_group_tests_name("epoll", tests, NULL, NULL);
-    backend = SK_BACKEND_IO_URING; /* epoll again where it cannot be had */
-    failed += cmocka_run_group_tests_name("io_uring", tests, NULL, NULL);
-    return failed;
+    return RUN_ON_EACH_BACKEND(tests);
 }

@@ -26,6 +26,8 @@
 
 #include <sockit.h>
 
+#include "backends.h"
+
 #define WAIT_MS 5000 /* poll without progress this long: the test fails */
 #define ALARM_S 60
 #define NPAIRS_MAX (SK_PAIR_PIPES + 8)
@@ -43,9 +45,6 @@ struct joined {
     atomic_int status;
     atomic_bool done;
 };
-
-/* The backend of the group of tests running (main() runs them on each). */
-static enum sk_backend backend;
 
 struct run {
     struct sk_loop *loop;
@@ -150,7 +149,7 @@ static void run_start(struct run *r, int n, bool tcp_a)
 {
     alarm(ALARM_S);
     memset(r, 0, sizeof(*r));
-    assert_int_equal(sk_loop_new_backend(&r->loop, backend, NULL), 0);
+    assert_int_equal(sk_loop_new_backend(&r->loop, test_backend, NULL), 0);
     for (int i = 0; i < n; i++)
         join(r, tcp_a);
     assert_int_equal(pthread_create(&r->thread, NULL, run_loop, r), 0);
@@ -466,7 +465,7 @@ static void test_idle_pairs_hold_no_pipe(void **state)
 
     (void)state;
     memset(&r, 0, sizeof(r));
-    assert_int_equal(sk_loop_new_backend(&r.loop, backend, NULL), 0);
+    assert_int_equal(sk_loop_new_backend(&r.loop, test_backend, NULL), 0);
     before = count_fds();
     sk_loop_free(r.loop);
     run_start(&r, 8, false);
@@ -497,7 +496,7 @@ static void test_pool_bounded(void **state)
 
     (void)state;
     memset(&r, 0, sizeof(r));
-    assert_int_equal(sk_loop_new_backend(&r.loop, backend, NULL), 0);
+    assert_int_equal(sk_loop_new_backend(&r.loop, test_backend, NULL), 0);
     before = count_fds();
     sk_loop_free(r.loop);
     run_start(&r, NPAIRS_MAX, false);
@@ -527,11 +526,5 @@ int main(void)
         cmocka_unit_test(test_pool_bounded),
     };
 
-    int failed;
-
-    backend = SK_BACKEND_EPOLL;
-    failed = cmocka_run_group_tests_name("epoll", tests, NULL, NULL);
-    backend = SK_BACKEND_IO_URING; /* epoll again where it cannot be had */
-    failed += cmocka_run_group_tests_name("io_uring", tests, NULL, NULL);
-    return failed;
+    return RUN_ON_EACH_BACKEND(tests);
 }

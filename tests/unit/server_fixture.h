@@ -31,6 +31,8 @@
 
 #include <sockit.h>
 
+#include "backends.h"
+
 /* Not every test file uses every helper. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-variable"
@@ -326,17 +328,15 @@ static void *run_server(void *arg)
     return NULL;
 }
 
-/* The backend of the servers made where the config leaves it unset:
- * io_uring when SOCKIT_BACKEND says so (make unit-uring), unless a test
- * file sets it. */
-static enum sk_backend fixture_backend = SK_BACKEND_DEFAULT;
-
+/* The backend of the servers made where the config leaves it unset: that
+ * of run_on_each_backend() (backends.h) while it runs, else io_uring when
+ * SOCKIT_BACKEND says so (make unit-uring). */
 static enum sk_backend fixture_backend_now(void)
 {
     const char *env = getenv("SOCKIT_BACKEND");
 
-    if (fixture_backend != SK_BACKEND_DEFAULT)
-        return fixture_backend;
+    if (test_backend != SK_BACKEND_DEFAULT)
+        return test_backend;
     return env != NULL && strcmp(env, "io_uring") == 0 ? SK_BACKEND_IO_URING
                                                        : SK_BACKEND_DEFAULT;
 }

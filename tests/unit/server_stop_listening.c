@@ -6,9 +6,6 @@
 
 #include <sys/socket.h>
 
-/* The backend of the group of tests running (main() runs them on each). */
-static enum sk_backend backend;
-
 /* What sk_server_stop_listening() returned in a handler; under f->lock. */
 static int stop_ret;
 
@@ -18,7 +15,7 @@ static int stop_ret;
 static void serve_on(struct fixture *f, const struct sk_handler *h,
                      struct sk_server_config cfg, const char *text)
 {
-    cfg.backend = backend;
+    cfg.backend = test_backend;
     serve(f, h, cfg, text);
 }
 
@@ -211,7 +208,7 @@ static void test_unix_queued_client_closed_cleanly(void **state)
 static void test_einval_before_and_after_the_run(void **state)
 {
     struct fixture *f = *state;
-    struct sk_server_config cfg = {.backend = backend};
+    struct sk_server_config cfg = {.backend = test_backend};
     int fd;
 
     server_new(f, &echo_handler, cfg);
@@ -243,11 +240,6 @@ int main(void)
         TWO_WORKERS(test_unix_queued_client_closed_cleanly),
         TWO_WORKERS(test_einval_before_and_after_the_run),
     };
-    int failed;
 
-    backend = SK_BACKEND_EPOLL;
-    failed = cmocka_run_group_tests_name("epoll", tests, NULL, NULL);
-    backend = SK_BACKEND_IO_URING; /* epoll again where it cannot be had */
-    failed += cmocka_run_group_tests_name("io_uring", tests, NULL, NULL);
-    return failed;
+    return RUN_ON_EACH_BACKEND(tests);
 }

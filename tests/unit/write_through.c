@@ -216,11 +216,6 @@ int main(void)
         WITH_THREADS(test_stream_fed_by_on_drain_never_stalls, 1),
         WITH_THREADS(test_short_write_is_followed_by_on_drain, 1),
     };
-    int failed;
 
-    fixture_backend = SK_BACKEND_EPOLL;
-    failed = cmocka_run_group_tests_name("epoll", tests, NULL, NULL);
-    fixture_backend = SK_BACKEND_IO_URING; /* epoll where it cannot be had */
-    failed += cmocka_run_group_tests_name("io_uring", tests, NULL, NULL);
-    return failed;
+    return RUN_ON_EACH_BACKEND(tests);
 }
