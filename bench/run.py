@@ -360,6 +360,13 @@ def syscall_table(syscalls):
     return lines + [""]
 
 
+def run_records(runs):
+    """Every run of {(scenario, server): [run]}, each with its latency summary but not its
+    histogram's counts (megabytes in all)."""
+    return [{"scenario": s, "server": n, **{k: v for k, v in r.items() if k != "histogram"}}
+            for (s, n), rs in runs.items() for r in rs]
+
+
 def write_results(runs, redis, syscalls, args, started, elapsed):
     names = list(peers("/tmp").keys())
     lines = ["# sockit benchmark results", "",
@@ -432,10 +439,7 @@ def write_results(runs, redis, syscalls, args, started, elapsed):
     with open(js_path, "w") as f:
         json.dump({"date": started, "args": vars(args), "redis": redis, "syscalls": syscalls,
                    "summary": summary,
-                   # Each run's latency summary, not its histogram's counts (megabytes).
-                   "runs": [{"scenario": s, "server": n,
-                             **{k: v for k, v in r.items() if k != "histogram"}}
-                            for (s, n), rs in runs.items() for r in rs],
+                   "runs": run_records(runs),
                    **({"tls": tls} if tls is not None else {})},
                   f, indent=1)
 

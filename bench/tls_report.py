@@ -223,10 +223,7 @@ def write_results(runs, probes, args, ctx, started, elapsed, scenarios):
     data["tls"] = {"date": started, "args": {k: v for k, v in vars(args).items() if k != "failed"},
                    "generator": args.generator_name, "versions": versions, "probe": probes,
                    "failed": args.failed, "summary": summary,
-                   # Each run's latency summary, not its histogram's counts (megabytes).
-                   "runs": [{"scenario": s, "server": n,
-                             **{k: v for k, v in r.items() if k != "histogram"}}
-                            for (s, n), rs in runs.items() for r in rs]}
+                   "runs": plain.run_records(runs)}
     with open(js_path, "w") as f:
         json.dump(data, f, indent=1)
     print("wrote %s and %s" % (md_path, js_path))

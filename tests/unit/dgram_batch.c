@@ -74,11 +74,6 @@ static void test_burst_replies_are_whole_and_in_order(void **state)
     stop_and_free(f);
 }
 
-/* clang-format off */
-#define WITH_THREADS(f, n) \
-    {#f " threads=" #n, f, setup, teardown, &threads_##n}
-/* clang-format on */
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {

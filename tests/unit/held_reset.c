@@ -113,14 +113,11 @@ static void test_held_unix_peer_gone_is_read_later(void **state)
     stop_and_free(f);
 }
 
-#define ONE_WORKER(t)                                                          \
-    cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &threads_1)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        ONE_WORKER(test_held_connection_hears_the_reset),
-        ONE_WORKER(test_held_unix_peer_gone_is_read_later),
+        WITH_THREADS(test_held_connection_hears_the_reset, 1),
+        WITH_THREADS(test_held_unix_peer_gone_is_read_later, 1),
     };
 
     return RUN_ON_EACH_BACKEND(tests);

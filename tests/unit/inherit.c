@@ -446,10 +446,6 @@ static void test_unixpacket_listens_and_connects(void **state)
 }
 
 /* Each test twice: with one worker and with two. */
-/* clang-format off */
-#define WITH_THREADS(f, n) \
-    {#f " threads=" #n, f, setup, teardown, &threads_##n}
-/* clang-format on */
 #define BOTH(f) WITH_THREADS(f, 1), WITH_THREADS(f, 2)
 
 int main(void)

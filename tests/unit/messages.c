@@ -354,21 +354,17 @@ static void test_chat_message_is_lines_each_sent_alone(void **state)
     unserve(f, &opts, &service_chat);
 }
 
-/* clang-format off */
-#define ONE_WORKER(f) {#f, f, setup, teardown, &threads_1}
-/* clang-format on */
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pair_keeps_seqpacket_messages_both_ways),
         cmocka_unit_test(test_pair_ends_on_a_message_over_the_limit),
         cmocka_unit_test(test_pair_between_seqpacket_and_stream),
-        ONE_WORKER(test_message_queue_keeps_its_cap),
-        ONE_WORKER(test_timestamp_answers_each_message_whole),
-        ONE_WORKER(test_echo_sends_each_message_back_whole),
-        ONE_WORKER(test_chargen_sends_a_line_per_message),
-        ONE_WORKER(test_chat_message_is_lines_each_sent_alone),
+        WITH_THREADS(test_message_queue_keeps_its_cap, 1),
+        WITH_THREADS(test_timestamp_answers_each_message_whole, 1),
+        WITH_THREADS(test_echo_sends_each_message_back_whole, 1),
+        WITH_THREADS(test_chargen_sends_a_line_per_message, 1),
+        WITH_THREADS(test_chat_message_is_lines_each_sent_alone, 1),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

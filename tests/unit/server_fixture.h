@@ -79,6 +79,12 @@ struct fixture {
 
 static unsigned threads_1 = 1, threads_2 = 2;
 
+/* The test f on a server of n (1 or 2) worker threads, named for both. */
+/* clang-format off */
+#define WITH_THREADS(f, n) \
+    {#f " threads=" #n, f, setup, teardown, &threads_##n}
+/* clang-format on */
+
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));

@@ -224,21 +224,16 @@ static void test_einval_before_and_after_the_run(void **state)
     assert_int_equal(sk_server_stop_listening(f->srv), -EINVAL);
 }
 
-/* clang-format off */
-#define TWO_WORKERS(t) \
-    cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &threads_2)
-/* clang-format on */
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TWO_WORKERS(test_tcp_refused_after_the_call),
-        TWO_WORKERS(test_unix_refused_after_the_call),
-        TWO_WORKERS(test_tcp_called_from_on_open),
-        TWO_WORKERS(test_unix_called_from_on_open),
-        TWO_WORKERS(test_tcp_queued_client_closed_cleanly),
-        TWO_WORKERS(test_unix_queued_client_closed_cleanly),
-        TWO_WORKERS(test_einval_before_and_after_the_run),
+        WITH_THREADS(test_tcp_refused_after_the_call, 2),
+        WITH_THREADS(test_unix_refused_after_the_call, 2),
+        WITH_THREADS(test_tcp_called_from_on_open, 2),
+        WITH_THREADS(test_unix_called_from_on_open, 2),
+        WITH_THREADS(test_tcp_queued_client_closed_cleanly, 2),
+        WITH_THREADS(test_unix_queued_client_closed_cleanly, 2),
+        WITH_THREADS(test_einval_before_and_after_the_run, 2),
     };
 
     return RUN_ON_EACH_BACKEND(tests);

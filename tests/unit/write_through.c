@@ -201,11 +201,6 @@ static void test_short_write_is_followed_by_on_drain(void **state)
     stop_and_free(f);
 }
 
-/* clang-format off */
-#define WITH_THREADS(f, n) \
-    {#f " threads=" #n, f, setup, teardown, &threads_##n}
-/* clang-format on */
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
