@@ -429,11 +429,9 @@ static void test_max_conns_refusals_are_counted(void **state)
 }
 
 /* Each test twice: with one worker and with two. */
-/* clang-format off */
-#define WITH_THREADS(f, n) \
-    {#f " threads=" #n, f, admit_setup, admit_teardown, &threads_##n}
-/* clang-format on */
-#define BOTH(f) WITH_THREADS(f, 1), WITH_THREADS(f, 2)
+#define BOTH(f)                                                                \
+    WITH_SETUP_THREADS(f, 1, admit_setup, admit_teardown),                     \
+        WITH_SETUP_THREADS(f, 2, admit_setup, admit_teardown)
 
 int main(void)
 {

@@ -79,11 +79,13 @@ struct fixture {
 
 static unsigned threads_1 = 1, threads_2 = 2;
 
-/* The test f on a server of n (1 or 2) worker threads, named for both. */
+/* The test f on a server of n (1 or 2) worker threads, named for both,
+ * made by the fixture's setup and teardown or by others (set, tear). */
 /* clang-format off */
-#define WITH_THREADS(f, n) \
-    {#f " threads=" #n, f, setup, teardown, &threads_##n}
+#define WITH_SETUP_THREADS(f, n, set, tear) \
+    {#f " threads=" #n, f, set, tear, &threads_##n}
 /* clang-format on */
+#define WITH_THREADS(f, n) WITH_SETUP_THREADS(f, n, setup, teardown)
 
 static int setup(void **state)
 {

@@ -371,11 +371,9 @@ static void test_proxy_bad_header_on_tls_closes_unshaken(void **state)
 }
 
 /* Each test twice: with one worker and with two. */
-/* clang-format off */
-#define WITH_THREADS(f, n) \
-    {#f " threads=" #n, f, proxy_setup, proxy_teardown, &threads_##n}
-/* clang-format on */
-#define BOTH(f) WITH_THREADS(f, 1), WITH_THREADS(f, 2)
+#define BOTH(f)                                                                \
+    WITH_SETUP_THREADS(f, 1, proxy_setup, proxy_teardown),                     \
+        WITH_SETUP_THREADS(f, 2, proxy_setup, proxy_teardown)
 
 int main(void)
 {
